@@ -1,2 +1,309 @@
-def main():
-    pass
+"""The ``workbench`` command: a thin layer over the library.
+
+Library errors (:class:`~workbench.errors.WorkbenchError`) become one-line messages with exit code
+2 in exactly one place, :func:`main`. Commands that list or show things take ``--json``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from typer._click import exceptions as click_exc
+
+from . import config
+from .errors import WorkbenchError
+
+app = typer.Typer(help="Postmortem workbench: evidence, hypotheses and follow-up for every incident.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+incident_app = typer.Typer(help="Create, list, show, export and import incidents.", no_args_is_help=True)
+app.add_typer(incident_app, name="incident")
+
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar=config.HOME_ENV,
+                            help="Workspace folder (default: $WORKBENCH_HOME, then the current folder).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False, default=str))
+
+
+def _time(value: Optional[str], name: str):
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a time (use ISO 8601 with a zone, e.g. 2026-11-03T14:02:00Z)", param_hint=name)
+    if ts.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} has no time zone; append Z for UTC or an offset like +01:00", param_hint=name)
+    return ts.tz_convert("UTC")
+
+
+@app.command()
+def init(path: Optional[Path] = typer.Argument(None, help="Folder of the new workspace (default: $WORKBENCH_HOME or .)."),
+         database_url: Optional[str] = typer.Option(None, help="Knowledge base URL (default: SQLite file in the workspace)."),
+         as_json: bool = JsonOpt) -> None:
+    """Create a workspace (idempotent): workbench.toml, the knowledge base and the telemetry folder."""
+    ws = config.init(path, database_url=database_url)
+    if as_json:
+        _echo_json({"workspace": str(ws.root), "database_url": ws.database_url})
+    else:
+        typer.echo(f"workspace ready: {ws.root}")
+
+
+@app.command()
+def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (files, otlp, nezha) or a folder with manifest.yaml."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           start: Optional[str] = typer.Option(None, help="Only telemetry at or after this time (ISO 8601 with zone)."),
+           end: Optional[str] = typer.Option(None, help="Only telemetry before this time (ISO 8601 with zone)."),
+           option: list[str] = typer.Option([], "--option", "-o", help="Source option key=value (repeatable), e.g. -o table=metrics."),
+           as_json: bool = JsonOpt) -> None:
+    """Validate a source's telemetry into the workspace and import the incidents it describes.
+
+    All or nothing: on any error the workspace is left as it was. Ingesting the same data twice
+    adds nothing.
+    """
+    from tqdm import tqdm
+
+    from .ingest import ingest as run_ingest
+
+    options = dict(_key_value(o) for o in option)
+    ws = config.open_workspace(workspace)
+    with tqdm(desc="ingest", unit="step", file=sys.stderr, disable=None, leave=False) as bar:
+        def progress(text: str) -> None:
+            bar.set_postfix_str(text[-60:])
+            bar.update(1)
+        result = run_ingest(ws, source, start=_time(start, "--start"), end=_time(end, "--end"), who="cli", progress=progress, **options)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    typer.echo(f"ingested {result.source} in {result.seconds:.1f} s")
+    for table, n in result.rows_read.items():
+        if n or result.rows_added.get(table):
+            typer.echo(f"  {table:<9} read {n:>9,}  added {result.rows_added.get(table, 0):>9,}  already stored {result.rows_present.get(table, 0):>9,}")
+    if result.duplicates_dropped:
+        typer.echo(f"  duplicate rows inside the source dropped: {result.duplicates_dropped:,}")
+    typer.echo(f"  incidents: {len(result.incidents_added)} added, {len(result.incidents_updated)} updated, {len(result.incidents_unchanged)} unchanged")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise typer.BadParameter(f"{text!r} is not key=value", param_hint="--option")
+    return key, value
+
+
+@app.command()
+def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder to write the sample into."),
+           seed: int = typer.Option(7, help="Random seed (the committed sample uses 7)."),
+           days: int = typer.Option(7, help="Days of telemetry."),
+           as_json: bool = JsonOpt) -> None:
+    """Generate the deterministic online-shop sample (telemetry, incidents, ground-truth labels)."""
+    from .sample import generate
+
+    summary = generate(out, seed=seed, days=days)
+    if as_json:
+        _echo_json(summary)
+    else:
+        typer.echo(f"sample written to {out}")
+        for key, value in summary.items():
+            typer.echo(f"  {key}: {value}")
+
+
+@app.command()
+def sources() -> None:
+    """List the registered source schemes."""
+    from . import sources as registry
+
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:<8} {doc[0] if doc else ''}")
+
+
+@app.command()
+def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Workspace to (re)use for the demo."),
+         sample_dir: Path = typer.Option(Path("data/sample"), "--sample", help="Sample folder to ingest.")) -> None:
+    """Build a demo workspace from the sample and show the incidents it knows with their windows."""
+    from .ingest import ingest as run_ingest
+
+    ws = config.init(workspace)
+    typer.echo(f"workspace: {ws.root}")
+    result = run_ingest(ws, str(sample_dir), who="demo")
+    added = sum(result.rows_added.values())
+    typer.echo(f"ingested {sample_dir}: {sum(result.rows_read.values()):,} rows read, {added:,} new, "
+               f"{len(result.incidents_added)} incidents added in {result.seconds:.1f} s")
+    kb = ws.knowledge_base()
+    try:
+        incidents = kb.list_incidents()
+    finally:
+        kb.close()
+    typer.echo("")
+    _print_incidents(incidents)
+    typer.echo("")
+    typer.echo(f"Next: WORKBENCH_HOME={ws.root} .venv/bin/workbench incident show <ID>")
+
+
+# ---------------------------------------------------------------- incident commands
+
+def _print_incidents(incidents) -> None:
+    if not incidents:
+        typer.echo("no incidents")
+        return
+    typer.echo(f"{'id':<24} {'sev':<5} {'status':<11} {'started (UTC)':<17} {'window (UTC)':<35} title")
+    for inc in incidents:
+        started = inc.started.strftime("%Y-%m-%d %H:%M") if inc.started else "?"
+        window = _window_text(inc)
+        typer.echo(f"{inc.id:<24} {inc.severity:<5} {inc.status:<11} {started:<17} {window:<35} {inc.title}")
+
+
+def _window_text(inc) -> str:
+    from .windows import analysis_window
+
+    start, end = analysis_window(inc)
+    return f"{start:%m-%d %H:%M} .. {end:%m-%d %H:%M}"
+
+
+@incident_app.command("new")
+def incident_new(title: str = typer.Option(..., help="Short human title."),
+                 started: str = typer.Option(..., help="When the impact started (ISO 8601 with zone)."),
+                 services: str = typer.Option(..., help="Comma-separated affected services."),
+                 severity: str = typer.Option("SEV3", help="SEV1 (worst) .. SEV5."),
+                 environment: str = typer.Option("production", help="deployment.environment."),
+                 detected: Optional[str] = typer.Option(None, help="When it was detected (alert/page time)."),
+                 workspace: Optional[Path] = WorkspaceOpt,
+                 as_json: bool = JsonOpt) -> None:
+    """Open a new incident; prints its id (or the whole record with --json)."""
+    ws = config.open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        inc = kb.create_incident(title=title, started=_time(started, "--started"),
+                                 services=[s.strip() for s in services.split(",") if s.strip()],
+                                 severity=severity, environment=environment,
+                                 detected=_time(detected, "--detected"), who="cli")
+    finally:
+        kb.close()
+    if as_json:
+        _echo_json(inc.to_dict())
+    else:
+        typer.echo(inc.id)
+
+
+@incident_app.command("list")
+def incident_list(status: Optional[str] = typer.Option(None, help="Only this status."),
+                  service: Optional[str] = typer.Option(None, help="Only incidents involving this service."),
+                  workspace: Optional[Path] = WorkspaceOpt,
+                  as_json: bool = JsonOpt) -> None:
+    """List incidents, oldest first, with their analysis windows."""
+    ws = config.open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        incidents = kb.list_incidents(status=status, service=service)
+    finally:
+        kb.close()
+    if as_json:
+        _echo_json([i.to_dict() for i in incidents])
+    else:
+        _print_incidents(incidents)
+
+
+@incident_app.command("show")
+def incident_show(incident_id: str = typer.Argument(..., help="Incident id."),
+                  workspace: Optional[Path] = WorkspaceOpt,
+                  as_json: bool = JsonOpt) -> None:
+    """Show one incident with its hypotheses, action items and conclusions."""
+    ws = config.open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        if as_json:
+            inc = kb.get_incident(incident_id)
+            data = inc.to_dict()
+            data["hypotheses"] = [h.to_dict() for h in kb.list_hypotheses(incident_id)]
+            data["action_items"] = [a.to_dict() for a in kb.list_action_items(incident_id=incident_id)]
+            data["conclusions"] = [c.to_dict() for c in kb.list_conclusions(incident_id)]
+            _echo_json(data)
+        else:
+            typer.echo(kb.export_incident(incident_id), nl=False)
+    finally:
+        kb.close()
+
+
+@incident_app.command("export")
+def incident_export(incident_ids: list[str] = typer.Argument(None, help="Incident ids (default: all)."),
+                    out: Path = typer.Option(Path("postmortems"), "--out", help="Folder to write <id>.yaml files into."),
+                    workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Export incidents as YAML documents (one file each, stable key order) for review in git."""
+    ws = config.open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        ids = incident_ids or [i.id for i in kb.list_incidents()]
+        out.mkdir(parents=True, exist_ok=True)
+        for incident_id in ids:
+            path = out / f"{incident_id}.yaml"
+            path.write_text(kb.export_incident(incident_id), encoding="utf-8")
+            typer.echo(str(path))
+    finally:
+        kb.close()
+
+
+@incident_app.command("import")
+def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents written by `incident export`."),
+                    workspace: Optional[Path] = WorkspaceOpt,
+                    as_json: bool = JsonOpt) -> None:
+    """Import (create or update) incidents from YAML documents, all in one transaction."""
+    import yaml
+
+    from .errors import SourceError
+    from .store.documents import validate_document
+
+    docs = []
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise SourceError(f"{path}: cannot read incident document: {exc}") from None
+        validate_document(doc, origin=str(path))
+        docs.append(doc)
+    ws = config.open_workspace(workspace)
+    kb = ws.knowledge_base()
+    outcomes = []
+    try:
+        with kb.transaction():
+            for doc in docs:
+                outcomes.append(kb.import_document(doc, who="cli"))
+    finally:
+        kb.close()
+    if as_json:
+        _echo_json([{"id": o.incident.id, "action": o.action} for o in outcomes])
+    else:
+        for o in outcomes:
+            typer.echo(f"{o.incident.id}: {o.action}")
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every WorkbenchError becomes ``workbench: error: …`` and exit code 2."""
+    try:
+        app(args=argv, prog_name="workbench", standalone_mode=False)
+    except WorkbenchError as exc:
+        typer.echo(f"workbench: error: {exc}", err=True)
+        return 2
+    except click_exc.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    run()

@@ -310,7 +310,7 @@ def _check_table(table: str) -> None:
         raise UnknownNameError("table", table, list(TABLES))
 
 
-_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2}|UTC|GMT)$", re.IGNORECASE)
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)$", re.IGNORECASE)
 
 
 def _to_utc(series: pd.Series, tz: str | None) -> tuple[pd.Series, pd.Series | None]:
@@ -324,8 +324,12 @@ def _to_utc(series: pd.Series, tz: str | None) -> tuple[pd.Series, pd.Series | N
         return loc.astype("datetime64[ns, UTC]"), loc.isna()
     # object: strings, Timestamps, datetimes, or a mix
     values = series.astype(object)
-    naive = values.map(_is_naive)
-    bad = values.isna() | values.map(lambda v: isinstance(v, (bytes, bool)))
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        naive = ~values.str.strip().str.contains(_OFFSET.pattern, case=False, regex=True).astype(bool)
+        bad = pd.Series(False, index=series.index)
+    else:
+        naive = values.map(_is_naive).astype(bool)
+        bad = values.isna() | values.map(lambda v: isinstance(v, (bytes, bool)))
     if tz is None:
         bad |= naive
     parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
@@ -356,15 +360,26 @@ def _is_naive(v: Any) -> bool:
 
 
 def _to_json(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    out, bad = [], []
-    for v in series.astype(object):
-        try:
-            out.append(to_attributes(v))
-            bad.append(False)
-        except (ValueError, TypeError):
-            out.append("{}")
-            bad.append(True)
-    return pd.Series(out, index=series.index, dtype=object), pd.Series(bad, index=series.index)
+    values = series.astype(object)
+    if pd.api.types.infer_dtype(values, skipna=True) == "string" and not values.isna().any():
+        # Attributes repeat a lot (pods, versions): convert each distinct text once.
+        table = {}
+        for v in pd.unique(values):
+            try:
+                table[v] = (to_attributes(v), False)
+            except (ValueError, TypeError):
+                table[v] = ("{}", True)
+        pairs = values.map(table)
+    else:
+        def convert(v: Any) -> tuple[str, bool]:
+            try:
+                return to_attributes(v), False
+            except (ValueError, TypeError):
+                return "{}", True
+        pairs = values.map(convert)
+    out = pairs.map(lambda p: p[0]).astype(object)
+    bad = pairs.map(lambda p: p[1]).astype(bool)
+    return out, bad
 
 
 def _to_float(series: pd.Series, nonnegative: bool) -> tuple[pd.Series, pd.Series]:
@@ -384,11 +399,21 @@ def _to_text(series: pd.Series, allow_empty: bool, fill_missing: Any) -> tuple[p
     if fill_missing is not None:
         values = values.where(~missing, fill_missing)
         missing = pd.Series(False, index=series.index)
-    bad = missing | values.map(lambda v: not isinstance(v, str) and not isinstance(v, (int, np.integer)))
-    bad |= values.map(lambda v: isinstance(v, str) and _not_utf8(v))
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        # Fast path (the common case): every value is a str; check each distinct value once.
+        text = values
+        uniq = pd.Series(pd.unique(values), dtype=object)
+        bad_uniq = uniq.map(_not_utf8).astype(bool)
+        if not allow_empty:
+            bad_uniq |= uniq.str.strip().eq("")
+        bad = values.isin(set(uniq[bad_uniq])) if bad_uniq.any() else pd.Series(False, index=series.index)
+        return text, bad
+    else:
+        bad = missing | values.map(lambda v: not isinstance(v, (str, int, np.integer)) or isinstance(v, bool))
+        text = values.map(lambda v: str(v) if isinstance(v, (str, int, np.integer)) else "")
+        bad |= text.map(_not_utf8).astype(bool)
     if not allow_empty:
-        bad |= values.map(lambda v: isinstance(v, str) and not v.strip())
-    text = values.map(lambda v: str(v) if isinstance(v, (str, int, np.integer)) else "")
+        bad |= text.str.strip().eq("")
     return text.astype(object), bad
 
 
@@ -430,11 +455,14 @@ def _failure(col: str, expected: str, frame: pd.DataFrame, bad: pd.Series) -> di
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
-    for idx, row in frame.head(_ROWS_SHOWN).iterrows():
+    for idx, row in frame.head(_ROWS_SHOWN).to_dict("index").items():
         rec = {"row": idx}
         for k, v in row.items():
-            if isinstance(v, str) and len(v) > 80:
-                v = v[:77] + "..."
+            if isinstance(v, str):
+                if _not_utf8(v):  # show undecodable bytes as escapes, never crash printing them
+                    v = v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                if len(v) > 80:
+                    v = v[:77] + "..."
             rec[str(k)] = v
         rows.append(rec)
     return rows

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import pandas as pd
 
 from .. import schema
-from ..errors import SchemaError
 
 
 @dataclass
@@ -100,8 +99,11 @@ class Source(ABC):
         """Incident documents the source describes (none by default)."""
         return []
 
-    def read(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> Telemetry:
-        """Read and validate everything; all validation failures of all frames are raised together.
+    def read(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+             progress: Callable[[RawFrame], None] | None = None) -> Telemetry:
+        """Read and validate everything in ``[start, end)``.
+
+        ``progress`` is called with each raw frame after it validated (the CLI's progress bar).
 
         Raises
         ------
@@ -116,6 +118,8 @@ class Source(ABC):
             validated = schema.validate(raw.table, raw.frame, source=raw.origin, tz=raw.tz)
             parts[raw.table].append(validated.frame)
             reports.append(validated.report)
+            if progress is not None:
+                progress(raw)
         out = Telemetry(reports=reports, incidents=self.incidents())
         for table, frames in parts.items():
             if frames:
