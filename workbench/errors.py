@@ -58,13 +58,14 @@ def _short(row: Any, limit: int = 160) -> str:
 class UnknownNameError(WorkbenchError, KeyError):
     """A registry lookup failed; the message suggests the closest known names."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], where: str | None = None):
         import difflib
 
-        self.kind, self.name, self.known = kind, name, sorted(known)
+        self.kind, self.name, self.known, self.where = kind, name, sorted(known), where
         close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        super().__init__(f"unknown {kind} {name!r} (known: {', '.join(self.known) or 'none'}){hint}")
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}unknown {kind} {name!r} (known: {', '.join(self.known) or 'none'}){hint}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

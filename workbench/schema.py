@@ -214,7 +214,7 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
     for col, (kind, _, default) in spec.items():
         series = frame[col] if col in frame.columns else pd.Series(default, index=frame.index, dtype=object)
         if kind == "time":
-            series, bad = _to_utc(series, tz)
+            series, bad = to_utc(series, tz)
             if bad is not None and bad.any():
                 expected = ("a timezone-aware time (naive times need the source's zone declared)"
                             if tz is None else "a parseable time")
@@ -313,8 +313,12 @@ def _check_table(table: str) -> None:
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)$", re.IGNORECASE)
 
 
-def _to_utc(series: pd.Series, tz: str | None) -> tuple[pd.Series, pd.Series | None]:
-    """Return (UTC series, mask of bad rows)."""
+def to_utc(series: pd.Series, tz: str | None = None) -> tuple[pd.Series, pd.Series | None]:
+    """Parse ``series`` as times and convert to UTC; return (UTC series, mask of bad rows).
+
+    The one time parser of the workbench: tz-aware values are converted, naive ones are refused
+    (marked bad) unless ``tz`` names the zone they were written in, strings need an offset.
+    """
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         return series.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"), series.isna()
     if pd.api.types.is_datetime64_dtype(series.dtype):

@@ -33,9 +33,9 @@ def register(scheme: str):
 def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
-        _builtins_loaded = True
         for name in _BUILTIN_MODULES:
             importlib.import_module(f"{__name__}.{name}")
+        _builtins_loaded = True
 
 
 def get(scheme: str) -> type[Source]:
