@@ -106,7 +106,10 @@ def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder t
     """Generate the deterministic online-shop sample (telemetry, incidents, ground-truth labels)."""
     from .sample import generate
 
-    summary = generate(out, seed=seed, days=days)
+    try:
+        summary = generate(out, seed=seed, days=days)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if as_json:
         _echo_json(summary)
     else:
@@ -259,6 +262,7 @@ def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents
     import yaml
 
     from .errors import SourceError
+    from .ingest import import_document
     from .store.documents import validate_document
 
     docs = []
@@ -267,22 +271,22 @@ def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise SourceError(f"{path}: cannot read incident document: {exc}") from None
-        validate_document(doc, origin=str(path))
-        docs.append(doc)
+        validate_document(doc, str(path))
+        docs.append((doc, str(path)))
     ws = config.open_workspace(workspace)
     kb = ws.knowledge_base()
     outcomes = []
     try:
         with kb.transaction():
-            for doc in docs:
-                outcomes.append(kb.import_document(doc, who="cli"))
+            for doc, origin in docs:
+                outcomes.append(import_document(kb, doc, who="cli", origin=origin))
     finally:
         kb.close()
     if as_json:
-        _echo_json([{"id": o.incident.id, "action": o.action} for o in outcomes])
+        _echo_json([{"id": inc.id, "action": action} for action, inc in outcomes])
     else:
-        for o in outcomes:
-            typer.echo(f"{o.incident.id}: {o.action}")
+        for action, inc in outcomes:
+            typer.echo(f"{inc.id}: {action}")
 
 
 # ---------------------------------------------------------------- entry point

@@ -90,15 +90,15 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
     result.rows_read = {t: len(f) for t, f in telemetry.tables().items()}
     result.duplicates_dropped = sum(r.duplicates_dropped for r in telemetry.reports)
     for doc in telemetry.incidents:
-        validate_document(doc, origin=source.url)
+        validate_document(doc, source.url)
 
     staged = workspace.telemetry().stage(telemetry.tables(), progress=(lambda p: progress(f"write {p}")) if progress else None)
     kb = workspace.knowledge_base()
     try:
         with kb.transaction():
             for doc in telemetry.incidents:
-                outcome = kb.import_document(doc, who=who)
-                getattr(result, f"incidents_{outcome.action}").append(outcome.incident.id)
+                action, incident = import_document(kb, doc, who=who, origin=source.url)
+                getattr(result, f"incidents_{action}").append(incident.id)
             staged.commit()
     except BaseException:
         staged.rollback()
@@ -109,3 +109,21 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
     result.rows_present = staged.stats.rows_present
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def import_document(kb, doc: dict[str, Any], who: str, origin: str) -> tuple[str, Any]:
+    """Import one incident document; return (``added`` | ``updated`` | ``unchanged``, incident)."""
+    from .errors import NotFoundError
+
+    before = None
+    if doc.get("id"):
+        try:
+            before = kb.get_incident(doc["id"])
+        except NotFoundError:
+            before = None
+    history_before = len(kb.history(incident_id=doc["id"])) if before is not None else 0
+    incident = kb.import_incident(doc, who=who, origin=origin)
+    if before is None:
+        return "added", incident
+    changed = len(kb.history(incident_id=incident.id)) != history_before
+    return ("updated" if changed else "unchanged"), incident

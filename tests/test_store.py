@@ -1,0 +1,481 @@
+"""The knowledge base on real SQLite files: versions, transactions, history, documents, migrations."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import yaml
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from workbench.errors import ConflictError, NotFoundError, StoreError
+from workbench.store import KnowledgeBase, documents, migrations
+from workbench.store.models import Base
+
+T0 = datetime(2023, 1, 29, 8, 43, 4, tzinfo=timezone.utc)
+
+HOSTILE = [
+    "it's \"quoted\" \\ back\\slash",
+    "'; DROP TABLE incidents; --",
+    "<script>alert(1)</script>",
+    "line one\nline two\n\n  indented\ttab\r\nwindows",
+    "trailing spaces   \n  ",
+    "emoji 🔥🚒 and ümlauts",
+    "RTL \u202eevil\u202c and עברית العربية \u200f",
+    "yes", "null", "~", "0x1F", "1e3", "2023-01-29", "- dash", ": colon", "#hash", "&anchor *alias",
+    "\u2028line sep\u2029para sep\x85next line",
+    "\ufeffbom and \x07 bell",
+]
+
+
+@pytest.fixture
+def kb(tmp_path):
+    store = KnowledgeBase(f"sqlite:///{tmp_path / 'kb.sqlite'}")
+    yield store
+    store.close()
+
+
+def _incident(kb, **overrides):
+    values = dict(title="Checkout latency", started=T0, services=["checkout", "payments"], who="alice")
+    values.update(overrides)
+    return kb.create_incident(**values)
+
+
+def _full_incident(kb, text="plain"):
+    """An incident with every kind of child, ``text`` in every free-text field (one transaction)."""
+    with kb.transaction():
+        return _build_full_incident(kb, text)
+
+
+def _build_full_incident(kb, text):
+    inc = kb.create_incident(
+        title=f"title {text}", started=T0, services=["svc-a", f"svc {text}"], severity="SEV2",
+        environment=f"env {text}", detected=T0 + timedelta(minutes=2), mitigated=T0 + timedelta(minutes=30),
+        labels={"symptom": text, "confidence": 0.75}, links=[{"title": text, "url": "https://x.test/?q=<a>"}],
+        window_start=T0 - timedelta(hours=1), window_end=T0 + timedelta(hours=1), who="alice")
+    kb.add_hypothesis(inc.id, service="svc-a", cause="change", summary=f"deploy {text}", score=0.912345678901,
+                      rank=1, evidence=[{"signal": text, "at": "2023-01-29T08:44:00Z", "strength": 3.5,
+                                         "nested": {"k": [1, 2.0, True, None, text]}}],
+                      similar=[{"incident_id": "INC-20220101-001", "score": 0.5}], who="engine")
+    kb.add_hypothesis(inc.id, service="svc-b", cause="resource", summary=text, score=0.1, rank=2,
+                      status="rejected", reviewer=f"bob {text}", rationale=text, who="bob")
+    kb.add_conclusion(inc.id, kind="summary", text=text, author=f"carol {text}", who="carol")
+    kb.add_conclusion(inc.id, kind="lesson", text="multi\nline\nlesson", who="carol")
+    kb.add_action_item(inc.id, title=f"fix {text}", owner="dave", kind="prevent", due=date(2023, 3, 1),
+                       verification={"metric": text, "max": 0.5}, who="dave")
+    kb.add_signoff(inc.id, name=f"erin {text}", role="incident commander", at=T0 + timedelta(days=2), who="erin")
+    return kb.get_incident(inc.id)
+
+
+# ----------------------------------------------------------------------------- schema & migrations
+
+def test_new_file_gets_schema_and_reports_version(kb, tmp_path):
+    assert kb.schema_version() == migrations.head() == "0001"
+    tables = set(inspect(create_engine(f"sqlite:///{tmp_path / 'kb.sqlite'}")).get_table_names())
+    assert {"incidents", "hypotheses", "conclusions", "action_items", "signoffs", "runs",
+            "recurrence_checks", "history", "alembic_version"} <= tables
+
+
+def test_models_match_migrations(kb, tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'kb.sqlite'}")
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_reopening_an_existing_file_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kb.sqlite'}"
+    with KnowledgeBase(url) as first:
+        inc = _incident(first)
+    for _ in range(2):
+        with KnowledgeBase(url) as again:
+            assert again.schema_version() == "0001"
+            assert again.get_incident(inc.id) == inc
+            assert len(again.history()) == 1
+
+
+def test_opening_an_old_database_upgrades_it(tmp_path):
+    path = tmp_path / "old.sqlite"
+    sqlite3.connect(path).close()  # an existing, empty database file
+    with KnowledgeBase(f"sqlite:///{path}") as kb:
+        assert kb.schema_version() == "0001"
+    engine = create_engine(f"sqlite:///{path}")
+    migrations.downgrade(engine, "base")
+    assert "incidents" not in inspect(engine).get_table_names()
+    engine.dispose()
+    with KnowledgeBase(str(path)) as kb:  # a plain path means a SQLite file
+        assert kb.schema_version() == "0001"
+        _incident(kb)
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "kb.sqlite"
+    KnowledgeBase(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="9999.*newer"):
+        KnowledgeBase(f"sqlite:///{path}")
+
+
+def test_bad_urls_raise_store_errors(tmp_path):
+    with pytest.raises(StoreError, match="not a database URL"):
+        KnowledgeBase("::nonsense::://")
+    with pytest.raises(StoreError, match="does not exist"):
+        KnowledgeBase(f"sqlite:///{tmp_path / 'missing' / 'kb.sqlite'}")
+
+
+# ----------------------------------------------------------------------------- incidents & ids
+
+def test_incident_ids_are_generated_per_day_and_validated(kb):
+    a, b = _incident(kb), _incident(kb, title="other")
+    c = _incident(kb, started=datetime(2023, 1, 30, 23, 59, tzinfo=timezone(timedelta(hours=-3))))
+    assert (a.id, b.id, c.id) == ("INC-20230129-001", "INC-20230129-002", "INC-20230131-001")  # UTC date
+    _incident(kb, id="INC-20230129-041")
+    assert _incident(kb).id == "INC-20230129-042"
+    assert _incident(kb, id="nezha-20230129-0843").id == "nezha-20230129-0843"
+    with pytest.raises(ConflictError, match="already exists"):
+        _incident(kb, id="nezha-20230129-0843")
+    for bad in ("has space", "a/b", "", "x" * 129, "ünicode"):
+        with pytest.raises(StoreError, match="field 'id'"):
+            _incident(kb, id=bad)
+
+
+def test_times_come_back_as_aware_utc(kb):
+    plus2 = timezone(timedelta(hours=2))
+    inc = _incident(kb, started=datetime(2023, 1, 29, 10, 43, 4, 123456, tzinfo=plus2),
+                    detected="2023-01-29T08:50:00+00:00", resolved="2023-01-29T09:00:00Z")
+    got = kb.get_incident(inc.id)
+    assert got.started == datetime(2023, 1, 29, 8, 43, 4, 123456, tzinfo=timezone.utc)
+    for value in (got.started, got.detected, got.resolved, got.created, got.updated):
+        assert value.tzinfo is timezone.utc
+    with pytest.raises(StoreError, match="field 'started'.*timezone"):
+        _incident(kb, started=datetime(2023, 1, 29, 8, 43))
+    with pytest.raises(StoreError, match="field 'resolved'.*after started"):
+        _incident(kb, resolved=T0 - timedelta(minutes=1))
+
+
+def test_list_incidents_filters_and_orders_by_start(kb):
+    late = _incident(kb, started=T0 + timedelta(days=2), severity="SEV1", labels={"symptom": "latency"})
+    early = _incident(kb, services=["search"], status="resolved")
+    assert [i.id for i in kb.list_incidents()] == [early.id, late.id]
+    assert [i.id for i in kb.list_incidents(severity="SEV1")] == [late.id]
+    assert [i.id for i in kb.list_incidents(status="resolved")] == [early.id]
+    assert [i.id for i in kb.list_incidents(service="search")] == [early.id]
+    assert [i.id for i in kb.list_incidents(since=T0 + timedelta(days=1))] == [late.id]
+    assert [i.id for i in kb.list_incidents(label="symptom=latency")] == [late.id]
+    assert [i.id for i in kb.list_incidents(label={"symptom": "errors"})] == []
+
+
+@pytest.mark.parametrize("call, field, value", [
+    (lambda kb: _incident(kb, severity="SEV9"), "severity", "SEV9"),
+    (lambda kb: _incident(kb, status="done"), "status", "done"),
+    (lambda kb: kb.add_hypothesis(_incident(kb).id, service="a", cause="dns", summary="s", score=1, who="x"),
+     "cause", "dns"),
+    (lambda kb: kb.add_conclusion(_incident(kb).id, kind="rant", text="t", who="x"), "kind", "rant"),
+    (lambda kb: kb.add_action_item(_incident(kb).id, title="t", owner="o", kind="pray", who="x"), "kind", "pray"),
+    (lambda kb: kb.add_action_item(_incident(kb).id, title="t", owner="o", kind="detect", status="later",
+                                   who="x"), "status", "later"),
+])
+def test_enumeration_errors_name_field_allowed_values_and_value(kb, call, field, value):
+    with pytest.raises(StoreError) as err:
+        call(kb)
+    message = str(err.value)
+    assert f"field {field!r}" in message and repr(value) in message and "one of" in message
+
+
+def test_unknown_ids_and_fields(kb):
+    with pytest.raises(NotFoundError, match="incident 'nope' not found"):
+        kb.get_incident("nope")
+    with pytest.raises(NotFoundError, match="action item 'act-x' not found"):
+        kb.update_action_item("act-x", 1, who="x", status="done")
+    with pytest.raises(NotFoundError, match="incident 'nope'"):
+        kb.add_hypothesis("nope", service="a", cause="code", summary="s", score=1, who="x")
+    inc = _incident(kb)
+    with pytest.raises(StoreError, match="did you mean 'severity'"):
+        kb.update_incident(inc.id, 1, who="x", severrity="SEV1")
+    with pytest.raises(StoreError, match="field 'who'"):
+        kb.update_incident(inc.id, 1, who=" ", title="anonymous edit")
+    assert kb.get_incident(inc.id) == inc
+
+
+# ----------------------------------------------------------------------------- versions & history
+
+def test_stale_write_conflicts_and_changes_nothing(kb):
+    inc = _incident(kb)
+    updated = kb.update_incident(inc.id, expected_version=1, who="bob", title="New", severity="SEV1")
+    assert updated.version == 2
+    before = kb.history()
+    with pytest.raises(ConflictError, match="version 2, not 1"):
+        kb.update_incident(inc.id, expected_version=1, who="mallory", title="Overwrite", status="closed")
+    assert kb.get_incident(inc.id) == updated
+    assert kb.history() == before
+
+
+def test_history_records_every_change(kb):
+    inc = _incident(kb)
+    kb.update_incident(inc.id, 1, "bob", title="Renamed", resolved=T0 + timedelta(hours=1), services=["x"])
+    kb.update_incident(inc.id, 2, "carol", title="Renamed")  # no change: no version, no history
+    assert kb.get_incident(inc.id).version == 2
+    rows = kb.history("incident", inc.id)
+    assert rows[0].field == "*" and rows[0].old is None and rows[0].new["title"] == "Checkout latency"
+    assert rows[0].who == "alice"
+    changes = {r.field: (r.old, r.new, r.who) for r in rows[1:]}
+    assert changes == {"title": ("Checkout latency", "Renamed", "bob"),
+                       "resolved": (None, "2023-01-29T09:43:04Z", "bob"),
+                       "services": (["checkout", "payments"], ["x"], "bob")}
+    assert all(r.at.tzinfo is timezone.utc for r in rows)
+    h = kb.add_hypothesis(inc.id, service="x", cause="code", summary="s", score=0.4, who="engine")
+    kb.update_hypothesis(h.id, 1, "dan", status="confirmed", reviewer="dan", rationale="matches the deploy")
+    fields = [(r.field, r.new) for r in kb.history("hypothesis", h.id)[1:]]
+    assert fields == [("status", "confirmed"), ("reviewer", "dan"), ("rationale", "matches the deploy")]
+    assert {r.entity for r in kb.history(incident_id=inc.id)} == {"incident", "hypothesis"}
+
+
+def test_confirming_needs_reviewer_and_rationale(kb):
+    inc = _incident(kb)
+    h = kb.add_hypothesis(inc.id, service="x", cause="code", summary="s", score=0.4, who="engine")
+    with pytest.raises(StoreError, match="field 'rationale'"):
+        kb.update_hypothesis(h.id, 1, "dan", status="confirmed", reviewer="dan")
+    with pytest.raises(StoreError, match="field 'reviewer'"):
+        kb.add_hypothesis(inc.id, service="y", cause="code", summary="s", score=0.1, status="rejected", who="x")
+    assert kb.get_incident(inc.id).version == 1 and kb.list_hypotheses(inc.id)[0].version == 1
+
+
+def test_replace_proposed_keeps_reviewed_hypotheses(kb):
+    inc = _incident(kb)
+    old = kb.add_hypothesis(inc.id, service="a", cause="change", summary="old", score=0.9, rank=1, who="engine")
+    kept = kb.add_hypothesis(inc.id, service="b", cause="resource", summary="cpu", score=0.5, rank=2, who="engine")
+    kb.update_hypothesis(kept.id, 1, "rev", status="confirmed", reviewer="rev", rationale="cpu graph")
+    result = kb.replace_proposed_hypotheses(inc.id, [
+        {"service": "c", "cause": "dependency", "summary": "db", "score": 0.8, "rank": 1},
+        {"service": "b", "cause": "resource", "summary": "cpu again", "score": 0.7, "rank": 2},  # decided
+        {"service": "a", "cause": "traffic", "summary": "spike", "score": 0.2},
+    ], who="engine")
+    assert [(h.service, h.cause, h.status) for h in result] == [
+        ("c", "dependency", "proposed"), ("b", "resource", "confirmed"), ("a", "traffic", "proposed")]
+    deleted = [r for r in kb.history("hypothesis", old.id) if r.new is None]
+    assert len(deleted) == 1 and deleted[0].old["summary"] == "old"
+    with pytest.raises(StoreError, match=r"hypotheses\[0\].status"):
+        kb.replace_proposed_hypotheses(inc.id, [{"service": "z", "cause": "code", "summary": "s", "score": 1,
+                                                 "status": "confirmed"}], who="engine")
+    assert len(kb.list_hypotheses(inc.id)) == 3
+
+
+# ----------------------------------------------------------------------------- transactions
+
+def test_failure_inside_a_transaction_leaves_nothing(kb):
+    inc = _incident(kb)
+    history = kb.history()
+    with pytest.raises(RuntimeError):
+        with kb.transaction():
+            kb.add_hypothesis(inc.id, service="a", cause="code", summary="one", score=0.5, who="x")
+            kb.add_hypothesis(inc.id, service="b", cause="code", summary="two", score=0.4, who="x")
+            kb.update_incident(inc.id, 1, "x", status="mitigated")
+            assert len(kb.list_hypotheses(inc.id)) == 2  # visible inside the transaction
+            raise RuntimeError("crash between writes")
+    assert kb.list_hypotheses(inc.id) == []
+    assert kb.get_incident(inc.id) == inc
+    assert kb.history() == history
+
+
+def test_a_failed_call_inside_a_transaction_is_undone_alone(kb):
+    inc = _incident(kb)
+    with kb.transaction():
+        kb.add_conclusion(inc.id, kind="summary", text="first", who="x")
+        with pytest.raises(ConflictError):
+            kb.update_incident(inc.id, 7, "x", title="stale")
+        with pytest.raises(StoreError):
+            kb.add_hypothesis(inc.id, service="a", cause="nope", summary="s", score=1, who="x")
+        kb.add_conclusion(inc.id, kind="impact", text="second", who="x")
+    assert [c.text for c in kb.list_conclusions(inc.id)] == ["first", "second"]
+    assert kb.get_incident(inc.id).title == inc.title
+
+
+def test_a_failing_import_writes_nothing(kb):
+    """The import creates the incident and a hypothesis before it meets the bad child: all undone."""
+    doc = {"id": "imp-1", "title": "t", "started": "2023-01-29T08:43:04Z", "services": ["a"],
+           "hypotheses": [{"service": "a", "cause": "code", "summary": "s", "score": 1},
+                          {"id": "hyp-x", "service": "b", "cause": "code", "summary": "s", "score": 1}],
+           "conclusions": [{"id": "hyp-x", "kind": "summary", "text": "t"}]}
+    kb.import_incident({**doc, "id": "other", "hypotheses": [doc["hypotheses"][1]], "conclusions": []}, who="x")
+    before = kb.history()
+    with pytest.raises(StoreError, match="belongs to incident 'other'"):
+        kb.import_incident(doc, who="x")
+    with pytest.raises(NotFoundError):
+        kb.get_incident("imp-1")
+    assert kb.history() == before
+    with kb.transaction():  # inside a transaction the failed import is undone, the rest commits
+        kept = kb.add_conclusion("other", kind="summary", text="kept", who="x")
+        with pytest.raises(StoreError, match="belongs to incident"):
+            kb.import_incident(doc, who="x")
+    assert kb.list_conclusions("other") == [kept]
+    with pytest.raises(NotFoundError):
+        kb.get_incident("imp-1")
+    assert len(kb.history()) == len(before) + 1
+
+
+def test_in_memory_database_works_for_scratch_use():
+    with KnowledgeBase("sqlite://") as scratch:
+        inc = _full_incident(scratch)
+        assert len(scratch.list_hypotheses(inc.id)) == 2
+
+
+# ----------------------------------------------------------------------------- other records
+
+def test_action_items_and_overdue(kb):
+    inc = _incident(kb)
+    late = kb.add_action_item(inc.id, title="alert on p99", owner="ops", kind="detect", due="2023-02-01",
+                              verification={"metric": "latency_p99", "max": 0.5}, who="x")
+    kb.add_action_item(inc.id, title="runbook", owner="ops", kind="process", due=date(2023, 3, 1), who="x")
+    kb.add_action_item(inc.id, title="no due date", owner="dev", kind="mitigate", who="x")
+    assert [a.title for a in kb.list_action_items(overdue_on=date(2023, 2, 15))] == ["alert on p99"]
+    kb.update_action_item(late.id, 1, "ops", status="done")
+    assert kb.list_action_items(overdue_on=date(2023, 2, 15)) == []
+    assert [a.title for a in kb.list_action_items(owner="dev")] == ["no due date"]
+    assert kb.list_action_items(inc.id, status="done")[0].verification == {"metric": "latency_p99", "max": 0.5}
+    with pytest.raises(StoreError, match="field 'due'"):
+        kb.add_action_item(inc.id, title="t", owner="o", kind="detect", due=T0, who="x")
+
+
+def test_runs_checks_and_signoffs(kb):
+    inc = _incident(kb)
+    run = kb.start_run(inc.id, template="postmortem.ipynb", parameters={"incident_id": inc.id, "k": 3})
+    assert run.status == "running" and run.ended is None
+    done = kb.finish_run(run.id, "failed", error_cell=4, output_path="out/run.ipynb")
+    assert (done.status, done.error_cell) == ("failed", 4) and done.ended >= done.started
+    with pytest.raises(ConflictError, match="already finished"):
+        kb.finish_run(run.id, "succeeded")
+    assert kb.list_runs(inc.id) == [done]
+    item = kb.add_action_item(inc.id, title="t", owner="o", kind="detect", who="x")
+    check = kb.record_check(inc.id, window_start=T0, window_end=T0 + timedelta(hours=1), verdict="holds",
+                            score=0.1, evidence=[{"metric": "m"}], action_item_id=item.id)
+    assert kb.list_checks(action_item_id=item.id) == [check]
+    with pytest.raises(StoreError, match="field 'verdict'"):
+        kb.record_check(inc.id, window_start=T0, window_end=T0 + timedelta(hours=1), verdict="maybe")
+    other = _incident(kb, title="other")
+    with pytest.raises(StoreError, match="field 'action_item_id'"):
+        kb.record_check(other.id, window_start=T0, window_end=T0 + timedelta(hours=1), verdict="clear",
+                        action_item_id=item.id)
+    sign = kb.add_signoff(inc.id, name="erin", role="ic", who="erin")
+    assert sign.content_hash == kb.content_hash(inc.id)
+    kb.add_conclusion(inc.id, kind="summary", text="edited after sign-off", who="x")
+    assert kb.content_hash(inc.id) != sign.content_hash
+    assert kb.list_signoffs(inc.id) == [sign]
+
+
+# ----------------------------------------------------------------------------- hostile strings & NUL
+
+def test_hostile_strings_are_stored_exactly(kb, tmp_path):
+    """Quotes, SQL, HTML, line breaks of every kind, emoji, RTL marks: through the API and YAML."""
+    fresh = KnowledgeBase(f"sqlite:///{tmp_path / 'fresh.sqlite'}")
+    for text in HOSTILE:
+        inc = _full_incident(kb, text)
+        assert kb.get_incident(inc.id).title == f"title {text}", text
+        assert kb.list_hypotheses(inc.id)[0].evidence[0]["nested"]["k"][-1] == text
+        assert kb.list_conclusions(inc.id)[0].author == f"carol {text}"
+        exported = kb.export_incident(inc.id)
+        assert yaml.safe_load(exported)["title"] == f"title {text}", text
+        imported = fresh.import_incident(exported, who="importer")
+        same = ("title", "environment", "services", "labels", "links", "started", "version")
+        assert [getattr(imported, f) for f in same] == [getattr(inc, f) for f in same], text
+        assert fresh.export_incident(inc.id) == exported, text
+        assert fresh.list_action_items(inc.id)[0].verification == {"metric": text, "max": 0.5}
+    fresh.close()
+    assert len(kb.list_incidents()) == len(HOSTILE)  # and the incidents table is still there
+
+
+def test_nul_characters_are_refused_clearly(kb):
+    with pytest.raises(StoreError, match=r"field 'title': contains a NUL"):
+        _incident(kb, title="a\x00b")
+    inc = _incident(kb)
+    with pytest.raises(StoreError, match=r"field 'evidence\[0\].x': contains a NUL"):
+        kb.add_hypothesis(inc.id, service="a", cause="code", summary="s", score=1, evidence=[{"x": "\x00"}], who="x")
+    with pytest.raises(StoreError, match="lone surrogate"):
+        kb.add_conclusion(inc.id, kind="summary", text="\ud800", who="x")
+
+
+# ----------------------------------------------------------------------------- documents
+
+def test_yaml_round_trip_is_byte_identical_and_reimport_is_a_no_op(kb, tmp_path):
+    inc = _full_incident(kb, "round trip")
+    kb.update_incident(inc.id, inc.version, "bob", status="in_review")
+    exported = kb.export_incident(inc.id)
+    path = documents.write_document(tmp_path / "incidents" / f"{inc.id}.yaml", yaml.safe_load(exported))
+    assert path.read_text(encoding="utf-8") == exported
+    with KnowledgeBase(f"sqlite:///{tmp_path / 'empty.sqlite'}") as empty:
+        empty.import_incident(path, who="importer")
+        assert empty.export_incident(inc.id) == exported
+        history = empty.history()
+        empty.import_incident(path, who="importer")
+        assert empty.history() == history
+    history = kb.history()
+    assert kb.import_incident(exported, who="again").version == kb.get_incident(inc.id).version
+    assert kb.history() == history and kb.export_incident(inc.id) == exported
+
+
+def test_importing_an_edited_document_updates_with_history(kb):
+    inc = _full_incident(kb)
+    doc = yaml.safe_load(kb.export_incident(inc.id))
+    doc["title"] = "edited title"
+    doc["hypotheses"][0].update(status="confirmed", reviewer="rev", rationale="deploy at 08:40")
+    doc["action_items"].append({"title": "new item", "owner": "ops", "kind": "detect"})
+    kb.import_incident(yaml.safe_dump(doc), who="editor")
+    got = kb.get_incident(inc.id)
+    assert (got.title, got.version) == ("edited title", inc.version + 1)
+    top = kb.list_hypotheses(inc.id)[0]
+    assert (top.status, top.reviewer, top.version) == ("confirmed", "rev", 2)
+    assert [a.title for a in kb.list_action_items(inc.id)] == ["fix plain", "new item"]
+    edits = [(r.entity, r.field, r.who) for r in kb.history(incident_id=inc.id) if r.who == "editor"]
+    assert ("incident", "title", "editor") in edits and ("hypothesis", "status", "editor") in edits
+    # The same document again (now stale: made from version 1) conflicts only where it would change.
+    doc["title"] = "older edit"
+    with pytest.raises(ConflictError, match="version 2 .* from version 1"):
+        kb.import_incident(doc, who="late")
+    assert kb.get_incident(inc.id).title == "edited title"
+
+
+def test_documents_without_ids_and_source_shape(kb):
+    nezha = {"id": "nezha-20230129-0843", "title": "ts-basic-service fault", "started": T0,
+             "services": ["ts-basic-service", "ts-travel-service"], "environment": "trainticket",
+             "window": {"start": T0 - timedelta(minutes=10), "end": T0 + timedelta(minutes=3)}}
+    inc = kb.import_incident(nezha, who="source")
+    assert (inc.window_start, inc.severity, inc.status) == (T0 - timedelta(minutes=10), "SEV3", "open")
+    past = {"title": "Cache stampede", "started": "2022-05-01T10:00:00Z", "services": ["cache"], "severity": "SEV2",
+            "hypotheses": [{"service": "cache", "cause": "traffic", "summary": "cold cache", "score": 0.9,
+                            "status": "confirmed", "reviewer": "team", "rationale": "postmortem"}],
+            "conclusions": [{"kind": "lesson", "text": "warm caches"}]}
+    first = kb.import_incident(past, who="seed")
+    assert first.id == "INC-20220501-001"
+    assert kb.list_conclusions(first.id)[0].author == "seed"
+    history = kb.history()
+    assert kb.import_incident(past, who="seed").id == first.id  # matched by title+started, children by key
+    assert kb.history() == history and len(kb.list_hypotheses(first.id)) == 1
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"title": "t", "started": "2023-01-01T00:00:00Z"}, "field 'services': required"),
+    ({"title": "t", "started": "2023-01-01T00:00:00", "services": []}, "field 'started'.*timezone"),
+    ({"title": "t", "started": "2023-01-01T00:00:00Z", "services": [], "servics": []}, "did you mean 'services'"),
+    ({"title": "t", "started": "2023-01-01T00:00:00Z", "services": [],
+      "hypotheses": [{"service": "a", "cause": "code", "summary": "s", "score": 1},
+                     {"service": "a", "cause": "gremlins", "summary": "s", "score": 1}]},
+     r"field 'hypotheses\[1\].cause': expected one of change"),
+    ({"title": "t", "started": "2023-01-01T00:00:00Z", "services": "api"}, "field 'services'.*list"),
+    ({"title": "t", "started": "2023-01-01T00:00:00Z", "services": [],
+      "links": [{"title": "x", "url": "javascript:alert(1)"}]}, r"links\[0\].url"),
+])
+def test_validate_document_names_file_and_field(doc, message):
+    with pytest.raises(StoreError, match=f"^incidents/x.yaml: .*{message}"):
+        documents.validate_document(doc, "incidents/x.yaml")
+
+
+def test_load_document_rejects_non_mappings_and_bad_yaml():
+    with pytest.raises(StoreError, match="a.yaml: expected a mapping"):
+        documents.load_document("- just\n- a list\n", "a.yaml")
+    with pytest.raises(StoreError, match="b.yaml: not valid YAML"):
+        documents.load_document("title: [unclosed\n", "b.yaml")
+    with pytest.raises(StoreError, match="c.yaml: not valid YAML"):  # safe_load only
+        documents.load_document("!!python/object/apply:os.system ['true']", "c.yaml")
