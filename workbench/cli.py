@@ -310,4 +310,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

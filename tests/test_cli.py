@@ -1,0 +1,133 @@
+"""The ``workbench`` command: help everywhere, one-line errors with exit code 2, end to end on the sample."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from conftest import SAMPLE
+from workbench.cli import app, main
+
+
+def _commands(command, path=()):
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, path + (name,))
+
+
+def test_every_command_and_option_has_help():
+    root = typer.main.get_command(app)
+    missing = []
+    for path, command in _commands(root):
+        if not (command.help or "").strip():
+            missing.append(" ".join(path) or "workbench")
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help" and not (getattr(param, "help", "") or "").strip():
+                missing.append(f"{' '.join(path)} {param.opts[0]}")
+    assert not missing, f"commands or options without help: {missing}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["incident", "--help"], ["ingest", "--help"], ["incident", "new", "--help"]])
+def test_help_exits_zero(argv, capsys):
+    assert main(argv) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def run(args, ws, capsys, code=0):
+    rc = main([*args, "--workspace", str(ws)] if ws is not None else args)
+    out = capsys.readouterr()
+    assert rc == code, out.err
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample_ws(tmp_path_factory):
+    """A workspace with the committed sample ingested once (about 10 s)."""
+    from workbench import config
+    from workbench.ingest import ingest
+
+    ws = config.init(tmp_path_factory.mktemp("cli") / "ws")
+    result = ingest(ws, str(SAMPLE))
+    return ws, result
+
+
+def test_ingest_sample_and_list_incidents(sample_ws, capsys):
+    ws, result = sample_ws
+    assert result.rows_added["metrics"] > 100_000 and result.rows_added["logs"] > 10_000
+    assert len(result.incidents_added) == 10
+    listed = json.loads(run(["incident", "list", "--json"], ws.root, capsys).out)
+    assert {i["id"] for i in listed} >= {"INC-20261102-001", "INC-20261103-001", "INC-20261105-001", "INC-20261106-001"}
+    table = run(["incident", "list"], ws.root, capsys).out
+    assert "INC-20261102-001" in table and "window (UTC)" in table
+
+
+def test_second_ingest_adds_nothing(sample_ws, capsys):
+    ws, _ = sample_ws
+    data = json.loads(run(["ingest", str(SAMPLE), "--json"], ws.root, capsys).out)
+    assert sum(data["rows_added"].values()) == 0
+    assert data["incidents_added"] == [] and data["incidents_updated"] == [] and len(data["incidents_unchanged"]) == 10
+
+
+def test_new_show_export_import_round_trip(sample_ws, tmp_path, capsys):
+    ws, _ = sample_ws
+    created = json.loads(run(["incident", "new", "--title", "Checkout <b>slow</b> 'again'", "--started", "2026-11-07T09:00:00Z",
+                              "--services", "checkout,payments", "--severity", "SEV2", "--json"], ws.root, capsys).out)
+    assert created["id"].startswith("INC-20261107-") and created["services"] == ["checkout", "payments"]
+    shown = json.loads(run(["incident", "show", created["id"], "--json"], ws.root, capsys).out)
+    assert shown["title"] == "Checkout <b>slow</b> 'again'" and shown["hypotheses"] == []
+    out_dir = tmp_path / "pm"
+    run(["incident", "export", created["id"], "--out", str(out_dir)], ws.root, capsys)
+    exported = (out_dir / f"{created['id']}.yaml").read_text()
+    again = json.loads(run(["incident", "import", str(out_dir / f"{created['id']}.yaml"), "--json"], ws.root, capsys).out)
+    assert again == [{"id": created["id"], "action": "unchanged"}]
+    run(["incident", "export", created["id"], "--out", str(tmp_path / "pm2")], ws.root, capsys)
+    assert (tmp_path / "pm2" / f"{created['id']}.yaml").read_text() == exported
+
+
+def test_library_errors_are_one_line_with_exit_code_2(sample_ws, capsys):
+    ws, _ = sample_ws
+    err = run(["incident", "show", "INC-NOPE"], ws.root, capsys, code=2).err
+    assert err.startswith("workbench: error:") and err.count("\n") == 1 and "INC-NOPE" in err
+    err = run(["ingest", "nezah:/tmp/x"], ws.root, capsys, code=2).err
+    assert "did you mean 'nezha'" in err
+
+
+def test_not_a_workspace(tmp_path, capsys):
+    err = run(["incident", "list"], tmp_path, capsys, code=2).err
+    assert "not a workspace" in err and "workbench init" in err
+
+
+def test_naive_time_is_a_usage_error(sample_ws, capsys):
+    ws, _ = sample_ws
+    err = run(["incident", "new", "--title", "x", "--started", "2026-11-07 09:00", "--services", "a"], ws.root, capsys, code=2).err
+    assert "time zone" in err
+
+
+def test_bad_ingest_leaves_workspace_unchanged(sample_ws, tmp_path, capsys):
+    ws, _ = sample_ws
+    before = {p: p.stat().st_mtime_ns for p in ws.telemetry_dir.rglob("*.parquet")}
+    kb = ws.knowledge_base()
+    n_incidents = len(kb.list_incidents())
+    kb.close()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,service,environment,name,value\n2026-11-02T10:00:00Z,checkout,production,cpu,0.5\n"
+                   "2026-11-02T10:01:00,checkout,production,cpu,oops\n")
+    err = run(["ingest", str(bad), "-o", "table=metrics"], ws.root, capsys, code=2).err
+    assert "bad.csv" in err and "timestamp" in err and "value" in err
+    assert {p: p.stat().st_mtime_ns for p in ws.telemetry_dir.rglob("*.parquet")} == before
+    kb = ws.knowledge_base()
+    assert len(kb.list_incidents()) == n_incidents
+    kb.close()
+
+
+def test_console_script_runs(tmp_path):
+    exe = Path(sys.executable).with_name("workbench")  # the installed entry point
+    done = subprocess.run([str(exe), "init", str(tmp_path / "w2")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "workspace ready" in done.stdout
+    assert (tmp_path / "w2" / "workbench.toml").is_file()
+    done = subprocess.run([str(exe), "incident", "show", "X", "-w", str(tmp_path / "w2")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("workbench: error:")
