@@ -1,0 +1,99 @@
+"""Ingest is all or nothing: every malformed input class is refused with an error naming the file
+and the column, and the workspace (telemetry files and knowledge base) is left exactly as it was."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from workbench.errors import SchemaError, SourceError
+from workbench.ingest import ingest
+
+HEADER = "timestamp,service,environment,name,value\n"
+GOOD = "2026-11-01T00:00:00Z,checkout,production,cpu,0.5\n"
+
+
+def _log_line(**overrides):
+    rec = {"timestamp": "2026-11-01T00:00:00Z", "service": "checkout", "environment": "production",
+           "severity": "INFO", "body": "served", "trace_id": "", "attributes": {}}
+    rec.update(overrides)
+    return json.dumps(rec) + "\n"
+
+
+# name -> (file name, bytes, table, column the error must name)
+MALFORMED = {
+    "missing column": ("m.csv", ("timestamp,service,name,value\n2026-11-01T00:00:00Z,checkout,cpu,1\n").encode(), "metrics", "environment"),
+    "wrong type": ("m.csv", (HEADER + GOOD + "2026-11-01T00:01:00Z,checkout,production,cpu,fast\n").encode(), "metrics", "value"),
+    "naive time": ("m.csv", (HEADER + "2026-11-01 00:00:00,checkout,production,cpu,1\n").encode(), "metrics", "timestamp"),
+    "NaN value": ("m.csv", (HEADER + GOOD + "2026-11-01T00:01:00Z,checkout,production,cpu,NaN\n").encode(), "metrics", "value"),
+    "conflicting duplicate": ("m.csv", (HEADER + GOOD + "2026-11-01T00:00:00Z,checkout,production,cpu,0.9\n").encode(), "metrics", "timestamp"),
+    "unknown event kind": ("e.csv", ("timestamp,service,environment,kind,summary\n2026-11-01T00:00:00Z,payments,production,deplyo,v2\n").encode(), "events", "kind"),
+    "1 MB log line": ("l.jsonl", (_log_line() + _log_line(body="x" * 1_000_000)).encode(), "logs", "body"),
+    "non-UTF-8 bytes": ("l.jsonl", _log_line().encode() + b'{"timestamp": "2026-11-01T00:00:01Z", "body": "caf\xe9"}\n', "logs", "byte"),
+}
+
+
+def _snapshot(ws):
+    files = {p: p.read_bytes() for p in ws.telemetry_dir.rglob("*") if p.is_file()}
+    kb = ws.knowledge_base()
+    try:
+        state = [i.to_dict() for i in kb.list_incidents()], len(kb.history())
+    finally:
+        kb.close()
+    return files, state
+
+
+@pytest.fixture
+def seeded(workspace, tmp_path):
+    """A workspace that already holds some telemetry and one incident."""
+    seed = tmp_path / "seed.csv"
+    seed.write_text(HEADER + GOOD)
+    ingest(workspace, f"files:{seed}", table="metrics")
+    kb = workspace.knowledge_base()
+    kb.create_incident(title="Earlier", started="2026-10-01T00:00:00Z", services=["checkout"], who="test")
+    kb.close()
+    return workspace
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_input_is_named_and_changes_nothing(case, seeded, tmp_path):
+    name, payload, table, column = MALFORMED[case]
+    path = tmp_path / name
+    path.write_bytes(payload)
+    before = _snapshot(seeded)
+    with pytest.raises((SchemaError, SourceError)) as exc:
+        ingest(seeded, f"files:{path}", table=table)
+    message = str(exc.value)
+    assert name in message and column in message, message
+    assert _snapshot(seeded) == before
+
+
+def test_exact_duplicates_are_counted_not_refused(workspace, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text(HEADER + GOOD + GOOD + GOOD)
+    result = ingest(workspace, f"files:{path}", table="metrics")
+    assert result.rows_read["metrics"] == 1 and result.duplicates_dropped == 2
+
+
+def test_bad_incident_document_changes_nothing(seeded, tmp_path):
+    folder = tmp_path / "src"
+    (folder / "incidents").mkdir(parents=True)
+    (folder / "m.csv").write_text(HEADER + "2026-11-02T00:00:00Z,checkout,production,cpu,0.5\n")
+    (folder / "manifest.yaml").write_text("tables:\n  metrics: {path: m.csv}\nincidents: incidents/\n")
+    (folder / "incidents" / "a.yaml").write_text("id: INC-1\ntitle: ok\nstarted: '2026-11-02T00:00:00Z'\nservices: [checkout]\nseverity: SEV9\n")
+    before = _snapshot(seeded)
+    with pytest.raises(Exception) as exc:
+        ingest(seeded, str(folder))
+    assert "severity" in str(exc.value) and "SEV9" in str(exc.value)
+    assert _snapshot(seeded) == before
+
+
+def test_gzip_and_progress(workspace, tmp_path):
+    path = tmp_path / "m.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(HEADER + GOOD)
+    seen = []
+    result = ingest(workspace, str(path), table="metrics", progress=seen.append)
+    assert result.rows_added["metrics"] == 1
+    assert any("read metrics" in s for s in seen) and any("write metrics" in s for s in seen)
