@@ -20,7 +20,8 @@ id              id ``[A-Za-z0-9._-]{1,128}``   optional: generated as ``INC-YYYY
 title           text                           required
 severity        ``SEV1`` … ``SEV5``            optional, ``SEV3``
 status          open, mitigated, resolved,     optional, ``open``
-                in_review, closed
+                monitoring, in_review,
+                recurred, closed
 environment     text                           optional, ``production``
 services        list of text (no duplicates)   required (may be empty)
 started         time                           required
