@@ -25,8 +25,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+SHARED ?= ../shared/data
+BENCH_OUT ?= benchmarks/out
+
+# Every benchmark, each one command with --data DIR --json OUT (the shared ones need ../shared).
 bench: $(STAMP)
-	$(PY) benchmarks/ingest.py --data data/sample
+	mkdir -p $(BENCH_OUT)
+	$(PY) benchmarks/ingest.py --json $(BENCH_OUT)/ingest.json
+	$(PY) benchmarks/loghub.py --data $(SHARED)/loghub --json $(BENCH_OUT)/loghub.json
+	$(PY) benchmarks/smd.py --data $(SHARED)/smd --json $(BENCH_OUT)/smd.json
+	$(PY) benchmarks/smd.py --data $(SHARED)/asd --json $(BENCH_OUT)/asd.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE)

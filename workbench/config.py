@@ -10,7 +10,7 @@ variable ``WORKBENCH_<NAME>`` (upper case); ``WORKBENCH_HOME`` selects the works
     [workbench]
     database_url = "sqlite:///workbench.sqlite"   # relative SQLite paths are inside the workspace
     step = "1min"                                  # alignment step of the analysis
-    detector = "ecod"                              # default metric detector
+    detector = "knn"                               # default metric detector
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class Settings:
 
     database_url: str = "sqlite:///workbench.sqlite"
     step: str = "1min"
-    detector: str = "ecod"
+    detector: str = "knn"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -71,6 +71,13 @@ class UnknownNameError(WorkbenchError, KeyError):
         return self.args[0]
 
 
+class DetectionError(WorkbenchError, ValueError):
+    """Data a detector cannot work with (too few baseline rows, NaN, wrong shape, not fitted).
+
+    Also a :class:`ValueError`, like PyOD's own input errors.
+    """
+
+
 class StoreError(WorkbenchError):
     """The knowledge base could not be opened, migrated or written."""
 
