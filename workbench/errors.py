@@ -78,6 +78,10 @@ class DetectionError(WorkbenchError, ValueError):
     """
 
 
+class MetricsError(WorkbenchError, ValueError):
+    """An argument of a metrics function is out of range (the message names it and the value)."""
+
+
 class StoreError(WorkbenchError):
     """The knowledge base could not be opened, migrated or written."""
 
