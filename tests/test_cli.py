@@ -131,3 +131,14 @@ def test_console_script_runs(tmp_path):
     assert (tmp_path / "w2" / "workbench.toml").is_file()
     done = subprocess.run([str(exe), "incident", "show", "X", "-w", str(tmp_path / "w2")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("workbench: error:")
+
+
+def test_metrics_on_the_sample(sample_ws, capsys):
+    ws, _ = sample_ws
+    data = json.loads(run(["metrics", "--json", "--until", "2026-11-08T00:00:00Z"], ws.root, capsys).out)
+    assert data["count"] == 10 and len(data["incidents"]) == 10
+    assert data["durations"]["mttd"]["n_known"] == 10 and data["durations"]["mttd"]["median_s"] == 360.0
+    table = run(["metrics", "--service", "payments"], ws.root, capsys).out
+    assert "MTTD" in table and "MTTR" in table
+    ledger = run(["metrics", "--accuracy"], ws.root, capsys).out
+    assert "accuracy ledger" in ledger

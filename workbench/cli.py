@@ -152,6 +152,38 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     typer.echo(f"Next: WORKBENCH_HOME={ws.root} .venv/bin/workbench incident show <ID>")
 
 
+@app.command()
+def metrics(since: Optional[str] = typer.Option(None, help="Only incidents started at or after this time (ISO 8601 with zone)."),
+            until: Optional[str] = typer.Option(None, help="Only incidents started before this time."),
+            service: Optional[str] = typer.Option(None, help="Only incidents listing this service."),
+            severity: Optional[str] = typer.Option(None, help="Only this severity (SEV1..SEV5)."),
+            label: Optional[str] = typer.Option(None, help="Only incidents with this taxonomy label, e.g. symptom=latency."),
+            accuracy: bool = typer.Option(False, "--accuracy", help="The accuracy ledger: where the engine ranked each confirmed cause."),
+            before_after: Optional[str] = typer.Option(None, "--before-after", metavar="SERVICE",
+                                                       help="Compare equal windows before/after SERVICE's action items were done."),
+            workspace: Optional[Path] = WorkspaceOpt,
+            as_json: bool = JsonOpt) -> None:
+    """Cross-incident metrics: MTTD, MTTR, time to mitigate, recurrence, action items (definitions in the README)."""
+    from . import metrics as m
+
+    ws = config.open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        since_ts, until_ts = _time(since, "--since"), _time(until, "--until")
+        if before_after:
+            result = m.before_after(kb, before_after, severity=severity, label=label)
+        elif accuracy:
+            result = m.accuracy(kb, since=since_ts, until=until_ts, service=service, severity=severity, label=label)
+        else:
+            result = m.summarize(kb, since=since_ts, until=until_ts, service=service, severity=severity, label=label)
+    finally:
+        kb.close()
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        typer.echo(m.format_table(result))
+
+
 # ---------------------------------------------------------------- incident commands
 
 def _print_incidents(incidents) -> None:
@@ -287,6 +319,84 @@ def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents
     else:
         for action, inc in outcomes:
             typer.echo(f"{inc.id}: {action}")
+
+
+# ---------------------------------------------------------------- analysis
+
+@app.command()
+def analyze(incident_id: Optional[str] = typer.Argument(None, help="Incident id (or --all)."),
+            all_incidents: bool = typer.Option(False, "--all", help="Analyse every incident of the workspace."),
+            workspace: Optional[Path] = WorkspaceOpt,
+            detector: Optional[str] = typer.Option(None, help="Metric detector (default: the workspace's `detector` setting)."),
+            no_store: bool = typer.Option(False, "--no-store", help="Do not store the ranking and signature (a dry run)."),
+            top: int = typer.Option(5, min=1, help="Hypotheses shown per incident."),
+            evidence: int = typer.Option(3, min=0, help="Evidence lines shown per hypothesis."),
+            as_json: bool = JsonOpt) -> None:
+    """Rank root-cause hypotheses of an incident, with their evidence and similar past incidents.
+
+    The ranking replaces the incident's proposed hypotheses (confirmed and rejected ones stay) and
+    the incident's signature is written to incidents/<id>/signature.json, unless --no-store.
+    """
+    from .analysis import analyze as run_analysis
+
+    if all_incidents == (incident_id is not None):
+        raise typer.BadParameter("give one incident id or --all", param_hint="INCIDENT_ID")
+    ws = config.open_workspace(workspace)
+    if all_incidents:
+        kb = ws.knowledge_base()
+        try:
+            ids = [i.id for i in kb.list_incidents()]
+        finally:
+            kb.close()
+    else:
+        ids = [incident_id]
+    results = []
+    for i, iid in enumerate(ids):
+        result = run_analysis(ws, iid, detector=detector, store=not no_store)
+        results.append(result)
+        if not as_json:
+            if i:
+                typer.echo("")
+            _print_analysis(result, top=top, evidence=evidence)
+    if as_json:
+        data = [r.to_dict() for r in results]
+        _echo_json(data if all_incidents else data[0])
+
+
+def _print_analysis(result, top: int, evidence: int) -> None:
+    inc = result.incident
+    start, end = result.window
+    t = result.timings
+    typer.echo(f"{inc['id']}  {inc.get('title') or ''}")
+    typer.echo(f"window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC, baseline from {result.baseline[0]:%Y-%m-%d %H:%M}"
+               f"  (read {t.get('read', 0):.2f} s, detect {t.get('detect', 0):.2f} s, rank {t.get('rank', 0):.2f} s)")
+    if not result.hypotheses:
+        for note in result.notes:
+            typer.echo(f"  {note}")
+        return
+    typer.echo(f"{'#':>3}  {'score':>6}  {'cause':<10} {'service':<16} summary")
+    for hyp in result.hypotheses[:top]:
+        typer.echo(f"{hyp.rank:>3}  {hyp.score:>6.3f}  {hyp.cause:<10} {hyp.service:<16} {hyp.summary}")
+        for ev in hyp.evidence[:evidence]:
+            when = f"{ev.time:%H:%M} " if ev.time is not None else ""
+            typer.echo(f"{'':>13}- {ev.kind:<8} {when}{_one_line(ev.explanation or ev.signal)}")
+        for sim in hyp.similar[:2]:
+            typer.echo(f"{'':>13}~ similar {sim['incident_id']} ({sim['similarity']:.2f}): confirmed "
+                       f"{sim['cause']} in {sim['service']} - {sim['title']}")
+    if len(result.hypotheses) > top:
+        typer.echo(f"  ... {len(result.hypotheses) - top} more (--top)")
+    if result.similar:
+        typer.echo("similar incidents:")
+        for sim in result.similar[:5]:
+            cause = f"confirmed {sim['cause']} in {sim['service']}" if sim["cause"] else "no confirmed cause yet"
+            typer.echo(f"  {sim['incident_id']}  {sim['similarity']:.2f}  {cause}  {sim['title']}")
+    for note in result.notes:
+        typer.echo(note)
+
+
+def _one_line(text: str, width: int = 110) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # ---------------------------------------------------------------- entry point
