@@ -479,3 +479,16 @@ def test_load_document_rejects_non_mappings_and_bad_yaml():
         documents.load_document("title: [unclosed\n", "b.yaml")
     with pytest.raises(StoreError, match="c.yaml: not valid YAML"):  # safe_load only
         documents.load_document("!!python/object/apply:os.system ['true']", "c.yaml")
+
+
+@pytest.mark.parametrize("bad", [".", "..", "a/b", ""])
+def test_ids_that_would_escape_the_incident_folder_are_refused(tmp_path, bad):
+    from workbench.errors import StoreError
+    from workbench.store import KnowledgeBase
+
+    kb = KnowledgeBase(f"sqlite:///{tmp_path / 'kb.sqlite'}")
+    try:
+        with pytest.raises(StoreError, match="id"):
+            kb.create_incident(id=bad, title="t", started="2026-11-01T00:00:00Z", services=[], who="t")
+    finally:
+        kb.close()

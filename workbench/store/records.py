@@ -66,8 +66,10 @@ def fail(field: str, expected: str, value: Any) -> StoreError:
 
 
 def check_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value) or len(value) > ID_LENGTH:
-        raise fail(field, f"an id of 1-{ID_LENGTH} characters from [A-Za-z0-9._-]", value)
+    # Ids name folders (incidents/<id>/): "." and ".." would point outside them.
+    if (not isinstance(value, str) or not ID_PATTERN.fullmatch(value) or len(value) > ID_LENGTH
+            or value in (".", "..")):
+        raise fail(field, f"an id of 1-{ID_LENGTH} characters from [A-Za-z0-9._-], not '.' or '..'", value)
     return value
 
 
