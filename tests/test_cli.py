@@ -135,7 +135,7 @@ def test_console_script_runs(tmp_path):
 
 def test_metrics_on_the_sample(sample_ws, capsys):
     ws, _ = sample_ws
-    data = json.loads(run(["metrics", "--json", "--until", "2026-11-08T00:00:00Z"], ws.root, capsys).out)
+    data = json.loads(run(["metrics", "--json", "--until", "2026-11-07T00:00:00Z"], ws.root, capsys).out)
     assert data["count"] == 10 and len(data["incidents"]) == 10
     assert data["durations"]["mttd"]["n_known"] == 10 and data["durations"]["mttd"]["median_s"] == 360.0
     table = run(["metrics", "--service", "payments"], ws.root, capsys).out

@@ -82,6 +82,10 @@ class MetricsError(WorkbenchError, ValueError):
     """An argument of a metrics function is out of range (the message names it and the value)."""
 
 
+class CriterionError(WorkbenchError, ValueError):
+    """A verification criterion is malformed; the message names the field and the allowed values."""
+
+
 class StoreError(WorkbenchError):
     """The knowledge base could not be opened, migrated or written."""
 

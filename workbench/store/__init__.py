@@ -5,13 +5,15 @@
 """
 from .documents import content_hash, dump_document, load_document, read_document, validate_document, write_document
 from .kb import KnowledgeBase
+from .outbox import NOTIFICATION_KINDS, NOTIFICATION_STATUSES, Notification
 from .records import (ACTION_KINDS, ACTION_STATUSES, CAUSES, CHECK_VERDICTS, CONCLUSION_KINDS, HYPOTHESIS_STATUSES,
                       INCIDENT_STATUSES, LABEL_KEYS, RUN_STATUSES, SEVERITIES, ActionItem, Check, Conclusion,
                       HistoryEntry, Hypothesis, Incident, Run, SignOff)
 
 __all__ = [
     "KnowledgeBase", "Incident", "Hypothesis", "Conclusion", "ActionItem", "SignOff", "Run", "Check",
-    "HistoryEntry", "validate_document", "load_document", "read_document", "dump_document", "write_document",
+    "HistoryEntry", "Notification", "NOTIFICATION_KINDS", "NOTIFICATION_STATUSES", "validate_document",
+    "load_document", "read_document", "dump_document", "write_document",
     "content_hash", "SEVERITIES", "INCIDENT_STATUSES", "CAUSES", "HYPOTHESIS_STATUSES", "CONCLUSION_KINDS",
     "ACTION_KINDS", "ACTION_STATUSES", "RUN_STATUSES", "CHECK_VERDICTS", "LABEL_KEYS",
 ]

@@ -23,6 +23,9 @@ Guarantees
   :class:`~workbench.errors.StoreError` naming the field, the allowed values and the value.
 - On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (see :mod:`workbench.store.engine`):
   writers queue for the file instead of failing half-way.
+- Notifications (:meth:`KnowledgeBase.enqueue_notification`) are outbox rows written like any other
+  record: inside ``kb.transaction()`` they commit together with the change that causes them (see
+  :mod:`workbench.store.outbox`); sending them is :func:`workbench.outbox.deliver`'s job.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from .engine import connect
 from .importer import apply_document
 from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, HypothesisRow, IncidentRow, RunRow,
                      SignOffRow)
+from .outbox import OutboxMethods
 from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, RUN_STATUSES, SEVERITIES,
                       TIMELINE, ActionItem, Check, Conclusion, HistoryEntry, Hypothesis, Incident, Run, SignOff,
                       check_date, check_enum, check_id, check_review, check_time, check_timeline, check_who,
@@ -58,7 +62,7 @@ class _Tx:
         self.session = session
 
 
-class KnowledgeBase:
+class KnowledgeBase(OutboxMethods):
     """The store of incidents and everything decided about them.
 
     Parameters
@@ -84,6 +88,9 @@ class KnowledgeBase:
         self._display = self._engine.url.render_as_string(hide_password=True)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False, autoflush=True)
         self._local = threading.local()
+        #: Webhook target name -> the notification kinds it takes (``None``: every kind); where
+        #: :meth:`enqueue_notification` sends when it is given no ``targets``.
+        self.notification_targets: dict[str, tuple[str, ...] | None] = {}
         self._migrate()
 
     # ------------------------------------------------------------------ lifecycle

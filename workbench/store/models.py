@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (JSON, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -217,6 +218,37 @@ class HistoryRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (Index("ix_history_entity_entity_id", "entity", "entity_id"),)
+
+
+class OutboxRow(Base):
+    """One notification for one webhook target (see :mod:`workbench.store.outbox`).
+
+    Written in the same transaction as the change that causes it; ``delivery_id`` is fixed at that
+    moment, so every (re-)send of the row carries the same id and receivers can deduplicate.
+    ``dedup_key`` (with ``target``) makes an enqueue idempotent, e.g. one nudge per item and day.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    kind: Mapped[str] = _enum()
+    incident_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("incidents.id"), index=True)
+    payload: Mapped[dict] = mapped_column(JSON, nullable=False)
+    target: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False)
+    status: Mapped[str] = _enum()
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dedup_key: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        # The delivery loop asks for "pending and due": one index serves it.
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        UniqueConstraint("dedup_key", "target"),
+    )
 
 
 #: Entity name (as written in ``history.entity``) -> model.
