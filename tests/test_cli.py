@@ -142,3 +142,17 @@ def test_metrics_on_the_sample(sample_ws, capsys):
     assert "MTTD" in table and "MTTR" in table
     ledger = run(["metrics", "--accuracy"], ws.root, capsys).out
     assert "accuracy ledger" in ledger
+
+
+def test_outbox_and_nudge_commands(sample_ws, capsys):
+    ws, _ = sample_ws
+    kb = ws.knowledge_base()
+    inc = kb.list_incidents()[0]
+    kb.add_action_item(inc.id, title="Add pool alert", owner="alice", kind="detect", due="2026-11-01", who="test")
+    kb.close()
+    report = json.loads(run(["nudge", "--as-of", "2026-11-10T00:00:00Z", "--json"], ws.root, capsys).out)
+    assert json.dumps(report).count("alice") >= 1
+    listed = json.loads(run(["outbox", "list", "--json"], ws.root, capsys).out)
+    assert isinstance(listed, list)
+    assert "delivered" in run(["outbox", "deliver"], ws.root, capsys).out
+    assert "queued again" in run(["outbox", "resend"], ws.root, capsys).out

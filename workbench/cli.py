@@ -184,6 +184,86 @@ def metrics(since: Optional[str] = typer.Option(None, help="Only incidents start
         typer.echo(m.format_table(result))
 
 
+outbox_app = typer.Typer(help="Notifications waiting for, or failed in, webhook delivery.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(status: Optional[str] = typer.Option(None, help="pending, delivered or dead."),
+                kind: Optional[str] = typer.Option(None, help="Notification kind, e.g. recurrence."),
+                incident: Optional[str] = typer.Option(None, help="Only notifications of this incident."),
+                workspace: Optional[Path] = WorkspaceOpt,
+                as_json: bool = JsonOpt) -> None:
+    """List notifications in the outbox (dead letters with --status dead)."""
+    from . import outbox
+
+    ws = config.open_workspace(workspace)
+    with ws.knowledge_base() as kb:
+        items = outbox.list_outbox(kb, status=status, kind=kind, incident_id=incident)
+    if as_json:
+        _echo_json([n.to_dict() for n in items])
+    else:
+        for n in items:
+            typer.echo(outbox.describe(n))
+        if not items:
+            typer.echo("outbox empty")
+
+
+@outbox_app.command("deliver")
+def outbox_deliver(max_attempts: int = typer.Option(8, help="Attempts before a notification becomes a dead letter."),
+                   limit: Optional[int] = typer.Option(None, help="Deliver at most this many notifications."),
+                   workspace: Optional[Path] = WorkspaceOpt,
+                   as_json: bool = JsonOpt) -> None:
+    """Send pending notifications to the webhooks of workbench.toml (signed, retried with backoff)."""
+    from . import outbox
+
+    ws = config.open_workspace(workspace)
+    webhooks = outbox.load_webhooks(ws.settings)
+    with ws.knowledge_base() as kb:
+        report = outbox.deliver(kb, webhooks, max_attempts=max_attempts, limit=limit)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        typer.echo(report.summary())
+
+
+@outbox_app.command("resend")
+def outbox_resend(delivery_ids: list[str] = typer.Argument(None, help="Notification ids to send again (default: every dead letter)."),
+                  workspace: Optional[Path] = WorkspaceOpt,
+                  as_json: bool = JsonOpt) -> None:
+    """Put dead letters back in the queue, keeping their delivery ids (receivers can deduplicate)."""
+    from . import outbox
+
+    ws = config.open_workspace(workspace)
+    with ws.knowledge_base() as kb:
+        items = outbox.resend(kb, delivery_ids or None)
+    if as_json:
+        _echo_json([n.to_dict() for n in items])
+    else:
+        typer.echo(f"{len(items)} notification(s) queued again")
+
+
+@app.command()
+def nudge(as_of: Optional[str] = typer.Option(None, "--as-of", help="Judge overdue items as of this time (default: now)."),
+          workspace: Optional[Path] = WorkspaceOpt,
+          as_json: bool = JsonOpt) -> None:
+    """Queue reminders for overdue action items by owner, escalating to approvers after the grace period."""
+    from datetime import datetime, timezone
+
+    from . import nudge as nudging
+    from . import outbox
+
+    ws = config.open_workspace(workspace)
+    when = _time(as_of, "--as-of") or datetime.now(timezone.utc)
+    with ws.knowledge_base() as kb:
+        outbox.attach(kb, ws.settings)
+        report = nudging.nudge(kb, ws.settings, when)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        typer.echo(report.summary())
+
+
 # ---------------------------------------------------------------- incident commands
 
 def _print_incidents(incidents) -> None:
