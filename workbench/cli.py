@@ -184,6 +184,70 @@ def metrics(since: Optional[str] = typer.Option(None, help="Only incidents start
         typer.echo(m.format_table(result))
 
 
+@app.command()
+def report(incident_id: str = typer.Argument(..., help="Incident id."),
+           out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default: <workspace>/incidents/<id>/report.html)."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           as_json: bool = JsonOpt) -> None:
+    """Export the incident's Panel report as one standalone HTML file that works offline."""
+    from workbench.reports import export_report, read_meta
+
+    ws = config.open_workspace(workspace)
+    path = export_report(ws, incident_id, out=out)
+    meta = read_meta(path)
+    if as_json:
+        _echo_json({"path": str(path), "bytes": path.stat().st_size, "content_hash": meta.get("workbench-content-hash")})
+    else:
+        typer.echo(f"{path}  ({path.stat().st_size / 1e6:.1f} MB, content hash {meta.get('workbench-content-hash')})")
+
+
+@app.command()
+def signoff(incident_id: str = typer.Argument(..., help="Incident id."),
+            name: str = typer.Option(..., "--as", help="Who approves."),
+            role: str = typer.Option(..., "--role", help="In which role, e.g. incident-commander, service-owner."),
+            workspace: Optional[Path] = WorkspaceOpt,
+            as_json: bool = JsonOpt) -> None:
+    """Approve the incident's current content: records who signed which content hash."""
+    ws = config.open_workspace(workspace)
+    with ws.knowledge_base() as kb:
+        record = kb.add_signoff(incident_id, name=name, role=role, who=name)
+    if as_json:
+        _echo_json(record.to_dict())
+    else:
+        typer.echo(f"{name} ({role}) signed {incident_id} at content hash {record.content_hash}")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def serve(port: int = typer.Option(5006, help="Port to listen on."),
+          address: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs --basic-auth."),
+          basic_auth: Optional[Path] = typer.Option(None, "--basic-auth", help="File holding the password of Panel's basic auth (required off loopback)."),
+          incident: Optional[str] = typer.Option(None, help="Incident shown first."),
+          workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Serve the workbench app: incident list, reports, overdue action items, cross-incident metrics."""
+    from workbench.reports.app import serve as serve_app
+
+    if address not in LOOPBACK and basic_auth is None:
+        raise typer.BadParameter(f"binding to {address} exposes the workbench beyond this machine; give --basic-auth FILE",
+                                 param_hint="--address")
+    kwargs: dict[str, Any] = {}
+    if basic_auth is not None:
+        try:
+            password = basic_auth.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {basic_auth}: {exc}", param_hint="--basic-auth") from None
+        if len(password) < 12:
+            raise typer.BadParameter("the basic-auth password must have at least 12 characters", param_hint="--basic-auth")
+        import secrets
+
+        kwargs.update(basic_auth=password, cookie_secret=secrets.token_hex(32))
+    ws = config.open_workspace(workspace)
+    typer.echo(f"serving {ws.root} on http://{address}:{port}/ (Ctrl-C stops)")
+    serve_app(ws, incident_id=incident, port=port, address=address, **kwargs)
+
+
 outbox_app = typer.Typer(help="Notifications waiting for, or failed in, webhook delivery.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 
