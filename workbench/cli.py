@@ -217,6 +217,50 @@ def signoff(incident_id: str = typer.Argument(..., help="Incident id."),
         typer.echo(f"{name} ({role}) signed {incident_id} at content hash {record.content_hash}")
 
 
+@app.command("run")
+def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Incident id (or --all)."),
+                 template: str = typer.Option("postmortem", help="Template name in notebooks/templates/ or a path to an .ipynb."),
+                 parameter: list[str] = typer.Option([], "--parameter", "-p", help="Template parameter key=value (repeatable; the value is parsed as YAML, so 24 is a number)."),
+                 all_incidents: bool = typer.Option(False, "--all", help="Run every incident (with --since: those started since then)."),
+                 since: Optional[str] = typer.Option(None, help="With --all: only incidents started at or after this time."),
+                 workspace: Optional[Path] = WorkspaceOpt,
+                 as_json: bool = JsonOpt) -> None:
+    """Execute the postmortem notebook of an incident with papermill (previous runs are kept, timestamped)."""
+    import yaml
+
+    from . import notebook
+
+    params = {}
+    for item in parameter:
+        key, value = _key_value(item)
+        try:
+            params[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            params[key] = value
+    ws = config.open_workspace(workspace)
+    if all_incidents or since:
+        results = notebook.run_many(ws, None if not incident_id else [incident_id], since=_time(since, "--since") if since else "1970-01-01T00:00:00Z",
+                                    template=template, parameters=params or None, who="cli")
+        summary = notebook.summarize(results)
+        if as_json:
+            _echo_json(summary)
+        else:
+            typer.echo(f"{summary['succeeded']} succeeded, {summary['failed']} failed in {summary['seconds']:.0f} s")
+            for f in summary["failures"]:
+                typer.echo(f"  {f['incident_id']}: {f.get('ename', 'error')}: {f.get('evalue', '')} (cell {f.get('cell_index')})")
+        if summary["failed"]:
+            raise typer.Exit(1)
+        return
+    if not incident_id:
+        raise typer.BadParameter("give an incident id, or --all", param_hint="INCIDENT_ID")
+    result = notebook.run(ws, incident_id, template=template, parameters=params or None, who="cli")
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        typer.echo(f"executed {result.output_path} in {result.seconds:.1f} s")
+        typer.echo(f"open it: .venv/bin/jupyter lab --notebook-dir {ws.root} {result.output_path}")
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

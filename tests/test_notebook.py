@@ -1,0 +1,328 @@
+"""The notebook runner: templates execute on the sample, parameters are refused before any kernel
+starts, hostile values arrive as data, failures and re-runs leave an audit trail."""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import HOSTILE_STRINGS, SAMPLE
+from workbench import notebook
+from workbench.errors import MissingDependencyError, NotFoundError, TemplateParameterError, UnknownNameError
+from workbench.notebook import NotebookExecutionError
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("papermill")
+
+INCIDENT = "INC-20261102-001"
+CHAPTERS = ("Summary and impact", "Timeline", "Detection", "Evidence", "Hypotheses", "Contributing factors",
+            "Action items", "Lessons")
+BANNED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.AsyncFor, ast.While)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def sample_ws(tmp_path_factory):
+    """A workspace with the committed sample ingested once."""
+    from workbench import config
+    from workbench.ingest import ingest
+
+    ws = config.init(tmp_path_factory.mktemp("notebook") / "ws")
+    ingest(ws, str(SAMPLE))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory) -> Path:
+    """A file that exists only if a hostile value was executed as code."""
+    return tmp_path_factory.mktemp("sentinel") / "PWNED"
+
+
+def _hostile(sentinel: Path) -> str:
+    opener = f'open({str(sentinel)!r}, "w").close()'
+    parts = [*HOSTILE_STRINGS, "nul \x00 inside", f'"); {opener}; ("', f"'); {opener}; ('",
+             f'\\"); {opener}; ("', f'"""; {opener}; """', "ends with a backslash \\"]
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def postmortem_run(sample_ws, sentinel):
+    """One real run of postmortem.ipynb on the bad-deploy incident, with a hostile note."""
+    note = _hostile(sentinel)
+    result = notebook.run(sample_ws, INCIDENT, parameters={"note": note})
+    # Read now: later tests re-run templates and archive this file.
+    return result, nbformat.read(result.output_path, as_version=4), note
+
+
+@pytest.fixture(scope="module")
+def tiny_template(tmp_path_factory) -> Path:
+    """A minimal template that reports its interpreter and echoes a parameter as JSON."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    params = nbformat.v4.new_code_cell('incident_id = ""\nworkspace = ""\nvalues = []')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import json, sys\nprint(json.dumps({'python': sys.executable, 'values': values, 'incident': incident_id}))")]
+    path = tmp_path_factory.mktemp("templates") / "tiny.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _errors(nb) -> list:
+    return [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _runs(ws, incident_id=None):
+    with ws.knowledge_base() as kb:
+        return kb.list_runs(incident_id)
+
+
+# --------------------------------------------------------------------------- templates
+
+@pytest.mark.parametrize("name", ["postmortem", "recurrence"])
+def test_templates_follow_the_notebook_rules(name):
+    raw = json.loads(notebook.template_path(name).read_text(encoding="utf-8"))
+    tagged = [c for c in raw["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    for cell in raw["cells"]:
+        if cell["cell_type"] == "code":
+            source = "".join(cell["source"])
+            assert not [n for n in ast.walk(ast.parse(source)) if isinstance(n, BANNED)], source
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    assert notebook.lint_template(name) == []
+
+
+def test_template_parameters_are_the_declared_defaults():
+    assert notebook.template_parameters("postmortem") == {
+        "incident_id": "", "workspace": "", "window_start": None, "window_end": None, "baseline_hours": 24,
+        "detector": None, "output_dir": None, "note": ""}
+    assert notebook.template_parameters("recurrence") == {
+        "incident_id": "", "workspace": "", "since": None, "window_hours": 24}
+
+
+def test_lint_names_every_broken_rule(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    first, second = nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = 2")
+    first.metadata["tags"] = second.metadata["tags"] = ["parameters"]
+    nb.cells = [first, second]
+    path = tmp_path / "two.ipynb"
+    nbformat.write(nb, str(path))
+    assert "exactly one cell tagged 'parameters', found 2" in notebook.lint_template(path)[0]
+
+    params = nbformat.v4.new_code_cell('incident_id = ""\nworkspace = ""')
+    params.metadata["tags"] = ["parameters"]
+    looped = nbformat.v4.new_code_cell("for i in range(3):\n    print(i)", execution_count=3)
+    looped.outputs = [nbformat.v4.new_output("stream", name="stdout", text="0\n")]
+    nb.cells = [params, nbformat.v4.new_code_cell("def f():\n    return [x for x in ()]"), looped]
+    nbformat.write(nb, str(path))
+    problems = "\n".join(notebook.lint_template(path))
+    assert "FunctionDef" in problems and "ListComp" in problems and "For" in problems
+    assert "stored outputs" in problems and "execution count" in problems
+
+
+def test_unknown_template_suggests_the_close_name():
+    with pytest.raises(UnknownNameError, match="did you mean 'postmortem'"):
+        notebook.template_path("postmortm")
+
+
+# --------------------------------------------------------------------------- parameters (no kernel)
+
+@pytest.mark.parametrize("params, message", [
+    ({"x = 1; print(1); y": 2}, "not allowed: names must be Python identifiers"),
+    ({"class": 1}, "not allowed"),
+    ({"None": 1}, "not allowed"),
+    ({1: 2}, "not allowed"),
+    ({"notee": "x"}, r"'notee' is not declared by template postmortem.ipynb \(declared: incident_id, workspace, "
+                     r".*\); did you mean 'note'\?"),
+    ({"note": ("a", "b")}, "note: values of type tuple are not allowed .*; use a list"),
+    ({"note": {"a", "b"}}, "type set"),
+    ({"note": b"bytes"}, "decode it to str"),
+    ({"note": math.nan}, "expected a finite float"),
+    ({"note": math.inf}, "expected a finite float"),
+    ({"note": -math.inf}, "expected a finite float"),
+    ({"note": datetime(2026, 11, 2, tzinfo=timezone.utc)}, "type datetime .*ISO 8601"),
+    ({"note": date(2026, 11, 2)}, "type date"),
+    ({"output_dir": {"a": [1, ("b",)]}}, r"output_dir\['a'\]\[1\]: values of type tuple"),
+    ({"output_dir": {"a": {2: "x"}}}, r"output_dir\['a'\]: dict keys must be str"),
+    ({"note": "lone \ud800 surrogate"}, "lone surrogate"),
+    ({"note": type("Sneaky", (str,), {})("x")}, "type Sneaky"),
+    ({"baseline_hours": __import__("numpy").float64(2.0)}, "type float64"),
+])
+def test_unsafe_parameters_are_refused(params, message):
+    with pytest.raises(TemplateParameterError, match=message):
+        notebook.validate_parameters("postmortem", params)
+
+
+def test_allowed_values_come_back_as_copies():
+    value = {"k": [1, 2.5, None, True, "t", {"n": []}]}
+    checked = notebook.validate_parameters("postmortem", {"output_dir": value, "note": "x"})
+    assert checked == {"output_dir": value, "note": "x"}
+    assert checked["output_dir"] is not value and checked["output_dir"]["k"] is not value["k"]
+
+
+def test_bad_parameters_start_nothing_and_record_nothing(sample_ws):
+    incident = "INC-20261105-001"
+    before = len(_runs(sample_ws))
+    for params in ({"x = 1; print(1); y": 2}, {"note": ("a",)}, {"incident_id": "INC-20261103-001"}):
+        with pytest.raises(TemplateParameterError):
+            notebook.run(sample_ws, incident, parameters=params)
+    with pytest.raises(NotFoundError):
+        notebook.run(sample_ws, "INC-29990101-001")
+    assert len(_runs(sample_ws)) == before
+    assert not (sample_ws.incidents_dir / incident).exists()
+    assert not (sample_ws.incidents_dir / "INC-29990101-001").exists()
+
+
+def test_missing_papermill_names_the_extra(sample_ws, monkeypatch):
+    monkeypatch.setitem(sys.modules, "papermill", None)  # what an environment without it looks like
+    with pytest.raises(MissingDependencyError, match=r"postmortem-workbench\[notebook\]"):
+        notebook.run(sample_ws, INCIDENT)
+
+
+# --------------------------------------------------------------------------- real executions
+
+def test_postmortem_executes_every_chapter_and_is_recorded(sample_ws, postmortem_run):
+    result, nb, _ = postmortem_run
+    assert result.status == "succeeded" and result.error is None and result.run_id
+    assert Path(result.output_path) == sample_ws.incidents_dir / INCIDENT / "postmortem.ipynb"
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for chapter in CHAPTERS:
+        assert f"## {chapter}" in markdown
+    assert _errors(nb) == []
+    assert nb.metadata["workbench"]["run_id"] == result.run_id
+    (run,) = [r for r in _runs(sample_ws, INCIDENT) if r.id == result.run_id]
+    assert run.status == "succeeded" and run.error_cell is None and run.ended is not None
+    assert run.output_path == f"incidents/{INCIDENT}/postmortem.ipynb"
+    assert run.parameters["incident_id"] == INCIDENT and run.parameters["workspace"] == str(sample_ws.root)
+    # The summary chapter shows the incident; the timeline the bad deploy.
+    shown = "\n".join(o.get("data", {}).get("text/plain", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "Checkout failures and slow order placement" in shown and "Deployed payments v2.15.0" in shown
+
+
+def test_hostile_note_arrives_as_data_and_runs_nothing(postmortem_run, sentinel):
+    _, nb, note = postmortem_run
+    (injected,) = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assigned = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(injected.source).body}
+    assert assigned["note"] == note  # byte-identical, NUL and newlines included
+    (printed,) = [c for c in nb.cells if c.source == "print(note)"]
+    assert "".join(o["text"] for o in printed.outputs if o.output_type == "stream") == note + "\n"
+    assert not sentinel.exists()
+    lines = [line for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream"
+             for line in o["text"].splitlines()]
+    assert "pwned" not in lines
+
+
+def test_timings_are_in_the_executed_notebook(postmortem_run):
+    result, _, _ = postmortem_run
+    cells = notebook.cell_timings(result.output_path)
+    assert all(isinstance(i, int) and isinstance(first, str) for i, first, _ in cells)
+    assert any(first.startswith("pm.evidence(") and seconds is not None for _, first, seconds in cells)
+    assert result.timings["kernel_start"] > 0 and result.timings["cells"] > 0
+    assert result.timings["total"] >= result.timings["cells"]
+
+
+def test_recurrence_executes(sample_ws, postmortem_run):
+    result = notebook.run(sample_ws, INCIDENT, "recurrence", {"since": "2026-11-01T00:00:00Z", "window_hours": 6})
+    nb = nbformat.read(result.output_path, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for heading in ("Follow-up status", "Recheck history", "Verification criteria"):
+        assert f"## {heading}" in markdown
+    assert _errors(nb) == [] and result.status == "succeeded"
+    (run,) = [r for r in _runs(sample_ws, INCIDENT) if r.id == result.run_id]
+    assert run.status == "succeeded" and run.template == "recurrence"
+    assert run.output_path == f"incidents/{INCIDENT}/recurrence.ipynb"
+
+
+def test_failing_cell_keeps_the_notebook_and_marks_the_run(sample_ws):
+    incident = "INC-20261103-001"
+    with sample_ws.knowledge_base() as kb:
+        history_before = [h for h in kb.history(incident_id=incident) if h.entity != "run"]
+        hypotheses_before = kb.list_hypotheses(incident)
+    with pytest.raises(NotebookExecutionError) as info:
+        notebook.run(sample_ws, incident, parameters={"window_start": "yesterday"})
+    exc = info.value
+    assert exc.ename == "TemplateParameterError" and "window_start" in exc.evalue
+    assert exc.result.status == "failed" and exc.result.error["cell_index"] == exc.cell_index
+    nb = nbformat.read(exc.result.output_path, as_version=4)
+    failing = nb.cells[exc.cell_index]
+    assert failing.source.startswith("pm.summary(")
+    assert [o.ename for o in failing.outputs if o.output_type == "error"] == ["TemplateParameterError"]
+    (run,) = _runs(sample_ws, incident)
+    assert run.status == "failed" and run.error_cell == exc.cell_index
+    assert run.output_path == f"incidents/{incident}/postmortem.ipynb"
+    with sample_ws.knowledge_base() as kb:
+        assert [h for h in kb.history(incident_id=incident) if h.entity != "run"] == history_before
+        assert kb.list_hypotheses(incident) == hypotheses_before
+
+
+def test_cell_timeout_marks_the_cell_that_hung(sample_ws, tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    params = nbformat.v4.new_code_cell('incident_id = ""\nworkspace = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(30)"), nbformat.v4.new_code_cell("1")]
+    nbformat.write(nb, str(tmp_path / "hang.ipynb"))
+    with pytest.raises(NotebookExecutionError, match="failed in cell 2") as info:
+        notebook.run(sample_ws, "INC-20261105-001", tmp_path / "hang.ipynb", timeout=1)
+    assert info.value.ename == "CellTimeoutError"
+    (run,) = [r for r in _runs(sample_ws, "INC-20261105-001") if r.template == "hang"]
+    assert run.status == "failed" and run.error_cell == 2
+
+
+def test_kernel_is_this_interpreter_and_values_round_trip(sample_ws, tiny_template, tmp_path, monkeypatch):
+    # A "python3" kernelspec that wins the name lookup and points nowhere must not matter.
+    decoy = tmp_path / "jupyter" / "kernels" / "python3"
+    decoy.mkdir(parents=True)
+    (decoy / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f",
+                                                            "{connection_file}"], "display_name": "decoy",
+                                                   "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    values = [*HOSTILE_STRINGS, "nul \x00", {"k\"ey\n": [1, 2.5, None, True, "ü"]}]
+    result = notebook.run(sample_ws, "INC-20261106-001", tiny_template, {"values": values})
+    nb = nbformat.read(result.output_path, as_version=4)
+    printed = json.loads(nb.cells[-1].outputs[0]["text"])
+    assert printed["python"] == sys.executable
+    assert printed["values"] == values and printed["incident"] == "INC-20261106-001"
+
+
+def test_rerun_keeps_the_previous_notebook_timestamped(sample_ws, tiny_template):
+    incident = "INC-20261105-001"
+    first = notebook.run(sample_ws, incident, tiny_template)
+    second = notebook.run(sample_ws, incident, tiny_template)
+    (archived,) = notebook.archived_notebooks(sample_ws, incident, "tiny")
+    assert second.archived == str(archived)
+    assert archived.name.startswith("tiny.") and archived.name.endswith("Z.ipynb")
+    runs = {r.id: r for r in _runs(sample_ws, incident)}
+    assert notebook.notebook_for_run(sample_ws, runs[first.run_id]) == archived
+    assert notebook.notebook_for_run(sample_ws, runs[second.run_id]) == Path(second.output_path)
+    stamp = runs[first.run_id].started.strftime("%Y%m%dT%H%M%SZ")
+    assert archived.name == f"tiny.{stamp}.ipynb"
+
+
+def test_run_many_carries_on_past_failures(sample_ws, tiny_template):
+    results = notebook.run_many(sample_ws, ["INC-20261106-001", "INC-29990101-001"], template=tiny_template,
+                                progress=False)
+    assert [r.status for r in results] == ["succeeded", "failed"]
+    assert results[1].error["ename"] == "NotFoundError" and results[1].run_id is None
+    summary = notebook.summarize(results)
+    assert summary["total"] == 2 and summary["failed"] == 1
+    assert summary["failures"][0]["incident_id"] == "INC-29990101-001"
+    assert json.loads(json.dumps([r.to_dict() for r in results]))
+
+
+def test_workspace_folder_with_braces(tmp_path, tiny_template):
+    # papermill formats paths with the parameters: braces in a folder name must stay braces.
+    from workbench import config
+
+    ws = config.init(tmp_path / "ws{incident_id}")
+    with ws.knowledge_base() as kb:
+        kb.create_incident(id="INC-1", title="t", started="2026-11-02T14:03:00Z", services=["a"], who="test")
+    result = notebook.run(ws, "INC-1", tiny_template)
+    assert result.status == "succeeded" and Path(result.output_path).is_file()
+    assert Path(result.output_path).parent == ws.root / "incidents" / "INC-1"
