@@ -131,8 +131,10 @@ def sources() -> None:
 
 @app.command()
 def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Workspace to (re)use for the demo."),
-         sample_dir: Path = typer.Option(Path("data/sample"), "--sample", help="Sample folder to ingest.")) -> None:
-    """Build a demo workspace from the sample and show the incidents it knows with their windows."""
+         sample_dir: Path = typer.Option(Path("data/sample"), "--sample", help="Sample folder to ingest."),
+         incident: str = typer.Option("INC-20261102-001", help="Incident to analyse, run and report (the sample's bad deploy)."),
+         quick: bool = typer.Option(False, help="Only ingest and list (skip analysis, notebook and report).")) -> None:
+    """The whole path on the sample: ingest, analyse, execute the postmortem notebook, export the report."""
     from .ingest import ingest as run_ingest
 
     ws = config.init(workspace)
@@ -141,15 +143,29 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     added = sum(result.rows_added.values())
     typer.echo(f"ingested {sample_dir}: {sum(result.rows_read.values()):,} rows read, {added:,} new, "
                f"{len(result.incidents_added)} incidents added in {result.seconds:.1f} s")
-    kb = ws.knowledge_base()
-    try:
+    with ws.knowledge_base() as kb:
         incidents = kb.list_incidents()
-    finally:
-        kb.close()
     typer.echo("")
     _print_incidents(incidents)
+    if quick:
+        return
+    from .analysis import analyze as run_analysis
+    from .notebook import run as run_nb
+    from workbench.reports import export_report
+
+    typer.echo(f"\nanalysing {incident} ...")
+    analysis = run_analysis(ws, incident, who="demo")
+    for h in analysis.hypotheses[:3]:
+        typer.echo(f"  #{h.rank} {h.score:5.2f}  {h.service} / {h.cause}: {h.summary}")
+    typer.echo(f"executing the postmortem notebook of {incident} ...")
+    nb = run_nb(ws, incident, who="demo")
+    typer.echo(f"exporting the report of {incident} ...")
+    report_path = export_report(ws, incident)
     typer.echo("")
-    typer.echo(f"Next: WORKBENCH_HOME={ws.root} .venv/bin/workbench incident show <ID>")
+    typer.echo(f"notebook: {nb.output_path}")
+    typer.echo(f"  open it: .venv/bin/jupyter lab --notebook-dir {ws.root} {nb.output_path}")
+    typer.echo(f"report:   {report_path} (standalone, works offline)")
+    typer.echo(f"serve:    .venv/bin/workbench serve -w {ws.root}   (http://127.0.0.1:5006/)")
 
 
 @app.command()
