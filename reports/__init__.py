@@ -6,7 +6,7 @@ export as one standalone HTML file that works offline::
     from workbench.reports import build_report, export_report
     export_report(workspace, "INC-20261102-001")   # -> <workspace>/incidents/<id>/report.html
 
-    from workbench.reports.app import serve         # the served app (incident picker + report)
+    from workbench.reports.app import serve         # the served app: incidents, report, action items, metrics
     serve(workspace, port=5006)
 
 Every data string reaches a pane through :mod:`workbench.reports.safe` (escaped).

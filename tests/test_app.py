@@ -1,0 +1,229 @@
+"""The served app without a browser: its tables from core records, escaping, filters, and the
+``workbench serve`` refusals (tests/test_app_browser.py drives it in Chromium)."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import date
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+pn = pytest.importorskip("panel")
+
+from conftest import HOSTILE_STRINGS  # noqa: E402
+from test_reports import (HOSTILE_INCIDENT, HOSTILE_SERVICES, HOSTILE_SHOWN, HOSTILE_TITLE,  # noqa: E402
+                          add_hostile_incident)
+from workbench.errors import NotFoundError  # noqa: E402
+from workbench.reports.app import TABS, WorkbenchApp, app, serve  # noqa: E402
+from workbench.reports.app_views import (ANY, ActionItemsOverview, MetricsOverview, filter_options,  # noqa: E402
+                                         incident_frame, open_items_frame, overdue_frame, owner_frame, seconds_text)
+
+TODAY = date(2026, 11, 27)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """The hostile incident and three plain ones: one without a resolved time, two labelled."""
+    from workbench import config
+
+    ws = config.init(tmp_path_factory.mktemp("app") / "ws")
+    add_hostile_incident(ws)
+    with ws.knowledge_base() as kb:
+        kb.create_incident(id="INC-A", title="Checkout errors", started="2026-10-01T10:00:00Z",
+                           detected="2026-10-01T10:05:00Z", resolved="2026-10-01T11:00:00Z", services=["checkout"],
+                           severity="SEV2", status="closed", labels={"symptom": "errors", "service": "checkout"},
+                           who="test")
+        kb.create_incident(id="INC-B", title="Payments slow", started="2026-10-05T10:00:00Z", services=["payments"],
+                           severity="SEV3", labels={"symptom": "latency"}, who="test")
+        kb.create_incident(id="INC-C", title="Checkout slow", started="2026-10-09T10:00:00Z",
+                           detected="2026-10-09T10:10:00Z", services=["checkout", "payments"], severity="SEV3",
+                           labels={"symptom": "latency"}, who="test")
+        kb.add_action_item("INC-A", title="Add a canary", owner="sre", kind="prevent", due="2026-11-01", who="test")
+        kb.add_action_item("INC-A", title="Write the runbook", owner="alice", kind="process", due="2026-11-20",
+                           status="in_progress", who="test")
+        kb.add_action_item("INC-B", title="Done already", owner="alice", kind="detect", due="2026-10-10",
+                           status="done", who="test")
+        kb.add_action_item("INC-C", title="Due today", owner="bob", kind="detect", due=TODAY, who="test")
+        kb.add_action_item("INC-C", title="No due date", owner="bob", kind="mitigate", who="test")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def records(ws):
+    with ws.knowledge_base() as kb:
+        return kb.list_incidents(), kb.list_action_items()
+
+
+class _Dom(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def rendered(view) -> _Dom:
+    """Tags and text of every HTML pane of a view, as a browser would parse them."""
+    dom = _Dom()
+    for pane in pn.panel(view).select(pn.pane.HTML):
+        dom.feed(pane.object)
+    dom.close()
+    return dom
+
+
+# --------------------------------------------------------------------------- frames
+
+def test_incident_frame_lists_newest_first_with_unknown_durations(records):
+    incidents, _ = records
+    frame = incident_frame(incidents)
+    assert list(frame["id"]) == [HOSTILE_INCIDENT, "INC-C", "INC-B", "INC-A"]
+    row = frame.set_index("id").loc["INC-C"]
+    assert row["services"] == "checkout, payments" and row["started"] == "2026-10-09 10:00"
+    assert row["time to detect"] == "10 min" and row["time to resolve"] == "unknown"  # never 0
+    assert frame.set_index("id").loc["INC-A", "labels"] == "errors · checkout"
+    assert frame.set_index("id").loc[HOSTILE_INCIDENT, "title"] == HOSTILE_TITLE
+    assert seconds_text(None) == "unknown" and seconds_text(3900) == "1 h 5 min"
+
+
+def test_filter_options_come_from_the_incidents(records):
+    incidents, _ = records
+    options = filter_options(incidents)
+    assert all(list(o.items())[0] == (ANY, "") for o in options.values())
+    assert list(options["severity"].values())[1:] == ["SEV1", "SEV2", "SEV3"]
+    assert set(options["service"].values()) == {"", "checkout", "payments", *HOSTILE_SERVICES}
+    assert options["label"]["symptom: latency"] == ("symptom", "latency")
+    assert ("service", HOSTILE_STRINGS[3]) in options["label"].values()
+    assert not any(k == "confidence" for k, *_ in [v for v in options["label"].values() if v])
+
+
+def test_overdue_items_by_owner_and_open_items(records):
+    _, items = records
+    overdue = overdue_frame(items, TODAY)
+    assert list(overdue.columns) == ["owner", "incident", "title", "due", "days overdue", "kind", "status"]
+    by_title = overdue.set_index("title")
+    assert by_title.loc["Add a canary", "days overdue"] == 26
+    assert by_title.loc["Write the runbook", "days overdue"] == 7
+    assert "Due today" not in by_title.index and "Done already" not in by_title.index  # due today is not late
+    assert list(overdue["owner"]) == sorted(overdue["owner"])
+    owners = owner_frame(overdue).set_index("owner")
+    assert owners.loc["sre", "overdue items"] == 1 and owners.loc[HOSTILE_STRINGS[4], "most days overdue"] == 330
+    open_items = open_items_frame(items, TODAY)
+    assert list(open_items["title"])[-1] == "No due date"
+    assert "Done already" not in set(open_items["title"])
+    assert len(open_items) == len(overdue) + 2
+
+
+# --------------------------------------------------------------------------- views
+
+def test_action_items_view_escapes_and_counts(ws):
+    with ws.knowledge_base() as kb:
+        view = ActionItemsOverview.from_knowledge_base(kb, today=TODAY)
+    dom = rendered(view)
+    assert not {t for t, _ in dom.tags} & {"script", "img", "iframe"}
+    assert not [a for _, attrs in dom.tags for a in attrs if a.startswith("on")]
+    text = "".join(dom.text)
+    assert HOSTILE_SHOWN["action item"] in text and HOSTILE_STRINGS[4] in text
+    assert "3 overdue action item(s) of 5 open ones, as of 2026-11-27" in text
+
+
+def test_metrics_view_shows_known_and_unknown_counts_and_the_ledger(ws):
+    with ws.knowledge_base() as kb:
+        view = MetricsOverview.from_knowledge_base(kb, as_of="2026-11-27T00:00:00Z")
+    dom = rendered(view)
+    assert not {t for t, _ in dom.tags} & {"script", "img", "iframe"}
+    assert not [a for _, attrs in dom.tags for a in attrs if a.startswith("on")]
+    text = "".join(dom.text)
+    for service in HOSTILE_SERVICES:
+        assert service in text
+    assert HOSTILE_TITLE in text
+    # MTTR: known for INC-A and the hostile incident, unknown for INC-B and INC-C
+    durations = pd.DataFrame([(m, d.n_known, d.n_unknown) for m, d in view.summary.durations.items()],
+                             columns=["m", "known", "unknown"]).set_index("m")
+    assert tuple(durations.loc["mttr"]) == (2, 2)
+    assert "time to resolve (MTTR)" in text and "unknown" in text
+    assert view.ledger.overall.n_incidents == 1  # the hostile incident's confirmed cause
+
+
+# --------------------------------------------------------------------------- the app
+
+def test_filters_narrow_the_list_through_the_knowledge_base(ws, records):
+    incidents, _ = records
+    session = WorkbenchApp(ws, incidents)
+    assert len(session.table.value) == 4 and session.tabs.active == TABS.index("Incidents")
+    session.filters["service"].value = "payments"
+    assert sorted(session.table.value["id"]) == ["INC-B", "INC-C"]
+    session.filters["label"].value = ("symptom", "latency")
+    session.filters["severity"].value = "SEV3"
+    assert sorted(session.table.value["id"]) == ["INC-B", "INC-C"]
+    session.filters["status"].value = "closed"
+    assert session.table.value.empty
+    assert 'incident-count">0</b> of 4 incidents' in session.count.object
+    for widget in session.filters.values():
+        widget.value = ""
+    session.filters["service"].value = HOSTILE_SERVICES[0]
+    assert list(session.table.value["id"]) == [HOSTILE_INCIDENT]
+    session.open("INC-A")
+    assert session.picker.value == "INC-A" and session.tabs.active == TABS.index("Report")
+    pn.panel(session).get_root()  # renders (only the active tab is built)
+
+
+def test_app_opens_on_the_report_of_a_given_incident_and_refuses_unknown_ones(ws, tmp_path):
+    from workbench import config
+
+    assert app(ws, "INC-A") is not None
+    with pytest.raises(NotFoundError):
+        app(ws, "INC-NOPE")
+    with pytest.raises(NotFoundError):
+        serve(ws, incident_id="INC-NOPE", port=1)  # before any server starts
+    empty = app(config.init(tmp_path / "empty"))
+    assert "No incidents" in empty.object
+
+
+# --------------------------------------------------------------------------- workbench serve
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(args, ws):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", "serve", *args, "-w", str(ws.root)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_serve_refuses_a_non_loopback_address_without_basic_auth(ws):
+    port = _free_port()
+    done = _serve(["--address", "0.0.0.0", "--port", str(port)], ws)
+    assert done.returncode == 2
+    assert "--basic-auth" in done.stderr and "serving" not in done.stdout
+    with socket.socket() as s:  # nothing listens on the port
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_refuses_short_passwords_and_unknown_incidents(ws, tmp_path, capsys):
+    from workbench.cli import main
+
+    # both are refused before a server is built, so this runs in-process
+    secret = tmp_path / "password"
+    secret.write_text("short\n")
+    assert main(["serve", "--address", "0.0.0.0", "--basic-auth", str(secret), "-w", str(ws.root)]) == 2
+    assert "12 characters" in capsys.readouterr().err
+    assert main(["serve", "--port", str(_free_port()), "--incident", "INC-NOPE", "-w", str(ws.root)]) == 2
+    assert "INC-NOPE" in capsys.readouterr().err
+
+
+def test_websocket_origins_cover_the_names_a_browser_uses():
+    from workbench.reports.app import websocket_origins
+
+    assert websocket_origins("127.0.0.1", 5006) == ["127.0.0.1:5006", "localhost:5006"]
+    assert "[::1]:5006" in websocket_origins("::1", 5006)
+    wildcard = websocket_origins("0.0.0.0", 5006)
+    assert "0.0.0.0:5006" not in wildcard and f"{socket.gethostname().lower()}:5006" in wildcard
