@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from . import correlate
+from . import correlate, schema
 from .config import Workspace
 from .errors import WorkbenchError
 from .evidence import ServiceSuspicion, TelemetryWindow
@@ -112,8 +112,8 @@ class AnalysisResult:
         """JSON-safe dict (times as ISO 8601 UTC with ``Z``)."""
         return {
             "incident": dict(self.incident),
-            "window": {"start": _iso(self.window[0]), "end": _iso(self.window[1])},
-            "baseline": {"start": _iso(self.baseline[0]), "end": _iso(self.baseline[1])},
+            "window": {"start": schema.iso_utc(self.window[0]), "end": schema.iso_utc(self.window[1])},
+            "baseline": {"start": schema.iso_utc(self.baseline[0]), "end": schema.iso_utc(self.baseline[1])},
             "suspicions": [s.to_dict() for s in self.suspicions],
             "changes": _records(self.changes, ("service", "onset", "timestamp", "kind", "summary", "lag_minutes")),
             "onsets": _records(self.onsets, ("service", "onset", "order", "lag_minutes")),
@@ -221,12 +221,12 @@ def analyze_window(window: TelemetryWindow, incident: Any = None, history: Seque
     result = AnalysisResult(incident=info, window=(window.start, window.end),
                             baseline=(window.baseline_start, window.baseline_end))
     if not _has_telemetry(window, window.start, window.end):
-        result.notes.append(f"no telemetry in [{_iso(window.start)}, {_iso(window.end)}): no metrics, logs or spans "
+        result.notes.append(f"no telemetry in [{schema.iso_utc(window.start)}, {schema.iso_utc(window.end)}): no metrics, logs or spans "
                             f"in the incident window, so nothing can be ranked")
         result.timings = {"detect": 0.0, "rank": 0.0}
         return result
     if not _has_telemetry(window, window.baseline_start, window.baseline_end):
-        result.notes.append(f"no telemetry in the baseline [{_iso(window.baseline_start)}, {_iso(window.baseline_end)}): "
+        result.notes.append(f"no telemetry in the baseline [{schema.iso_utc(window.baseline_start)}, {schema.iso_utc(window.baseline_end)}): "
                             f"the incident cannot be compared with normal behaviour, so the ranking is weak or empty")
     if localizer is None:
         from .localize import localize as localizer
@@ -236,7 +236,7 @@ def analyze_window(window: TelemetryWindow, incident: Any = None, history: Seque
     except WorkbenchError:
         raise
     except (ValueError, ArithmeticError, IndexError, KeyError) as exc:
-        raise AnalysisError(f"incident {info.get('id') or '?'}: telemetry of [{_iso(window.start)}, {_iso(window.end)}) "
+        raise AnalysisError(f"incident {info.get('id') or '?'}: telemetry of [{schema.iso_utc(window.start)}, {schema.iso_utc(window.end)}) "
                             f"could not be scored: {type(exc).__name__}: {exc}") from exc
     detect = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -341,17 +341,9 @@ def _incident_info(incident: Any) -> dict[str, Any]:
         return {"id": None, "title": None, "started": None}
     get = incident.get if isinstance(incident, Mapping) else lambda k, d=None: getattr(incident, k, d)
     started = get("started")
-    return {"id": get("id"), "title": get("title"), "started": None if started is None else _iso(started)}
+    return {"id": get("id"), "title": get("title"), "started": None if started is None else schema.iso_utc(started)}
 
 
-def _iso(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        return None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.isoformat().replace("+00:00", "Z")
 
 
 def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -362,7 +354,7 @@ def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]
         clean = {}
         for key, value in row.items():
             if isinstance(value, pd.Timestamp) or key in ("onset", "timestamp"):
-                clean[key] = _iso(value)
+                clean[key] = schema.iso_utc(value)
             elif isinstance(value, float):
                 clean[key] = None if pd.isna(value) else round(value, 4)
             elif value is pd.NA:

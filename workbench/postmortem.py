@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import config
+from . import config, schema
 from .config import Workspace
 from .errors import TemplateParameterError
 from .windows import BASELINE, analysis_window
@@ -102,7 +102,7 @@ def _window(incident: Any, window_start: Any, window_end: Any) -> tuple[pd.Times
         values["window_end"] = end
     lo, hi = analysis_window(values)
     if hi <= lo:
-        raise TemplateParameterError(f"the window [{_iso(lo)}, {_iso(hi)}) is empty: window_end must be after "
+        raise TemplateParameterError(f"the window [{schema.iso_utc(lo)}, {schema.iso_utc(hi)}) is empty: window_end must be after "
                                      f"window_start")
     return lo, hi
 
@@ -129,12 +129,12 @@ def summary(ws: Workspace | str, incident_id: str, *, window_start: Any = None, 
         ("status", incident.status), ("environment", incident.environment),
         ("services", ", ".join(incident.services)),
     ]
-    rows += [(m, _iso(getattr(incident, m))) for m in MILESTONES]
+    rows += [(m, schema.iso_utc(getattr(incident, m))) for m in MILESTONES]
     for name, end_field in (("time to detect", "detected"), ("time to mitigate", "mitigated"),
                             ("time to resolve", "resolved")):
         rows.append((name, _duration(incident.started, getattr(incident, end_field))))
-    rows += [("analysis window", f"{_iso(start)} to {_iso(end)}"),
-             ("baseline", f"{_iso(start - pd.Timedelta(hours=hours))} to {_iso(start)} ({hours:g} h)"),
+    rows += [("analysis window", f"{schema.iso_utc(start)} to {schema.iso_utc(end)}"),
+             ("baseline", f"{schema.iso_utc(start - pd.Timedelta(hours=hours))} to {schema.iso_utc(start)} ({hours:g} h)"),
              ("labels", ", ".join(f"{k}={v}" for k, v in sorted(incident.labels.items())) or "-"),
              ("links", ", ".join(f"{link.get('title', '')} <{link.get('url', '')}>" for link in incident.links) or "-")]
     return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": "object"})
@@ -266,8 +266,8 @@ def detection_gap(ws: Workspace | str, incident_id: str, *, detector: str | None
     top = result.suspicions[0] if result is not None and result.suspicions else None
     first_anomaly = None if top is None or top.onset is None else pd.Timestamp(top.onset)
     return {
-        "started": _iso(incident.started), "origin": None if top is None else top.service,
-        "first_anomaly": _iso(first_anomaly), "first_alert": _iso(first_alert), "detected": _iso(incident.detected),
+        "started": schema.iso_utc(incident.started), "origin": None if top is None else top.service,
+        "first_anomaly": schema.iso_utc(first_anomaly), "first_alert": schema.iso_utc(first_alert), "detected": schema.iso_utc(incident.detected),
         "time_to_detect": _minutes(incident.started, incident.detected),
         "alert_delay": _minutes(incident.started, first_alert),
         "anomaly_lead": _minutes(first_anomaly, incident.detected),
@@ -388,8 +388,8 @@ def recurrence_summary(ws: Workspace | str, incident_id: str, *, since: Any = No
     rows = [("incident", f"{incident.id}: {incident.title}"), ("status", incident.status),
             ("checks", str(len(history))),
             ("recurrences found", str(int((recurrence["verdict"] == "recurred").sum()))),
-            ("last recurrence check", "-" if last is None else f"{_iso(last['at'])}: {last['verdict']}"),
-            ("next window", f"{_iso(now - pd.Timedelta(hours=hours))} to {_iso(now)} ({hours:g} h)")]
+            ("last recurrence check", "-" if last is None else f"{schema.iso_utc(last['at'])}: {last['verdict']}"),
+            ("next window", f"{schema.iso_utc(now - pd.Timedelta(hours=hours))} to {schema.iso_utc(now)} ({hours:g} h)")]
     return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": "object"})
 
 
@@ -408,14 +408,6 @@ def _hours(value: Any, name: str = "baseline_hours") -> float:
     return float(value)
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        return None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.isoformat().replace("+00:00", "Z")
 
 
 def _minutes(start: Any, end: Any) -> float | None:

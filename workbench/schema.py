@@ -265,6 +265,27 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
     return Validated(out, report)
 
 
+def utc_bound(value: Any) -> pd.Timestamp | None:
+    """A window bound as a UTC timestamp (None stays None); a naive bound is refused (ValueError)."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise ValueError(f"window bound {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
+    return ts.tz_convert("UTC")
+
+
+def iso_utc(value: Any) -> str | None:
+    """ISO 8601 text in UTC ending in ``Z`` (naive values are taken as UTC); None/NaT give None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    ts = pd.Timestamp(value)
+    if pd.isna(ts):
+        return None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.isoformat().replace("+00:00", "Z")
+
+
 def normalize_severity(value: Any) -> str:
     """Map common level spellings to the OpenTelemetry severity text.
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SchemaError
+from .windows import step_offset
 
 #: Separator of an edge's two services in :func:`span_stats` and :func:`as_metrics` names.
 ARROW = "→"
@@ -152,7 +153,7 @@ def span_stats(spans: pd.DataFrame, step: str = "1min", *,
         return pd.DataFrame({c: pd.Series([], dtype="datetime64[ns, UTC]" if c == "timestamp" else
                                           (float if c == "value" else object)) for c in columns})
     ann = annotate(spans)
-    ann["timestamp"] = ann["start"].dt.tz_convert("UTC").dt.floor(_offset(step))
+    ann["timestamp"] = ann["start"].dt.tz_convert("UTC").dt.floor(step_offset(step))
     parts = []
     entry = ann[ann["entry"]]
     parts.append(_counts(entry, ["timestamp", "service"], "requests"))
@@ -256,16 +257,6 @@ def _percentiles(percentiles: Sequence[int]) -> list[int]:
         if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q <= 100:
             raise ValueError(f"percentiles must be integers in [0, 100], got {q!r}")
     return qs
-
-
-def _offset(step: str) -> pd.DateOffset:
-    try:
-        offset = pd.tseries.frequencies.to_offset(step)
-    except (ValueError, TypeError):
-        raise ValueError(f"step must be a pandas offset alias such as '1min' or '30s', got {step!r}") from None
-    if offset is None or pd.Timedelta(offset) <= pd.Timedelta(0):
-        raise ValueError(f"step must be a positive fixed duration, got {step!r}")
-    return offset
 
 
 def _counts(frame: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:

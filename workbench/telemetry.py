@@ -164,7 +164,7 @@ class TelemetryStore:
         times tz-aware UTC. Only the day files overlapping the window are opened.
         """
         schema.columns(table)  # validates the name
-        start_ts, end_ts = _ts(start), _ts(end)
+        start_ts, end_ts = schema.utc_bound(start), schema.utc_bound(end)
         files = self._files(table, start_ts, end_ts)
         if not files:
             return schema.empty(table)
@@ -270,12 +270,4 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, path, compression="zstd")
 
-
-def _ts(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"window bound {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
-    return ts.tz_convert("UTC")
 

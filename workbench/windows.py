@@ -18,6 +18,17 @@ TAIL = pd.Timedelta(minutes=15)
 BASELINE = pd.Timedelta(hours=24)
 
 
+def step_offset(step: str) -> pd.DateOffset:
+    """The alignment step as a pandas offset; anything but a positive fixed duration is refused."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(step)
+    except (ValueError, TypeError):
+        raise ValueError(f"step must be a pandas offset alias such as '1min' or '30s', got {step!r}") from None
+    if offset is None or pd.Timedelta(offset) <= pd.Timedelta(0):
+        raise ValueError(f"step must be a positive fixed duration, got {step!r}")
+    return offset
+
+
 def analysis_window(incident: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``[start, end)`` of the telemetry to analyse for ``incident``.
 

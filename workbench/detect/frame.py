@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SchemaError
+from ..windows import step_offset
 from .base import REFERENCE_WINDOW, Detector, DetectionError, local_reference
 
 #: Forward-fill gaps of at most this many steps (a scrape or two missed); longer gaps stay NaN.
@@ -59,7 +60,7 @@ def align(metrics: pd.DataFrame, step: str = "1min", *, fill_limit: int = FILL_L
     ValueError
         ``step`` is not a pandas offset alias.
     """
-    offset = _offset(step)
+    offset = step_offset(step)
     missing = [c for c in ("timestamp", "service", "name", "value") if c not in metrics.columns]
     if missing:
         raise SchemaError("metrics", "align()", [{"column": ", ".join(missing), "check": "a required column, missing",
@@ -227,7 +228,7 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
         name = detector or DEFAULT_DETECTOR
         det = get_detector(name, **(params or {}))
     notes = list(frame.attrs.get("notes", []))
-    offset = _offset(step)
+    offset = step_offset(step)
     grid = _regular(_numeric(_utc_index(frame), notes), offset, fill_limit)
 
     t_end = _time(baseline_end, "baseline_end")
@@ -367,16 +368,6 @@ def _empty_result(name: str, det: Detector, service: str | None, index: pd.Index
         anomalous=pd.Series(False, index=idx, dtype=bool), onset=None,
         contributions=pd.DataFrame(np.nan, index=idx, columns=columns, dtype=float),
         top=rank_metrics(pd.DataFrame(index=idx)), baseline_rows=baseline_rows, scored_rows=len(idx), notes=notes)
-
-
-def _offset(step: str) -> pd.DateOffset:
-    try:
-        offset = pd.tseries.frequencies.to_offset(step)
-    except (ValueError, TypeError):
-        raise ValueError(f"step must be a pandas offset alias such as '1min' or '30s', got {step!r}") from None
-    if offset is None or pd.Timedelta(offset) <= pd.Timedelta(0):
-        raise ValueError(f"step must be a positive fixed duration, got {step!r}")
-    return offset
 
 
 def _utc_index(frame: pd.DataFrame) -> pd.DataFrame:

@@ -145,16 +145,7 @@ def read_text(path: str | Path) -> str:
 
 def window(start: Any, end: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     """Normalise window bounds to UTC timestamps; naive bounds are refused (ValueError)."""
-    return _bound(start), _bound(end)
-
-
-def _bound(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"window bound {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
-    return ts.tz_convert("UTC")
+    return schema.utc_bound(start), schema.utc_bound(end)
 
 
 def in_window(times: pd.Series, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.Series:
