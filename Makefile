@@ -35,6 +35,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/loghub.py --data $(SHARED)/loghub --json $(BENCH_OUT)/loghub.json
 	$(PY) benchmarks/smd.py --data $(SHARED)/smd --json $(BENCH_OUT)/smd.json
 	$(PY) benchmarks/smd.py --data $(SHARED)/asd --json $(BENCH_OUT)/asd.json
+	$(PY) benchmarks/nezha.py --data $(SHARED)/nezha-trainticket --json $(BENCH_OUT)/nezha.json
+	$(PY) benchmarks/speed.py --json $(BENCH_OUT)/speed.json
+	$(PY) benchmarks/notebook.py --json $(BENCH_OUT)/notebook.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE)
