@@ -156,3 +156,20 @@ def test_outbox_and_nudge_commands(sample_ws, capsys):
     assert isinstance(listed, list)
     assert "delivered" in run(["outbox", "deliver"], ws.root, capsys).out
     assert "queued again" in run(["outbox", "resend"], ws.root, capsys).out
+
+
+def test_analyze_run_report_signoff(sample_ws, capsys):
+    ws, _ = sample_ws
+    incident = "INC-20261103-001"
+    out = run(["analyze", incident], ws.root, capsys).out
+    assert "orders" in out and "change" in out
+    ran = json.loads(run(["run", incident, "--json", "-p", "note=from the CLI"], ws.root, capsys).out)
+    assert ran["status"] == "succeeded" and Path(ran["output_path"]).is_file()
+    signed = json.loads(run(["signoff", incident, "--as", "carol", "--role", "incident-commander", "--json"], ws.root, capsys).out)
+    assert signed["content_hash"].startswith("sha256:")
+    report = json.loads(run(["report", incident, "--json"], ws.root, capsys).out)
+    assert Path(report["path"]).is_file() and report["content_hash"] == signed["content_hash"]
+    err = run(["run", incident, "-p", "x = 1; print(1); y=2"], ws.root, capsys, code=2).err
+    assert "--parameter" in err and "identifier" in err
+    err = run(["run", incident, "-p", "detectr=knn"], ws.root, capsys, code=2).err
+    assert err.startswith("workbench: error:") and "detector" in err

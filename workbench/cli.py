@@ -91,10 +91,10 @@ def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (
     typer.echo(f"  incidents: {len(result.incidents_added)} added, {len(result.incidents_updated)} updated, {len(result.incidents_unchanged)} unchanged")
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def _key_value(text: str, param_hint: str = "--option") -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
-        raise typer.BadParameter(f"{text!r} is not key=value", param_hint="--option")
+        raise typer.BadParameter(f"{text!r} is not key=value with an identifier key", param_hint=param_hint)
     return key, value
 
 
@@ -248,7 +248,7 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
 
     params = {}
     for item in parameter:
-        key, value = _key_value(item)
+        key, value = _key_value(item, "--parameter")
         try:
             params[key] = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
