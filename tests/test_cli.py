@@ -173,3 +173,17 @@ def test_analyze_run_report_signoff(sample_ws, capsys):
     assert "--parameter" in err and "identifier" in err
     err = run(["run", incident, "-p", "detectr=knn"], ws.root, capsys, code=2).err
     assert err.startswith("workbench: error:") and "detector" in err
+
+
+def test_recheck_flags_the_recurrence(sample_ws, capsys):
+    ws, _ = sample_ws
+    out = json.loads(run(["recheck", "INC-20261102-001", "--until", "2026-11-06T16:30:00Z", "--window", "3h",
+                          "--executor", "serial", "--json"], ws.root, capsys).out)
+    text = json.dumps(out)
+    assert "recurred" in text and "INC-20261102-001" in text
+    kb = ws.knowledge_base()
+    try:
+        assert kb.get_incident("INC-20261102-001").status == "recurred"
+        assert any(c.verdict == "recurred" for c in kb.list_checks(incident_id="INC-20261102-001"))
+    finally:
+        kb.close()

@@ -277,6 +277,28 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
         typer.echo(f"open it: .venv/bin/jupyter lab --notebook-dir {ws.root} {result.output_path}")
 
 
+@app.command()
+def recheck(incident_ids: list[str] = typer.Argument(None, help="Incidents to check (any status)."),
+            all_incidents: bool = typer.Option(False, "--all", help="Every incident under watch (resolved, monitoring, recurred)."),
+            since: Optional[str] = typer.Option(None, help="Start of the checked window (default: --until minus --window)."),
+            until: Optional[str] = typer.Option(None, help="End of the checked window (default: now, capped at the telemetry's end)."),
+            window: str = typer.Option("24h", help="Length of the checked window, e.g. 6h, 7d."),
+            executor: str = typer.Option("local", help="local (process pool), serial, dask-local, or dask://HOST:PORT."),
+            report: bool = typer.Option(False, "--report", help="Also execute the recurrence notebook of every incident that recurred."),
+            workspace: Optional[Path] = WorkspaceOpt,
+            as_json: bool = JsonOpt) -> None:
+    """Check watched incidents for recurrence and every open action item's criterion; record each check."""
+    from . import loop
+
+    ws = config.open_workspace(workspace)
+    result = loop.recheck(ws, incident_ids or None, all=all_incidents, since=_time(since, "--since"),
+                          until=_time(until, "--until"), window=window, executor=executor, report=report, who="cli")
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        typer.echo(result.summary())
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

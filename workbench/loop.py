@@ -1,0 +1,1192 @@
+"""The scheduled recheck: does a watched incident come back, and do the fixes of its action items hold?
+
+:func:`recheck` is what ``workbench recheck`` and schedulers call::
+
+    from workbench.config import open_workspace
+    from workbench.loop import recheck
+
+    report = recheck(open_workspace("/srv/workbench"), all=True)      # every incident under watch
+    report = recheck(ws, ["INC-20261102-001"], until="2026-11-06T16:05:00Z", executor="dask-local")
+    print(report.summary())
+
+For each incident it checks the telemetry of one window against the incident's signature and
+evaluates the verification criterion of each of its action items; the parent process records
+every check, and a recurrence marks the incident ``recurred``, opens a follow-up review and queues
+a ``recurrence`` notification, all in one transaction.
+
+Which incidents
+---------------
+``all=True``: every incident whose status is ``resolved``, ``monitoring`` or ``recurred``
+(:data:`WATCHED`). Explicit ids are checked whatever their status (an unknown id raises
+:class:`~workbench.errors.NotFoundError` before anything runs).
+
+Windows
+-------
+- ``until`` (exclusive end) defaults to now, capped at the last stored metric sample plus one
+  step: a workspace whose telemetry stops earlier (a replayed sample, a lagging or broken ingest)
+  is checked over its newest data instead of an empty window, and the report's notes say how far
+  behind now the data ends (``until_source`` is ``now`` or ``telemetry end``). A given ``until``
+  is used as it is.
+- The checked window is ``[until - window, until)`` (``window`` default :data:`DEFAULT_WINDOW`,
+  6 h), or ``[since, until)`` when ``since`` is given.
+- Per incident it starts no earlier than the end of the incident's own analysis window
+  (:func:`workbench.windows.analysis_window`: resolution + 15 min): an incident is never taken
+  for its own recurrence. A window entirely inside it is skipped (nothing recorded, noted).
+- The baseline is the :data:`workbench.windows.BASELINE` (24 h) before the checked window.
+
+Signatures and the verdict
+--------------------------
+The incident's signature is the stored one (:func:`workbench.analysis.read_signature`). When none
+is stored it is computed once from the incident's own window (:func:`analyze_window`,
+telemetry only, the confirmed origin and cause applied like :func:`analyze` does) and the parent
+writes it; without telemetry in that window a signature built from the confirmed hypothesis is
+used (not written); with neither, the check is recorded as ``no_data``.
+
+The *current* signature is the engine's (:func:`workbench.localize.localize` +
+:func:`workbench.signature.signature_from_analysis`, via :func:`analyze_window` without history,
+so past incidents cannot pull the ranking towards themselves) over the checked window and every
+service: the system's view, as :func:`analyze` built the stored signature. Restricting it to
+the incident's own services was measured and dropped: an analysis of one or two services names
+one of them as the origin by construction, so the origin and service aspects match on any
+quiet window (a one-service document signature reached 0.84 on calm windows). One analysis per
+window then serves every incident. The verdict is ``recurred`` when
+``similarity(stored, current) >= threshold`` (:data:`RECUR_MIN`) or when a verification
+criterion of the incident is ``violated``; ``clear`` otherwise; ``no_data`` without telemetry
+in the window or without a signature.
+
+Threshold (0.65), measured on the sample with ``python benchmarks/recheck.py --calibrate`` (the
+loop's own per-incident computation; 6 h windows ending on every hour of the week, 24 h
+baselines; a window is only checked after the incident's own window, as the loop does):
+
+====================================================  =====  ==========================================
+(incident, window) pairs, by what the window holds      n     similarity with the incident's signature
+====================================================  =====  ==========================================
+INC-20261102-001, windows containing its recurrence      6     0.80-0.82
+INC-20261106-001
+windows overlapping another evaluation incident         42     max 0.49
+calm windows (no evaluation incident in them)          272     max 0.55, 99th percentile 0.53
+====================================================  =====  ==========================================
+
+The calm maximum is INC-20261103-001 (orders pool exhausted by a config change) against the
+morning of 2026-11-05, when a small orders blip follows a config change (origin orders, cause
+change) and stays below every alert. 0.65 leaves 0.10 above that and 0.15 below the weakest
+recurrence: a false recurrence costs a reviewer a look, a missed one defeats the loop. Each
+incident against its own window scores 0.85-0.99. Longer windows dilute a short recurrence and
+let a bigger incident in the same window take over the analysis: the 24 h window ending at the
+recurrence's resolution also holds the INC-20261105-001 traffic surge and scores 0.26, hence
+the 6 h default (run hourly; the overlap catches late telemetry).
+
+What is recorded (parent process, one transaction per incident)
+---------------------------------------------------------------
+- One recurrence check (``action_item_id`` None): ``score`` = the similarity, ``verdict`` clear,
+  recurred or no_data, ``window_start``/``window_end`` the checked window, ``evidence``::
+
+      [{"kind": "recurrence", "similarity": 0.82, "threshold": 0.65, "parts": {origin: 1.0, ...},
+        "reasons": ["signature", "criterion AI-3"], "signature_source": "stored",
+        "services": [...], "baseline": {"start", "end"}, "onset": "…Z" | null,
+        "current": {signature dict}, "follow_up_id": "INC-…-R1" | null, "notes": [...]},
+       {"kind": "detection_gap", "gap_minutes": 4.8, ...},          # first check only
+       {"kind": "suggestion", "suggestion": {...}}, ...]            # see workbench.suggestions
+
+- One verification check per evaluated criterion (:func:`workbench.verification.record`, which
+  also queues ``criterion_violated`` when a violation starts).
+- On ``recurred``: the incident's status becomes ``recurred`` (a versioned update: a concurrent
+  edit is retried once on fresh data, never overwritten); and when this starts a new *episode*
+  (the incident's previous recurrence check was not ``recurred``, so a recurrence seen by several
+  overlapping hourly windows opens one review, not six) a follow-up review is opened and a
+  ``recurrence`` notification is queued (key ``recurrence:<check id>``) for the configured
+  webhooks (:func:`workbench.outbox.attach`).
+
+The follow-up review is a new incident (the store has no follow-up table; a new incident is the
+least invasive record a reviewer can open, analyse with ``workbench analyze`` and run notebooks
+for): id ``<original id>-R<n>``, status ``open``, the original's title prefixed
+``Recurrence of <id>:``, its severity, environment, services, labels and links (runbooks,
+tickets), ``started`` = the current onset of the recurrence's origin (else the window start),
+``window_start``/``window_end`` = the checked window (so its analysis looks where the recheck
+looked), and a ``summary`` conclusion by ``who`` saying why it was opened and listing the
+suggestions. The original is linked by the id prefix, the note, the check's ``follow_up_id``
+and the notification. The original's own reviewed content is not touched (only its status),
+so its sign-offs stay valid.
+
+Action items whose criterion is evaluated: status ``open``, ``in_progress`` or ``done``
+(:data:`VERIFIED_ITEM_STATUSES`; a done fix is the one that must hold), over
+``[max(until - duration, own window end), until)``; a criterion that cannot be parsed is
+reported, not recorded.
+
+Scale: executors and purity
+---------------------------
+The per-incident computation :func:`check_incident` is a pure function of (workspace path,
+incident id, window): it reads the knowledge base and the telemetry, writes nothing, and returns
+an :class:`IncidentCheck` that the parent records. So every executor gives identical results:
+
+- ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` with
+  ``min(2, cpu count)`` workers started from a fork server (clean processes that import the
+  engine once); one incident or one worker runs in-process;
+- ``"serial"``: in-process, one after the other (debugging);
+- ``"dask://HOST:PORT"`` (or ``tcp://…``): a Dask distributed scheduler; the workers must see the
+  workspace at the same path and reach the database (use PostgreSQL for a real cluster);
+- ``"dask-local"``: a :class:`distributed.LocalCluster` started for the run
+  (``min(2, cpu)`` worker processes, one thread each);
+- a :class:`distributed.Client` or a :class:`concurrent.futures.Executor` object.
+
+Caching: incidents checked in one run share the window, so each worker process keeps the
+analysis of each (baseline, window) — an LRU of :data:`CACHE_SIZE`, for the incidents whose
+window starts later because they ended recently; only the analysis (a few kB) is kept, not the
+telemetry it read — and the metric queries of criteria per (service, metric, span). A past
+incident whose own window lies before the stored telemetry is recognised from the store's day
+folders without a query. The caches are scoped to one run (a run token: a new run on a
+long-lived Dask worker starts empty, so newly ingested telemetry is always seen). Per incident
+what remains is a few knowledge-base reads, the similarity (microseconds) and the criteria; the
+parent's one transaction per incident runs while the workers go on.
+
+Running it on a schedule
+------------------------
+cron (hourly, the default 6 h window overlaps the previous runs so a late ingest is still seen;
+the episode rule keeps one follow-up per recurrence)::
+
+    # m h dom mon dow  command
+    7 * * * *  cd /srv && WORKBENCH_HOME=/srv/workbench /srv/venv/bin/workbench recheck --all --json \\
+                 >> /var/log/workbench-recheck.jsonl 2>> /var/log/workbench-recheck.err
+    */5 * * * * WORKBENCH_HOME=/srv/workbench /srv/venv/bin/workbench outbox deliver
+
+``workbench recheck`` exits 0 when every incident was checked, 2 on a configuration or data error
+(one line on stderr); webhook secrets come from the environment (see :mod:`workbench.outbox`).
+Two overlapping runs are safe (each incident's records are one transaction; SQLite writers
+queue), but wasteful: wrap the line in ``flock -n /tmp/workbench-recheck.lock`` to skip a run
+while the previous one is still going.
+
+Kubernetes CronJob (the workspace on a shared volume, the knowledge base in PostgreSQL through
+``WORKBENCH_DATABASE_URL``, a Dask scheduler service for many incidents)::
+
+    apiVersion: batch/v1
+    kind: CronJob
+    metadata: {name: workbench-recheck}
+    spec:
+      schedule: "7 * * * *"
+      concurrencyPolicy: Forbid          # never two runs at once
+      startingDeadlineSeconds: 1800
+      jobTemplate:
+        spec:
+          backoffLimit: 1
+          activeDeadlineSeconds: 3000
+          template:
+            spec:
+              restartPolicy: Never
+              containers:
+              - name: recheck
+                image: registry.example.com/postmortem-workbench:1
+                args: ["workbench", "recheck", "--all", "--json",
+                       "--executor", "dask://dask-scheduler.workbench.svc:8786"]
+                env:
+                - {name: WORKBENCH_HOME, value: /workspace}
+                - name: WORKBENCH_DATABASE_URL
+                  valueFrom: {secretKeyRef: {name: workbench-db, key: url}}
+                - name: WORKBENCH_WEBHOOK_OPS_SECRET
+                  valueFrom: {secretKeyRef: {name: workbench-webhooks, key: ops}}
+                resources: {requests: {cpu: "2", memory: 2Gi}}
+                volumeMounts: [{name: workspace, mountPath: /workspace}]
+              volumes:
+              - name: workspace
+                persistentVolumeClaim: {claimName: workbench-workspace}   # ReadWriteMany
+
+Without a Dask cluster, drop ``--executor`` (a local pool of ``min(2, cpu)`` processes; request
+that many CPUs). The Dask workers mount the same volume at the same path and get the same
+``WORKBENCH_DATABASE_URL``. Add ``--report`` to also execute the recurrence notebook of every
+incident that recurred (it needs the ``notebook`` extra).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import pandas as pd
+
+from . import config
+from .config import Workspace
+from .errors import ConflictError, MissingDependencyError, NotFoundError, WorkbenchError
+from .signature import Signature, signature_from_incident, similarity_parts, with_cause
+from .store.models import ID_LENGTH
+from .windows import BASELINE, analysis_window, baseline_window
+
+#: Least similarity between the stored and the current signature that counts as a recurrence
+#: (chosen on the sample, see the module docstring).
+RECUR_MIN = 0.65
+#: Default length of the checked window.
+DEFAULT_WINDOW = timedelta(hours=6)
+#: Statuses checked by ``all=True``.
+WATCHED = ("resolved", "monitoring", "recurred")
+#: Action-item statuses whose verification criterion is evaluated.
+VERIFIED_ITEM_STATUSES = ("open", "in_progress", "done")
+#: Author recorded for checks, status changes, follow-ups.
+WHO = "recheck"
+#: Analyses of (service set, window) kept per worker process.
+CACHE_SIZE = 64
+#: Criterion metric queries kept per worker process.
+QUERY_CACHE_SIZE = 512
+#: Executor names (besides ``dask://HOST:PORT``, ``tcp://…`` and executor objects).
+EXECUTORS = ("local", "serial", "dask-local")
+#: Default worker count of the local pool and the local Dask cluster.
+DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
+DASK_EXTRA = "postmortem-workbench[dask]"
+
+
+class RecheckError(WorkbenchError):
+    """A recheck cannot run as asked (bad window, unknown executor, unreachable cluster)."""
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class CriterionCheck:
+    """One action item's criterion, as evaluated by a worker.
+
+    Attributes
+    ----------
+    action_item_id, title, owner : str
+    verdict : workbench.verification.Verdict or None
+        None when the criterion was not evaluated (``error`` or ``note`` says why).
+    error : str or None
+        The criterion is malformed (:class:`~workbench.errors.CriterionError` text).
+    note : str or None
+        Why it was skipped (its window lies inside the incident's own window).
+    check_id : str or None
+        The recorded check (set by the parent).
+    """
+
+    action_item_id: str
+    title: str
+    owner: str
+    verdict: Any = None
+    error: str | None = None
+    note: str | None = None
+    check_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action_item_id": self.action_item_id, "title": self.title, "owner": self.owner,
+                "verdict": None if self.verdict is None else self.verdict.verdict,
+                "explanation": None if self.verdict is None else self.verdict.explanation,
+                "error": self.error, "note": self.note, "check_id": self.check_id}
+
+
+@dataclass
+class IncidentCheck:
+    """What :func:`check_incident` found for one incident, and what the parent recorded.
+
+    Attributes
+    ----------
+    incident_id : str
+    window : (Timestamp, Timestamp) or None
+        The checked ``[start, end)`` (after clipping to the incident's own window end); None
+        when skipped.
+    baseline : (Timestamp, Timestamp) or None
+    verdict : str or None
+        ``clear``, ``recurred``, ``no_data``; None when nothing was checked (skipped or error).
+    similarity : float or None
+    threshold : float
+        The least similarity that counted as a recurrence.
+    parts : dict
+        :func:`workbench.signature.similarity_parts` (per-aspect similarities).
+    reasons : list of str
+        Why ``recurred``: ``signature`` and/or ``criterion <action item id>``.
+    signature_source : str or None
+        ``stored``, ``computed`` (from the incident's own window; the parent writes it) or
+        ``document`` (from the confirmed hypothesis).
+    computed_signature : dict or None
+        The signature to write (``signature_source == "computed"``).
+    current : dict or None
+        The current window's signature.
+    services : list of str
+        Services whose telemetry was analysed.
+    onset : Timestamp or None
+        Onset of the current origin service in the window.
+    criteria : list of CriterionCheck
+    suggestions : list of dict
+        :meth:`workbench.suggestions.Suggestion.to_dict` items.
+    detection_gap : dict or None
+        Facts of the detection-gap evaluation (first check of an incident only).
+    notes : list of str
+    error : str or None
+        Why the incident could not be checked (nothing recorded).
+    seconds : float
+        Worker time for this incident.
+    cached : bool
+        The current analysis came from the worker's cache.
+    check_id, follow_up_id : str or None
+        Set by the parent: the recorded recurrence check, the follow-up review opened.
+    status : str or None
+        The incident's status after recording.
+    notified : int
+        Notifications queued by the parent for this incident (recurrence only).
+    signature_path : str or None
+        Where a computed signature was written.
+    """
+
+    incident_id: str
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    baseline: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    verdict: str | None = None
+    similarity: float | None = None
+    threshold: float = RECUR_MIN
+    parts: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    signature_source: str | None = None
+    computed_signature: dict[str, Any] | None = None
+    current: dict[str, Any] | None = None
+    services: list[str] = field(default_factory=list)
+    onset: pd.Timestamp | None = None
+    criteria: list[CriterionCheck] = field(default_factory=list)
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    detection_gap: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    cached: bool = False
+    check_id: str | None = None
+    follow_up_id: str | None = None
+    status: str | None = None
+    notified: int = 0
+    signature_path: str | None = None
+
+    @property
+    def recurred(self) -> bool:
+        return self.verdict == "recurred"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (times ISO 8601 with ``Z``)."""
+        return {
+            "incident_id": self.incident_id, "verdict": self.verdict, "similarity": self.similarity,
+            "threshold": self.threshold, "parts": dict(self.parts), "reasons": list(self.reasons),
+            "window": None if self.window is None else {"start": _iso(self.window[0]), "end": _iso(self.window[1])},
+            "baseline": None if self.baseline is None else {"start": _iso(self.baseline[0]),
+                                                            "end": _iso(self.baseline[1])},
+            "signature_source": self.signature_source, "services": list(self.services), "onset": _iso(self.onset),
+            "current": self.current, "criteria": [c.to_dict() for c in self.criteria],
+            "suggestions": list(self.suggestions), "detection_gap": self.detection_gap, "notes": list(self.notes),
+            "error": self.error, "seconds": round(self.seconds, 4), "cached": self.cached,
+            "check_id": self.check_id, "follow_up_id": self.follow_up_id, "status": self.status,
+            "notified": self.notified, "signature_path": self.signature_path,
+        }
+
+
+@dataclass
+class RecheckReport:
+    """One recheck run.
+
+    Attributes
+    ----------
+    start, until : pandas.Timestamp
+        The requested window ``[start, until)`` (per incident it may start later, see
+        :attr:`IncidentCheck.window`).
+    until_source : str
+        ``given``, ``now`` or ``telemetry end``.
+    threshold : float
+    executor : str
+    workers : int or None
+    results : list of IncidentCheck
+        In incident-id order.
+    runs : list of dict
+        Recurrence notebooks executed with ``report=True``: ``incident_id``, ``status``,
+        ``output_path``, ``error``.
+    notes : list of str
+    timings : dict
+        Seconds: ``compute`` (the fan-out, wall), ``record``, ``report``, ``total``, and
+        ``per_incident`` (mean worker seconds per incident).
+    """
+
+    start: pd.Timestamp
+    until: pd.Timestamp
+    until_source: str
+    threshold: float
+    executor: str
+    workers: int | None = None
+    results: list[IncidentCheck] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recurred(self) -> list[str]:
+        """Ids of the incidents that recurred in this run."""
+        return [r.incident_id for r in self.results if r.recurred]
+
+    @property
+    def errors(self) -> list[IncidentCheck]:
+        return [r for r in self.results if r.error]
+
+    @property
+    def follow_ups(self) -> dict[str, str]:
+        """Original id -> follow-up review opened in this run."""
+        return {r.incident_id: r.follow_up_id for r in self.results if r.follow_up_id}
+
+    def counts(self) -> dict[str, int]:
+        """Incidents per verdict (``skipped`` without a verdict, ``error`` failed)."""
+        out: dict[str, int] = {}
+        for r in self.results:
+            key = "error" if r.error else r.verdict or "skipped"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for ``workbench recheck --json``."""
+        return {"start": _iso(self.start), "until": _iso(self.until), "until_source": self.until_source,
+                "threshold": self.threshold, "executor": self.executor, "workers": self.workers,
+                "counts": self.counts(), "recurred": self.recurred, "follow_ups": self.follow_ups,
+                "results": [r.to_dict() for r in self.results], "runs": list(self.runs), "notes": list(self.notes),
+                "timings": {k: round(v, 4) for k, v in self.timings.items()}}
+
+    def summary(self) -> str:
+        """Text for people: one line per incident, then the notes."""
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items())) or "no incidents"
+        lines = [f"recheck [{_iso(self.start)}, {_iso(self.until)}) ({self.until_source}), threshold "
+                 f"{self.threshold:g}, {self.executor}: {counts} in {self.timings.get('total', 0.0):.1f} s"]
+        for r in self.results:
+            if r.error:
+                lines.append(f"  {r.incident_id}: ERROR {r.error}")
+                continue
+            sim = "-" if r.similarity is None else f"{r.similarity:.2f}"
+            text = f"  {r.incident_id}: {r.verdict or 'skipped'} (similarity {sim})"
+            if r.reasons and r.recurred:
+                text += f" because {', '.join(r.reasons)}"
+            if r.follow_up_id:
+                text += f"; follow-up {r.follow_up_id} opened"
+            lines.append(text)
+            for c in r.criteria:
+                state = c.verdict.verdict if c.verdict is not None else ("error" if c.error else "skipped")
+                lines.append(f"    {c.action_item_id} {c.title!r}: {state}"
+                             + (f" - {c.verdict.explanation}" if c.verdict is not None else
+                                f" - {c.error or c.note}"))
+            for s in r.suggestions:
+                lines.append(f"    suggestion: {s['text']}")
+            lines.extend(f"    note: {n}" for n in r.notes)
+        for run in self.runs:
+            lines.append(f"  notebook {run['incident_id']}: {run['status']} {run.get('output_path') or ''}"
+                         + (f" ({run['error']})" if run.get("error") else ""))
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the API
+
+def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterable[str] | None = None, *,
+            all: bool = False, since: Any = None, until: Any = None, window: Any = DEFAULT_WINDOW,
+            executor: Any = "local", report: bool = False, who: str = WHO, threshold: float = RECUR_MIN,
+            workers: int | None = None) -> RecheckReport:
+    """Recheck incidents under watch: recurrence and verification criteria; record everything.
+
+    Parameters
+    ----------
+    workspace : Workspace or path
+    incident_ids : iterable of str, optional
+        Incidents to check (any status).
+    all : bool
+        Check every incident whose status is in :data:`WATCHED` (with ``incident_ids``: both).
+    since : time, optional
+        Start of the checked window (aware, or ISO 8601 with a zone); default ``until - window``.
+    until : time, optional
+        End (exclusive) of the checked window; default now, capped at the telemetry's end (see
+        the module docstring).
+    window : timedelta, pandas.Timedelta or span text (``"6h"``)
+        Length of the checked window when ``since`` is not given.
+    executor : str or executor object
+        ``local``, ``serial``, ``dask-local``, ``dask://HOST:PORT``, ``tcp://HOST:PORT``, a
+        :class:`distributed.Client` or a :class:`concurrent.futures.Executor`.
+    report : bool
+        Also execute ``notebooks/templates/recurrence.ipynb`` for every incident that recurred.
+    who : str
+        Author of the records.
+    threshold : float
+        Least similarity that counts as a recurrence (default :data:`RECUR_MIN`).
+    workers : int, optional
+        Processes of the ``local`` pool or ``dask-local`` cluster (default ``min(2, cpu)``).
+
+    Returns
+    -------
+    RecheckReport
+
+    Raises
+    ------
+    RecheckError
+        Neither ids nor ``all``; a bad window or executor; an unreachable Dask scheduler.
+    NotFoundError
+        An unknown incident id (nothing was checked).
+    ConfigError
+        A malformed ``[webhooks]`` table (nothing was checked: notifications would be lost).
+    """
+    from . import outbox
+
+    t_start = time.perf_counter()
+    ws = workspace if isinstance(workspace, Workspace) else config.open_workspace(workspace)
+    watch_all = all
+    ids = list(dict.fromkeys([incident_ids] if isinstance(incident_ids, str) else (incident_ids or [])))
+    if not ids and not watch_all:
+        raise RecheckError("recheck: name the incidents to check or ask for all incidents under watch "
+                           f"(all=True / --all: status {', '.join(WATCHED)})")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise RecheckError(f"recheck threshold: expected a similarity in (0, 1], got {threshold!r}")
+    if not isinstance(who, str) or not who.strip():
+        raise RecheckError(f"recheck who: expected the name recorded as the author, got {who!r}")
+    workers = _workers(workers)
+    kb = ws.knowledge_base()
+    try:
+        outbox.attach(kb, ws.settings)
+        incidents = {}
+        for iid in ids:
+            incidents[iid] = kb.get_incident(iid)
+        if watch_all:
+            for status in WATCHED:
+                for inc in kb.list_incidents(status=status):
+                    incidents.setdefault(inc.id, inc)
+        end, source, notes = resolve_until(ws, until)
+        start = end - _span(window, "window") if since is None else _utc(since, "since")
+        if start >= end:
+            raise RecheckError(f"recheck window: since ({_iso(start)}) must be before until ({_iso(end)})")
+        report_ = RecheckReport(start=start, until=end, until_source=source, threshold=float(threshold),
+                                executor=_executor_name(executor), notes=notes)
+        order = sorted(incidents.values(), key=lambda i: i.id)
+        token = uuid.uuid4().hex
+        tasks = [(str(ws.root), inc.id, start, end, float(threshold), token) for inc in order]
+        results: dict[str, IncidentCheck] = {}
+        t0 = time.perf_counter()
+        recording = 0.0
+        for result in _fan_out(tasks, executor, workers, report_):
+            t1 = time.perf_counter()
+            _record_safely(kb, ws, result, who)
+            recording += time.perf_counter() - t1
+            results[result.incident_id] = result
+        compute = time.perf_counter() - t0 - recording
+        report_.results = [results[i] for i in sorted(results)]
+        t0 = time.perf_counter()
+        if report:
+            report_.runs = _notebooks(ws, report_.recurred, report_, who)
+        n = len(report_.results)
+        report_.timings = {"compute": compute, "record": recording, "report": time.perf_counter() - t0,
+                           "per_incident": sum(r.seconds for r in report_.results) / n if n else 0.0}
+    finally:
+        kb.close()
+    report_.timings["total"] = time.perf_counter() - t_start
+    return report_
+
+
+def resolve_until(workspace: Workspace, until: Any = None, now: Any = None) -> tuple[pd.Timestamp, str, list[str]]:
+    """The end of the checked window: ``(until, source, notes)``.
+
+    A given ``until`` is returned as it is (``source="given"``). Otherwise now (``now`` for tests),
+    capped at the last stored metric sample plus one step (``source="telemetry end"``, with a
+    note saying how far behind now the telemetry ends).
+    """
+    if until is not None:
+        return _utc(until, "until"), "given", []
+    now_ts = _utc(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")
+    span = workspace.telemetry().time_range("metrics")
+    if span is None:
+        return now_ts, "now", ["the workspace holds no metrics: every window is empty (no_data)"]
+    last = span[1] + pd.Timedelta(pd.tseries.frequencies.to_offset(workspace.settings.step))
+    if now_ts <= last:
+        return now_ts, "now", []
+    behind = now_ts - last
+    return last, "telemetry end", [f"the telemetry ends at {_iso(last)}, {_human(behind)} before now: the window "
+                                   f"ends there (is ingestion running?)"]
+
+
+# --------------------------------------------------------------------------- the per-incident work
+
+def check_incident(root: str | os.PathLike[str], incident_id: str, start: Any, end: Any,
+                   threshold: float = RECUR_MIN, token: str | None = None) -> IncidentCheck:
+    """Check one incident over ``[start, end)``: the pure per-incident work of :func:`recheck`.
+
+    Reads the workspace at ``root`` (knowledge base and telemetry), writes nothing, and never
+    raises for a problem of this incident: it comes back in :attr:`IncidentCheck.error`.
+    ``token`` scopes the worker's caches to one run (None: no caching across calls).
+    """
+    t0 = time.perf_counter()
+    out = IncidentCheck(incident_id=incident_id, threshold=float(threshold))
+    try:
+        _scope(token)
+        _check(out, str(root), incident_id, _utc(start, "start"), _utc(end, "end"), float(threshold))
+    except WorkbenchError as exc:
+        out.error = str(exc)
+    except Exception as exc:  # one broken incident must not stop the others; the report names it
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if token is None:
+            _clear()
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp, end: pd.Timestamp,
+           threshold: float) -> None:
+    from . import suggestions as sg
+    from .verification import criterion_of, evaluate
+
+    ws = _workspace(root)
+    kb = _kb(ws)
+    incident = kb.get_incident(incident_id)
+    _, own_end = analysis_window(incident)
+    stored, source, computed, notes = _stored_signature(ws, kb, incident)
+    out.notes.extend(notes)
+    out.signature_source = source
+    out.computed_signature = None if computed is None else computed.to_dict()
+
+    # Verification criteria of the incident's action items.
+    store = _CachedStore(ws.telemetry())
+    for item in kb.list_action_items(incident_id):
+        if item.verification is None or item.status not in VERIFIED_ITEM_STATUSES:
+            continue
+        check = CriterionCheck(item.id, item.title, item.owner)
+        out.criteria.append(check)
+        try:
+            criterion = criterion_of(item)
+        except WorkbenchError as exc:
+            check.error = str(exc)
+            continue
+        since = max(end - criterion.duration_span, own_end)
+        if since >= end:
+            check.note = f"its window ends before the incident's own window does ({_iso(own_end)}): not evaluated"
+            continue
+        check.verdict = evaluate(criterion, store, since=since, until=end)
+    violated = [c.action_item_id for c in out.criteria if c.verdict is not None and c.verdict.verdict == "violated"]
+
+    # The recurrence check.
+    begin = max(start, own_end)
+    if begin >= end:
+        out.notes.append(f"the checked window ends before the incident's own window does ({_iso(own_end)}): "
+                         f"no recurrence check")
+        return
+    out.window = (begin, end)
+    base = (begin - BASELINE, begin)
+    out.baseline = base
+    analysis = None
+    if stored is None:
+        out.verdict = "no_data"
+        out.notes.append("no signature: the incident was never analysed, its window holds no telemetry and no "
+                         "hypothesis is confirmed")
+    else:
+        analysis, out.cached = _current(ws, base[0], begin, end)
+        out.services = sorted(s.service for s in analysis.suspicions)
+        if analysis.signature is None:
+            out.verdict = "no_data"
+            out.notes.extend(analysis.notes)
+        else:
+            current = analysis.signature
+            out.current = current.to_dict()
+            out.parts = similarity_parts(stored, current)
+            out.similarity = out.parts.pop("similarity")
+            out.verdict = "recurred" if out.similarity >= threshold else "clear"
+            if out.verdict == "recurred":
+                out.reasons.append("signature")
+            out.onset = _origin_onset(analysis.suspicions, current.origin)
+    if violated:
+        out.verdict = "recurred"
+        out.reasons.extend(f"criterion {i}" for i in violated)
+
+    # Suggestions: on a recurrence, and once per incident for a large detection gap.
+    found: list[Any] = []
+    if out.recurred:
+        if analysis is not None and analysis.signature is not None and "signature" in out.reasons:
+            origin = analysis.signature.origin
+            metrics = store.query("metrics", base[0], end, services=[origin]) if origin else None
+            found += sg.for_recurrence(incident, analysis.signature, analysis.suspicions, metrics, base,
+                                       window=out.window, step=ws.settings.step)
+        else:
+            book = sg.runbook(incident, stored, "recurrence",
+                              when=f"a verification criterion was violated ({', '.join(violated)})")
+            found += [book] if book is not None else []
+    if not any(c.action_item_id is None for c in kb.list_checks(incident_id)):
+        gap, out.detection_gap = sg.for_detection_gap(incident, kb.list_hypotheses(incident_id), store,
+                                                      signature=stored, step=ws.settings.step)
+        found += [s for s in gap if s.key not in {f.key for f in found}]
+    out.suggestions = [s.to_dict() for s in found]
+
+
+def _stored_signature(ws: Workspace, kb: Any, incident: Any) -> tuple[Signature | None, str | None,
+                                                                        Signature | None, list[str]]:
+    """(signature, source, signature to write, notes) of an incident (see the module docstring)."""
+    from .analysis import read_signature
+
+    stored = read_signature(ws, incident.id)
+    if stored is not None:
+        return stored, "stored", None, []
+    from .analysis import analyze_window
+    from .evidence import TelemetryWindow
+
+    decided = kb.list_hypotheses(incident.id, status="confirmed")
+    start, end = analysis_window(incident)
+    base_start, _ = baseline_window(incident)
+    result = None
+    if _has_telemetry(ws, start, end):
+        window = TelemetryWindow.from_store(ws.telemetry(), base_start, start, end, step=ws.settings.step)
+        result = analyze_window(window, incident, (), detector=ws.settings.detector)
+    if result is not None and result.signature is not None:
+        signature = result.signature
+        if decided:  # a human's decision beats the ranking, as analyze() stores it
+            signature = with_cause(signature, decided[0].service, decided[0].cause)
+        return signature, "computed", signature, ["no stored signature: computed from the incident's own window"]
+    if decided:
+        return (signature_from_incident(incident, decided), "document", None,
+                ["no stored signature and no telemetry in the incident's window: compared with the signature of "
+                 "its confirmed hypothesis"])
+    return None, None, None, []
+
+
+def _origin_onset(suspicions: Sequence[Any], origin: str | None) -> pd.Timestamp | None:
+    from .hypotheses import onsets
+
+    if origin is None:
+        return None
+    return onsets([s for s in suspicions if s.service == origin]).get(origin)
+
+
+# --------------------------------------------------------------------------- worker caches
+
+_LOCK = threading.RLock()
+_STATE: dict[str, Any] = {"token": None}
+_ANALYSES: "OrderedDict[tuple, Any]" = OrderedDict()
+_DAYS: dict[str, list[pd.Timestamp]] = {}
+_QUERIES: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+_WORKSPACES: dict[str, Workspace] = {}
+_KBS: dict[str, Any] = {}
+
+
+def _scope(token: str | None) -> None:
+    with _LOCK:
+        if token is None or token != _STATE["token"]:
+            _clear()
+            _STATE["token"] = token
+
+
+def _clear() -> None:
+    """Drop every cache of this process and close its knowledge-base connections."""
+    with _LOCK:
+        _ANALYSES.clear()
+        _DAYS.clear()
+        _QUERIES.clear()
+        _WORKSPACES.clear()
+        for kb in _KBS.values():
+            kb.close()
+        _KBS.clear()
+        _STATE["token"] = None
+
+
+def _workspace(root: str) -> Workspace:
+    with _LOCK:
+        ws = _WORKSPACES.get(root)
+        if ws is None:
+            ws = _WORKSPACES[root] = config.open_workspace(root)
+        return ws
+
+
+def _kb(ws: Workspace) -> Any:
+    url = ws.database_url
+    with _LOCK:
+        kb = _KBS.get(url)
+        if kb is None:
+            kb = _KBS[url] = ws.knowledge_base()
+        return kb
+
+
+def _current(ws: Workspace, baseline_start: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp,
+             services: Sequence[str] | None = None) -> tuple[Any, bool]:
+    """(AnalysisResult, from cache) of the window (baseline included), over every service by default."""
+    from .analysis import analyze_window
+    from .evidence import TelemetryWindow
+
+    key = (str(ws.root), None if services is None else tuple(services), baseline_start, start, end,
+           ws.settings.step, ws.settings.detector)
+    with _LOCK:
+        hit = _ANALYSES.get(key)
+        if hit is not None:
+            _ANALYSES.move_to_end(key)
+    if hit is None:
+        # Only the analysis is kept (a few kB); the telemetry frames (tens of MB) are dropped. A
+        # failure is kept too: every incident of the window gets the same error without recomputing.
+        window = TelemetryWindow.from_store(ws.telemetry(), baseline_start, start, end,
+                                            services=None if services is None else list(services),
+                                            step=ws.settings.step)
+        try:
+            hit = analyze_window(window, None, (), detector=ws.settings.detector)
+        except Exception as exc:
+            what = "every service" if services is None else ", ".join(services)
+            hit = _Failure(f"the analysis of {what} over [{_iso(start)}, {_iso(end)}) failed: "
+                           f"{type(exc).__name__}: {exc}")
+        with _LOCK:
+            _ANALYSES[key] = hit
+            while len(_ANALYSES) > CACHE_SIZE:
+                _ANALYSES.popitem(last=False)
+        cached = False
+    else:
+        cached = True
+    if isinstance(hit, _Failure):
+        raise RecheckError(hit.message)
+    return hit, cached
+
+
+def _has_telemetry(ws: Workspace, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    """Whether any metrics, logs or spans day file overlaps ``[start, end)`` (a folder listing,
+    kept for the run: most past incidents lie before the stored telemetry)."""
+    root = ws.telemetry_dir
+    with _LOCK:
+        days = _DAYS.get(str(root))
+    if days is None:
+        # The store's documented layout: <root>/<table>/day=YYYY-MM-DD/part.parquet.
+        days = sorted({pd.Timestamp(d.name[4:], tz="UTC") for table in ("metrics", "logs", "spans")
+                       for d in (root / table).glob("day=*") if (d / "part.parquet").is_file()})
+        with _LOCK:
+            _DAYS[str(root)] = days
+    first = start.floor("D")
+    return any(first <= day < end for day in days)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+
+
+def _has_telemetry(ws: Workspace, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    """Whether any metrics, logs or spans day file overlaps ``[start, end)`` (a folder listing,
+    kept for the run: most past incidents lie before the stored telemetry)."""
+    root = ws.telemetry_dir
+    with _LOCK:
+        days = _DAYS.get(str(root))
+    if days is None:
+        # The store's documented layout: <root>/<table>/day=YYYY-MM-DD/part.parquet.
+        days = sorted({pd.Timestamp(d.name[4:], tz="UTC") for table in ("metrics", "logs", "spans")
+                       for d in (root / table).glob("day=*") if (d / "part.parquet").is_file()})
+        with _LOCK:
+            _DAYS[str(root)] = days
+    first = start.floor("D")
+    return any(first <= day < end for day in days)
+
+
+class _CachedStore:
+    """A telemetry store whose queries are memoised for the run (criteria of many incidents ask the
+    same service, metric and span). Frames handed out are shared: callers must not modify them."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self.root = getattr(store, "root", None)
+
+    def query(self, table: str, start: Any = None, end: Any = None, services: Sequence[str] | None = None,
+              names: Sequence[str] | None = None) -> pd.DataFrame:
+        key = (str(self.root), table, None if start is None else pd.Timestamp(start),
+               None if end is None else pd.Timestamp(end), None if services is None else tuple(services),
+               None if names is None else tuple(names))
+        with _LOCK:
+            hit = _QUERIES.get(key)
+            if hit is not None:
+                _QUERIES.move_to_end(key)
+                return hit
+        frame = self.store.query(table, start, end, services=services, names=names)
+        with _LOCK:
+            _QUERIES[key] = frame
+            while len(_QUERIES) > QUERY_CACHE_SIZE:
+                _QUERIES.popitem(last=False)
+        return frame
+
+
+# --------------------------------------------------------------------------- executors
+
+def _fan_out(tasks: list[tuple], executor: Any, workers: int, report: RecheckReport) -> Iterator[IncidentCheck]:
+    """Run :func:`check_incident` over ``tasks``; yield results as they complete."""
+    if not tasks:
+        return
+    if isinstance(executor, str):
+        name = executor.strip()
+        if name == "serial" or (name == "local" and (len(tasks) == 1 or workers == 1)):
+            report.workers = 1
+            try:
+                for task in tasks:
+                    yield check_incident(*task)
+            finally:
+                _clear()
+            return
+        if name == "local":
+            report.workers = workers
+            yield from _pool(tasks, workers)
+            return
+        if name == "dask-local" or name.startswith(("dask://", "tcp://", "tls://")):
+            yield from _dask(tasks, name, workers, report)
+            return
+        raise RecheckError(f"recheck executor: expected one of {', '.join(EXECUTORS)} or dask://HOST:PORT, "
+                           f"got {executor!r}")
+    if _is_dask_client(executor):
+        yield from _dask_run(executor, tasks, report)
+        return
+    if isinstance(executor, cf.Executor):
+        report.workers = getattr(executor, "_max_workers", None)
+        yield from _futures(executor, tasks)
+        return
+    raise RecheckError(f"recheck executor: expected a name ({', '.join(EXECUTORS)}, dask://HOST:PORT), a "
+                       f"distributed.Client or a concurrent.futures.Executor, got {type(executor).__name__}")
+
+
+def _pool(tasks: list[tuple], workers: int) -> Iterator[IncidentCheck]:
+    # A fork server: workers are forked from a clean process that imported the engine once, not
+    # from this one (which may hold database connections and threads).
+    try:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["workbench.loop"])
+    except ValueError:  # no fork server on this platform
+        ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield from _futures(pool, tasks)
+
+
+def _futures(pool: cf.Executor, tasks: list[tuple]) -> Iterator[IncidentCheck]:
+    futures = {pool.submit(check_incident, *task): task[1] for task in tasks}
+    for future in cf.as_completed(futures):
+        try:
+            yield future.result()
+        except Exception as exc:  # a worker died (not an error of the incident's data)
+            yield IncidentCheck(incident_id=futures[future], error=f"worker failed: {type(exc).__name__}: {exc}")
+
+
+def _dask(tasks: list[tuple], name: str, workers: int, report: RecheckReport) -> Iterator[IncidentCheck]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise MissingDependencyError(f"executor {name!r} needs Dask distributed; install it with "
+                                     f"pip install '{DASK_EXTRA}'") from None
+    if name == "dask-local":
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            yield from _dask_run(client, tasks, report)
+        return
+    address = "tcp://" + name[len("dask://"):] if name.startswith("dask://") else name
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RecheckError(f"recheck executor: cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        yield from _dask_run(client, tasks, report)
+
+
+def _dask_run(client: Any, tasks: list[tuple], report: RecheckReport) -> Iterator[IncidentCheck]:
+    from distributed import as_completed
+
+    try:
+        report.workers = len(client.scheduler_info().get("workers", {})) or None
+    except Exception:  # informational only
+        report.workers = None
+    futures = [client.submit(check_incident, *task, pure=False) for task in tasks]
+    ids = {f.key: task[1] for f, task in zip(futures, tasks)}
+    for future in as_completed(futures):
+        try:
+            yield future.result()
+        except Exception as exc:  # a worker died or the task was lost
+            yield IncidentCheck(incident_id=ids[future.key], error=f"worker failed: {type(exc).__name__}: {exc}")
+        finally:
+            future.release()
+
+
+def _is_dask_client(obj: Any) -> bool:
+    return type(obj).__name__ == "Client" and type(obj).__module__.startswith("distributed")
+
+
+def _executor_name(executor: Any) -> str:
+    if isinstance(executor, str):
+        return executor
+    return type(executor).__name__
+
+
+def _workers(workers: int | None) -> int:
+    if workers is None:
+        return DEFAULT_WORKERS
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise RecheckError(f"recheck workers: expected a whole number >= 1, got {workers!r}")
+    return workers
+
+
+# --------------------------------------------------------------------------- recording (parent only)
+
+def _record_safely(kb: Any, ws: Workspace, result: IncidentCheck, who: str) -> None:
+    """Record one result; a version conflict (someone edited the incident) is retried once."""
+    if result.error:
+        return
+    if result.computed_signature is not None:
+        from .analysis import write_signature
+
+        result.signature_path = str(write_signature(ws, result.incident_id,
+                                                    Signature.from_dict(result.computed_signature)))
+    for attempt in (1, 2):
+        try:
+            _record(kb, result, who)
+            return
+        except ConflictError as exc:
+            if attempt == 2:
+                result.error = f"not recorded: {exc}"
+        except WorkbenchError as exc:
+            result.error = f"not recorded: {exc}"
+            return
+
+
+def _record(kb: Any, r: IncidentCheck, who: str) -> None:
+    """Everything about one incident in ONE transaction (see the module docstring)."""
+    from .verification import record as record_verdict
+
+    r.check_id = r.follow_up_id = None
+    r.notified = 0
+    with kb.transaction():
+        incident = kb.get_incident(r.incident_id)
+        previous = [c for c in kb.list_checks(r.incident_id) if c.action_item_id is None]
+        items = {i.id: i for i in kb.list_action_items(r.incident_id)}
+        for c in r.criteria:
+            c.check_id = None
+            if c.verdict is not None and c.action_item_id in items:
+                c.check_id = record_verdict(kb, items[c.action_item_id], c.verdict, who=who).id
+        if r.verdict is None:
+            r.status = incident.status
+            return
+        proposed = {e["suggestion"]["key"] for c in previous for e in c.evidence
+                    if isinstance(e, Mapping) and e.get("kind") == "suggestion" and isinstance(e.get("suggestion"), Mapping)}
+        new = [s for s in r.suggestions if s["key"] not in proposed]
+        episode = r.recurred and (not previous or previous[-1].verdict != "recurred")
+        follow_up = _open_follow_up(kb, incident, r, new, who) if episode else None
+        r.follow_up_id = None if follow_up is None else follow_up.id
+        evidence: list[dict[str, Any]] = [{
+            "kind": "recurrence", "similarity": r.similarity, "threshold": r.threshold, "parts": dict(r.parts),
+            "reasons": list(r.reasons), "signature_source": r.signature_source, "services": list(r.services),
+            "baseline": None if r.baseline is None else {"start": _iso(r.baseline[0]), "end": _iso(r.baseline[1])},
+            "onset": _iso(r.onset), "current": r.current, "follow_up_id": r.follow_up_id, "notes": list(r.notes),
+        }]
+        if r.detection_gap is not None:
+            evidence.append({"kind": "detection_gap", **r.detection_gap})
+        evidence += [{"kind": "suggestion", "suggestion": s} for s in new]
+        check = kb.record_check(r.incident_id, window_start=r.window[0], window_end=r.window[1], verdict=r.verdict,
+                                score=r.similarity, evidence=evidence, who=who)
+        r.check_id = check.id
+        status = incident.status
+        if r.recurred and incident.status != "recurred":
+            status = kb.update_incident(r.incident_id, incident.version, who, status="recurred").status
+        r.status = status
+        if episode:
+            r.notified = len(kb.enqueue_notification("recurrence", _payload(incident, r, new),
+                                                     incident_id=r.incident_id, key=f"recurrence:{check.id}"))
+
+
+def _open_follow_up(kb: Any, incident: Any, r: IncidentCheck, suggestions: list[dict[str, Any]], who: str) -> Any:
+    """A new open incident reviewing the recurrence of ``incident`` (see the module docstring)."""
+    follow_id = _free_id(kb, f"{incident.id}-R")
+    title = f"Recurrence of {incident.id}: {incident.title}"
+    started = r.onset if r.onset is not None and r.window[0] <= r.onset < r.window[1] else r.window[0]
+    follow = kb.create_incident(
+        id=follow_id, title=title, started=started, services=list(incident.services), severity=incident.severity,
+        environment=incident.environment, status="open", labels=dict(incident.labels or {}),
+        links=[dict(link) for link in incident.links], window_start=r.window[0], window_end=r.window[1], who=who)
+    sim = "-" if r.similarity is None else f"{r.similarity:.2f}"
+    why = []
+    if "signature" in r.reasons:
+        current = r.current or {}
+        why.append(f"its signature came back in [{_iso(r.window[0])}, {_iso(r.window[1])}) with similarity {sim} "
+                   f"(threshold {r.threshold:g}; now origin {current.get('origin')}, cause "
+                   f"{current.get('cause')}, symptom {current.get('symptom')})")
+    crit = [c for c in r.criteria if c.verdict is not None and c.verdict.verdict == "violated"]
+    why += [f"the verification of {c.action_item_id} {c.title!r} was violated: {c.verdict.explanation}" for c in crit]
+    text = (f"Opened by the scheduled recheck as the follow-up review of {incident.id} ({incident.title}): "
+            + "; ".join(why) + ".")
+    if suggestions:
+        text += " Suggested updates, for a human to accept or drop: " + " ".join(
+            f"({i}) {s['text']}" for i, s in enumerate(suggestions, start=1))
+    kb.add_conclusion(follow.id, kind="summary", text=text, author=who, who=who)
+    return follow
+
+
+def _free_id(kb: Any, prefix: str) -> str | None:
+    """``<prefix><n>`` for the least n >= 1 not taken (None when too long: the store picks an id)."""
+    n = 1
+    while len(f"{prefix}{n}") <= ID_LENGTH:
+        try:
+            kb.get_incident(f"{prefix}{n}")
+        except NotFoundError:
+            return f"{prefix}{n}"
+        n += 1
+    return None
+
+
+def _payload(incident: Any, r: IncidentCheck, suggestions: list[dict[str, Any]]) -> dict[str, Any]:
+    sim = "-" if r.similarity is None else f"{r.similarity:.2f}"
+    return {
+        "summary": f"{incident.id} recurred ({', '.join(r.reasons)}; similarity {sim}); follow-up review "
+                   f"{r.follow_up_id} opened",
+        "details": {"check_id": r.check_id, "follow_up_id": r.follow_up_id, "similarity": r.similarity,
+                    "threshold": r.threshold, "parts": dict(r.parts), "reasons": list(r.reasons),
+                    "window": {"start": _iso(r.window[0]), "end": _iso(r.window[1])}, "onset": _iso(r.onset),
+                    "current": {k: (r.current or {}).get(k) for k in ("origin", "cause", "symptom")},
+                    "violated": [c.to_dict() for c in r.criteria if c.verdict is not None
+                                 and c.verdict.verdict == "violated"],
+                    "suggestions": [s["text"] for s in suggestions]},
+        "links": [dict(link) for link in incident.links],
+    }
+
+
+# --------------------------------------------------------------------------- notebooks
+
+def _notebooks(ws: Workspace, incident_ids: list[str], report: RecheckReport, who: str) -> list[dict[str, Any]]:
+    """Execute the recurrence notebook of every incident that recurred (failures are reported)."""
+    from . import notebook
+
+    hours = max((report.until - report.start) / pd.Timedelta(hours=1), 1e-6)
+    runs = []
+    for iid in incident_ids:
+        try:
+            res = notebook.run(ws, iid, template="recurrence", parameters={"window_hours": float(hours)}, who=who)
+            runs.append({"incident_id": iid, "status": res.status, "output_path": res.output_path, "error": None})
+        except WorkbenchError as exc:
+            result = getattr(exc, "result", None)
+            runs.append({"incident_id": iid, "status": "failed",
+                         "output_path": None if result is None else result.output_path, "error": str(exc)})
+    return runs
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _span(value: Any, name: str) -> pd.Timedelta:
+    if isinstance(value, str):
+        from .verification import parse_span
+
+        try:
+            return parse_span(value, name)
+        except WorkbenchError as exc:
+            raise RecheckError(f"recheck {name}: {exc}") from None
+    try:
+        span = pd.Timedelta(value)
+    except (TypeError, ValueError):
+        raise RecheckError(f"recheck {name}: expected a duration (timedelta or '6h'), got {value!r}") from None
+    if pd.isna(span) or span <= pd.Timedelta(0):
+        raise RecheckError(f"recheck {name}: expected a positive duration, got {value!r}")
+    return span
+
+
+def _utc(value: Any, name: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise RecheckError(f"recheck {name}: expected a time such as 2026-11-06T16:05:00Z, got {value!r}") from None
+    if pd.isna(ts):
+        raise RecheckError(f"recheck {name}: expected a time, got {value!r}")
+    if ts.tzinfo is None:
+        raise RecheckError(f"recheck {name}: {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
+    return ts.tz_convert("UTC")
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if pd.isna(ts):
+        return None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def _human(span: pd.Timedelta) -> str:
+    hours = span / pd.Timedelta(hours=1)
+    return f"{hours * 60:.0f} min" if hours < 2 else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
