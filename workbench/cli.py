@@ -282,7 +282,7 @@ def recheck(incident_ids: list[str] = typer.Argument(None, help="Incidents to ch
             all_incidents: bool = typer.Option(False, "--all", help="Every incident under watch (resolved, monitoring, recurred)."),
             since: Optional[str] = typer.Option(None, help="Start of the checked window (default: --until minus --window)."),
             until: Optional[str] = typer.Option(None, help="End of the checked window (default: now, capped at the telemetry's end)."),
-            window: str = typer.Option("24h", help="Length of the checked window, e.g. 6h, 7d."),
+            window: str = typer.Option("6h", help="Length of the checked window, e.g. 6h, 7d."),
             executor: str = typer.Option("local", help="local (process pool), serial, dask-local, or dask://HOST:PORT."),
             report: bool = typer.Option(False, "--report", help="Also execute the recurrence notebook of every incident that recurred."),
             workspace: Optional[Path] = WorkspaceOpt,
@@ -297,6 +297,8 @@ def recheck(incident_ids: list[str] = typer.Argument(None, help="Incidents to ch
         _echo_json(result.to_dict())
     else:
         typer.echo(result.summary())
+    if result.errors:  # a recurrence is a finding (exit 0); an incident that could not be checked is not
+        raise typer.Exit(1)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
