@@ -251,7 +251,11 @@ def test_criteria_hold_are_violated_or_have_no_data(pristine, tmp_path_factory):
                                    status="done", verification=_criterion("payments", "error_rate", "max", "<", 0.5),
                                    who="test")
         violated = kb.add_action_item(iid, title="checkout p99 below 1 ms", owner="bob", kind="detect",
+                                      status="done",
                                       verification=_criterion("checkout", "latency_p99_ms", "max", "<", 1), who="test")
+        not_landed = kb.add_action_item(iid, title="checkout p99 below 2 ms", owner="erin", kind="prevent",
+                                        verification=_criterion("checkout", "latency_p99_ms", "max", "<", 2),
+                                        who="test")
         missing = kb.add_action_item(iid, title="a metric nobody emits", owner="carol", kind="detect",
                                      verification=_criterion("payments", "no_such_metric", "max", "<", 1), who="test")
         dropped = kb.add_action_item(iid, title="not doing it", owner="dan", kind="process", status="wont_do",
@@ -260,9 +264,10 @@ def test_criteria_hold_are_violated_or_have_no_data(pristine, tmp_path_factory):
     report = recheck(ws, [iid], until=calm_day_end, window="6h", executor="serial")
     r = _result(report, iid)
     verdicts = {c.action_item_id: c.verdict.verdict for c in r.criteria}
-    assert verdicts == {holds.id: "holds", violated.id: "violated", missing.id: "no_data"}
+    assert verdicts == {holds.id: "holds", violated.id: "violated", missing.id: "no_data",
+                        not_landed.id: "violated"}
     assert dropped.id not in verdicts
-    # A violated criterion is a recurrence (the fix did not hold), with its reason.
+    # A done fix whose criterion is violated is a recurrence, with its reason; an open item's is not.
     assert r.verdict == "recurred" and r.reasons == [f"criterion {violated.id}"] and r.follow_up_id
     with ws.knowledge_base() as kb:
         by_item = {c.action_item_id: c.verdict for c in kb.list_checks(iid) if c.action_item_id}
@@ -270,7 +275,8 @@ def test_criteria_hold_are_violated_or_have_no_data(pristine, tmp_path_factory):
         window = next(c for c in kb.list_checks(iid) if c.action_item_id == holds.id)
         assert pd.Timestamp(window.window_start) == calm_day_end - pd.Timedelta(days=1)
         violations = kb.list_outbox(kind="criterion_violated")
-        assert [n.payload["details"]["action_item"]["id"] for n in violations] == [violated.id]
+        assert sorted(n.payload["details"]["action_item"]["id"] for n in violations) == sorted(
+            [violated.id, not_landed.id])
         assert kb.get_incident(iid).status == "recurred"
 
 

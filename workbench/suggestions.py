@@ -19,7 +19,7 @@ kinds of :class:`Suggestion`:
       onset: what a rule "for k steps" must catch;
     - ``edge`` = the baseline's maximum (minimum for a drop): the rule must stay silent there;
     - when ``level`` is beyond ``edge``, the threshold is their midpoint, rounded to 2 significant
-      digits while it stays strictly between them (else 4);
+      digits while it stays strictly between them (else to more digits);
     - ``fires_at`` = the end of the first run of ``k`` steps beyond the threshold from the onset;
       with the incident's ``detected`` time the text says how many minutes earlier it would have
       paged. A metric still inside its baseline range at the onset gives no alert suggestion (a
@@ -55,7 +55,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .signature import Signature, parse_signal, template_text
+from .signature import Signature, parse_signal
 
 #: Least detection gap that asks for suggestions (see the module docstring).
 DETECTION_GAP_MIN = pd.Timedelta(minutes=3)
