@@ -210,3 +210,26 @@ def test_nezha_cases_put_the_injected_service_in_the_top_three():
         hits += labels[incident["id"]]["service"] in ranked[:3]
     # measured: 3 of 3 at rank 1 (benchmarks/nezha.py reports all 32 shared cases)
     assert hits >= 2
+
+
+def test_a_window_of_one_service_without_edges_does_not_crash(tmp_path):
+    """Spans of one service (no caller/callee edges) once crashed span ranking (object-dtype nlargest)."""
+    import pandas as pd
+
+    from workbench import schema
+    from workbench.evidence import TelemetryWindow
+    from workbench.localize import localize
+
+    t0 = pd.Timestamp("2026-11-01T00:00:00Z")
+    rows = []
+    for i in range(240):
+        slow = i >= 200
+        rows.append({"trace_id": f"t{i}", "span_id": f"s{i}", "parent_span_id": "", "service": "checkout",
+                     "name": "POST /checkout", "start": t0 + pd.Timedelta(minutes=i // 2, seconds=i % 2 * 30),
+                     "duration_ms": 400.0 if slow else 40.0 + i % 7, "status": "ok"})
+    spans = schema.validate("spans", pd.DataFrame(rows)).frame
+    empty = {t: schema.empty(t) for t in ("metrics", "logs", "events", "topology")}
+    window = TelemetryWindow(spans=spans, **empty, baseline_start=t0, baseline_end=t0 + pd.Timedelta(minutes=100),
+                             start=t0 + pd.Timedelta(minutes=100), end=t0 + pd.Timedelta(minutes=120))
+    result = localize(window)
+    assert [s.service for s in result][:1] == ["checkout"]

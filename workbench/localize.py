@@ -542,11 +542,12 @@ def span_modality(window: TelemetryWindow) -> ModalityResult:
                             f"starts here"))
     for service in res.scores[res.scores > 0].index:
         items = list(res.evidence.get(service, []))
-        for row in own[own["service"] == service].nlargest(2, "ratio").itertuples(index=False):
+        # An empty frame can carry object dtype, which nlargest refuses: cast before ranking.
+        for row in _top(own[own["service"] == service], 2).itertuples(index=False):
             items.append(_span_evidence(service, f"span {service} {row.name} self time p{OWN_QUANTILE * 100:.0f}",
                                         f"self time of {row.name}", row, OWN_QUANTILE))
         mine = edges[(edges["service"] == service) | (edges["caller"] == service)]
-        for row in mine.nlargest(2, "ratio").itertuples(index=False):
+        for row in _top(mine, 2).itertuples(index=False):
             label = f"{row.caller}{span_lib.ARROW}{row.service}"
             items.append(_span_evidence(service, f"span {label} overhead p{EDGE_QUANTILE * 100:.0f}",
                                         f"time between the services on {label}", row, EDGE_QUANTILE))
@@ -794,3 +795,10 @@ def _strength(e: Evidence, results: dict[str, ModalityResult]) -> float:
     if e.kind == "span" and e.signal.startswith("span call"):
         name = "logs"
     return abs(e.magnitude) / results[name].reference()
+
+
+def _top(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` rows with the largest ``ratio`` (empty frames of any dtype give none)."""
+    if frame.empty:
+        return frame
+    return frame.assign(ratio=frame["ratio"].astype(float)).nlargest(n, "ratio")
