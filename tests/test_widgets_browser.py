@@ -28,40 +28,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, SAMPLE
+from conftest import SAMPLE
+from test_reports_browser import ARGS, ARTIFACTS, CANVAS_STATE, CHROMIUM  # one browser set-up for every browser test
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
-ARTIFACTS = REPO / "test-artifacts"
 SAMPLE_INCIDENT = "INC-20261102-001"
 RATIONALE = "Errors start one minute after the deploy; the rollback fixed them"
-#: Per canvas: its size and whether any pixel is painted (Bokeh draws on it).
-CANVAS_STATE = """
-() => {
-  const out = [];
-  const visit = (root) => {
-    for (const el of root.querySelectorAll('*')) {
-      if (el.tagName === 'CANVAS') {
-        let painted = false;
-        try {
-          const ctx = el.getContext('2d');
-          if (ctx && el.width > 0 && el.height > 0) {
-            const data = ctx.getImageData(0, 0, el.width, el.height).data;
-            for (let i = 3; i < data.length; i += 4 * 7) { if (data[i] !== 0) { painted = true; break; } }
-          }
-        } catch (e) { painted = null; }
-        out.push({w: el.width, h: el.height, painted});
-      }
-      if (el.shadowRoot) visit(el.shadowRoot);
-    }
-  };
-  visit(document);
-  return out;
-}
-"""
 
 
 #: Viewport point of the heatmap cell of ``service`` nearest ``time`` (ms since the epoch, naive

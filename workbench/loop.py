@@ -879,22 +879,6 @@ class _Failure:
     message: str
 
 
-def _has_telemetry(ws: Workspace, start: pd.Timestamp, end: pd.Timestamp) -> bool:
-    """Whether any metrics, logs or spans day file overlaps ``[start, end)`` (a folder listing,
-    kept for the run: most past incidents lie before the stored telemetry)."""
-    root = ws.telemetry_dir
-    with _LOCK:
-        days = _DAYS.get(str(root))
-    if days is None:
-        # The store's documented layout: <root>/<table>/day=YYYY-MM-DD/part.parquet.
-        days = sorted({pd.Timestamp(d.name[4:], tz="UTC") for table in ("metrics", "logs", "spans")
-                       for d in (root / table).glob("day=*") if (d / "part.parquet").is_file()})
-        with _LOCK:
-            _DAYS[str(root)] = days
-    first = start.floor("D")
-    return any(first <= day < end for day in days)
-
-
 class _CachedStore:
     """A telemetry store whose queries are memoised for the run (criteria of many incidents ask the
     same service, metric and span). Frames handed out are shared: callers must not modify them."""
