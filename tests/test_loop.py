@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workbench import config, suggestions
+from workbench import config, postmortem, suggestions
 from workbench.analysis import analyze, read_signature, signature_path
 from workbench.errors import NotFoundError, StoreError
 from workbench.ingest import ingest
@@ -107,6 +107,10 @@ def test_a_follow_up_review_is_opened_and_linked_to_the_original(first_run):
         follow = kb.get_incident(r.follow_up_id)
         note = kb.list_conclusions(r.follow_up_id)
         original_conclusions = kb.list_conclusions(ORIGINAL)
+        linked = [i.id for i in kb.list_incidents(follow_up_of=ORIGINAL)]
+    assert follow.follow_up_of == ORIGINAL and linked == [r.follow_up_id]
+    summary = dict(postmortem.recurrence_summary(ws, ORIGINAL).values.tolist())
+    assert summary["follow-up reviews"] == r.follow_up_id and summary["status"] == "recurred"
     assert follow.status == "open" and follow.title.startswith(f"Recurrence of {ORIGINAL}")
     assert follow.services == original.services and follow.links == original.links
     assert (follow.window_start, follow.window_end) == (r.window[0].to_pydatetime(), r.window[1].to_pydatetime())
@@ -267,8 +271,9 @@ def test_criteria_hold_are_violated_or_have_no_data(pristine, tmp_path_factory):
     assert verdicts == {holds.id: "holds", violated.id: "violated", missing.id: "no_data",
                         not_landed.id: "violated"}
     assert dropped.id not in verdicts
-    # A done fix whose criterion is violated is a recurrence, with its reason; an open item's is not.
-    assert r.verdict == "recurred" and r.reasons == [f"criterion {violated.id}"] and r.follow_up_id
+    # Every violated criterion is a recurrence; the reason says whether the item's fix had landed.
+    assert r.verdict == "recurred" and r.follow_up_id
+    assert r.reasons == [f"criterion {violated.id} (done)", f"criterion {not_landed.id} (open)"]
     with ws.knowledge_base() as kb:
         by_item = {c.action_item_id: c.verdict for c in kb.list_checks(iid) if c.action_item_id}
         assert by_item == verdicts

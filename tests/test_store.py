@@ -72,7 +72,7 @@ def _build_full_incident(kb, text):
 # ----------------------------------------------------------------------------- schema & migrations
 
 def test_new_file_gets_schema_and_reports_version(kb, tmp_path):
-    assert kb.schema_version() == migrations.head() == "0002"
+    assert kb.schema_version() == migrations.head() == "0003"
     tables = set(inspect(create_engine(f"sqlite:///{tmp_path / 'kb.sqlite'}")).get_table_names())
     assert {"incidents", "hypotheses", "conclusions", "action_items", "signoffs", "runs",
             "recurrence_checks", "history", "alembic_version"} <= tables
@@ -92,7 +92,7 @@ def test_reopening_an_existing_file_is_idempotent(tmp_path):
         inc = _incident(first)
     for _ in range(2):
         with KnowledgeBase(url) as again:
-            assert again.schema_version() == "0002"
+            assert again.schema_version() == "0003"
             assert again.get_incident(inc.id) == inc
             assert len(again.history()) == 1
 
@@ -101,14 +101,42 @@ def test_opening_an_old_database_upgrades_it(tmp_path):
     path = tmp_path / "old.sqlite"
     sqlite3.connect(path).close()  # an existing, empty database file
     with KnowledgeBase(f"sqlite:///{path}") as kb:
-        assert kb.schema_version() == "0002"
+        assert kb.schema_version() == "0003"
     engine = create_engine(f"sqlite:///{path}")
     migrations.downgrade(engine, "base")
     assert "incidents" not in inspect(engine).get_table_names()
     engine.dispose()
     with KnowledgeBase(str(path)) as kb:  # a plain path means a SQLite file
-        assert kb.schema_version() == "0002"
+        assert kb.schema_version() == "0003"
         _incident(kb)
+
+
+def test_upgrading_links_follow_ups_opened_before_the_column_existed(tmp_path):
+    path = tmp_path / "kb.sqlite"
+    with KnowledgeBase(str(path)) as kb:
+        original = _incident(kb, id="INC-20261102-001")
+        _incident(kb, id="INC-20261102-001-R1", title="Recurrence")
+        _incident(kb, id="INC-20261102-002-R1", title="R-suffixed id whose original does not exist")
+    engine = create_engine(f"sqlite:///{path}")
+    migrations.downgrade(engine, "0002")  # the follow-up is linked only by its id, as 0002 kept it
+    migrations.upgrade(engine)
+    engine.dispose()
+    with KnowledgeBase(str(path)) as kb:
+        assert [i.id for i in kb.list_incidents(follow_up_of=original.id)] == ["INC-20261102-001-R1"]
+        assert kb.get_incident("INC-20261102-002-R1").follow_up_of is None
+        assert kb.get_incident(original.id).follow_up_of is None
+
+
+def test_a_follow_up_names_an_existing_other_incident(kb):
+    original = _incident(kb)
+    follow = _incident(kb, title="Recurrence", follow_up_of=original.id)
+    assert follow.follow_up_of == original.id
+    assert [i.id for i in kb.list_incidents(follow_up_of=original.id)] == [follow.id]
+    with pytest.raises(NotFoundError, match="follow_up_of.*INC-20990101-001"):
+        _incident(kb, follow_up_of="INC-20990101-001")
+    with pytest.raises(StoreError, match="follow_up_of"):
+        kb.update_incident(original.id, original.version, "alice", follow_up_of=original.id)
+    assert len(kb.list_incidents()) == 2  # the refused ones left nothing behind
 
 
 def test_a_newer_schema_is_refused(tmp_path):
@@ -414,6 +442,21 @@ def test_yaml_round_trip_is_byte_identical_and_reimport_is_a_no_op(kb, tmp_path)
     history = kb.history()
     assert kb.import_incident(exported, who="again").version == kb.get_incident(inc.id).version
     assert kb.history() == history and kb.export_incident(inc.id) == exported
+
+
+def test_a_follow_up_document_round_trips_and_needs_its_original(kb, tmp_path):
+    original = _incident(kb, id="INC-20261102-001")
+    follow = _incident(kb, id="INC-20261102-001-R1", title="Recurrence", follow_up_of=original.id)
+    exported = kb.export_incident(follow.id)
+    assert yaml.safe_load(exported)["follow_up_of"] == original.id
+    assert "follow_up_of" not in yaml.safe_load(kb.export_incident(original.id))
+    with KnowledgeBase(f"sqlite:///{tmp_path / 'other.sqlite'}") as other:
+        with pytest.raises(StoreError, match="follow_up_of.*import the original first.*INC-20261102-001"):
+            other.import_incident(exported, who="importer")
+        assert other.list_incidents() == []
+        other.import_incident(kb.export_incident(original.id), who="importer")
+        other.import_incident(exported, who="importer")
+        assert other.export_incident(follow.id) == exported
 
 
 def test_importing_an_edited_document_updates_with_history(kb):

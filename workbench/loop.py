@@ -51,9 +51,10 @@ one of them as the origin by construction, so the origin and service aspects mat
 quiet window (a one-service document signature reached 0.84 on calm windows). One analysis per
 window then serves every incident. The verdict is ``recurred`` when
 ``similarity(stored, current) >= threshold`` (:data:`RECUR_MIN`) or when the verification
-criterion of a ``done`` action item is ``violated`` (the fix did not hold; an open item's
-failing criterion only says the fix has not landed: it is recorded and its owner notified, but
-it is no recurrence); ``clear`` otherwise; ``no_data`` without telemetry in the window or
+criterion of an evaluated action item is ``violated`` (:data:`RECURRENCE_ITEM_STATUSES`: a
+``done`` item's fix did not hold; an ``open`` or ``in_progress`` item's symptom came back before
+its fix landed; the reason says which, ``criterion AI-3 (done)``, so recurrences before and
+after fixes stay apart); ``clear`` otherwise; ``no_data`` without telemetry in the window or
 without a signature.
 
 Threshold (0.65), measured on the sample with ``python benchmarks/recheck.py --calibrate
@@ -92,7 +93,7 @@ What is recorded (parent process, one transaction per incident)
   recurred or no_data, ``window_start``/``window_end`` the checked window, ``evidence``::
 
       [{"kind": "recurrence", "similarity": 0.82, "threshold": 0.65, "parts": {origin: 1.0, ...},
-        "reasons": ["signature", "criterion AI-3"], "signature_source": "stored",
+        "reasons": ["signature", "criterion AI-3 (done)"], "signature_source": "stored",
         "services": [...], "baseline": {"start", "end"}, "onset": "…Z" | null,
         "current": {signature dict}, "follow_up_id": "INC-…-R1" | null, "notes": [...]},
        {"kind": "detection_gap", "gap_minutes": 4.8, ...},          # first check only
@@ -107,15 +108,15 @@ What is recorded (parent process, one transaction per incident)
   ``recurrence`` notification is queued (key ``recurrence:<check id>``) for the configured
   webhooks (:func:`workbench.outbox.attach`).
 
-The follow-up review is a new incident (the store has no follow-up table; a new incident is the
-least invasive record a reviewer can open, analyse with ``workbench analyze`` and run notebooks
-for): id ``<original id>-R<n>``, status ``open``, the original's title prefixed
+The follow-up review is a new incident (a record a reviewer can open, analyse with ``workbench
+analyze`` and run notebooks for) whose ``follow_up_of`` names the original
+(``kb.list_incidents(follow_up_of=id)`` lists them): id ``<original id>-R<n>``, status ``open``, the original's title prefixed
 ``Recurrence of <id>:``, its severity, environment, services, labels and links (runbooks,
 tickets), ``started`` = the current onset of the recurrence's origin (else the window start),
 ``window_start``/``window_end`` = the checked window (so its analysis looks where the recheck
 looked), and a ``summary`` conclusion by ``who`` saying why it was opened and listing the
-suggestions. The original is linked by the id prefix, the note, the check's ``follow_up_id``
-and the notification. The original's own reviewed content is not touched (only its status),
+suggestions. The original is also named by the note, the check's ``follow_up_id`` and the
+notification. The original's own reviewed content is not touched (only its status),
 so its sign-offs stay valid.
 
 Action items whose criterion is evaluated: status ``open``, ``in_progress`` or ``done``
@@ -246,8 +247,11 @@ DEFAULT_WINDOW = timedelta(hours=6)
 WATCHED = ("resolved", "monitoring", "recurred")
 #: Action-item statuses whose verification criterion is evaluated.
 VERIFIED_ITEM_STATUSES = ("open", "in_progress", "done")
-#: Action-item statuses whose violated criterion counts as a recurrence (the fix did not hold).
-RECURRENCE_ITEM_STATUSES = ("done",)
+#: Action-item statuses whose violated criterion counts as a recurrence: every evaluated one. A
+#: ``done`` item's violation says the fix did not hold; an ``open``/``in_progress`` one's says the
+#: symptom came back before the fix landed, which is a recurrence all the same (the recurrence
+#: rate before fixes is what the after-fix rate is compared with).
+RECURRENCE_ITEM_STATUSES = VERIFIED_ITEM_STATUSES
 #: Author recorded for checks, status changes, follow-ups.
 WHO = "recheck"
 #: Analyses of (service set, window) kept per worker process.
@@ -679,9 +683,7 @@ def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp,
             check.note = f"its window ends before the incident's own window does ({_iso(own_end)}): not evaluated"
             continue
         check.verdict = evaluate(criterion, store, since=since, until=end)
-    # Only a done fix that no longer holds is a recurrence; an open item's criterion failing says
-    # the fix has not landed yet (recorded and notified to its owner all the same).
-    violated = [c.action_item_id for c in out.criteria if c.verdict is not None and c.verdict.verdict == "violated"
+    violated = [c for c in out.criteria if c.verdict is not None and c.verdict.verdict == "violated"
                 and c.status in RECURRENCE_ITEM_STATUSES]
 
     # The recurrence check.
@@ -715,7 +717,7 @@ def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp,
             out.onset = _origin_onset(analysis.suspicions, current.origin)
     if violated:
         out.verdict = "recurred"
-        out.reasons.extend(f"criterion {i}" for i in violated)
+        out.reasons.extend(_criterion_reason(c) for c in violated)
 
     # Suggestions: on a recurrence, and once per incident for a large detection gap.
     found: list[Any] = []
@@ -727,7 +729,7 @@ def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp,
                                        window=out.window, step=ws.settings.step)
         else:
             book = sg.runbook(incident, stored, "recurrence",
-                              when=f"a verification criterion was violated ({', '.join(violated)})")
+                              when=f"a verification criterion was violated ({', '.join(c.action_item_id for c in violated)})")
             found += [book] if book is not None else []
     if not any(c.action_item_id is None for c in kb.list_checks(incident_id)):
         gap, out.detection_gap = sg.for_detection_gap(incident, kb.list_hypotheses(incident_id), store,
@@ -1097,7 +1099,8 @@ def _open_follow_up(kb: Any, incident: Any, r: IncidentCheck, suggestions: list[
     follow = kb.create_incident(
         id=follow_id, title=title, started=started, services=list(incident.services), severity=incident.severity,
         environment=incident.environment, status="open", labels=dict(incident.labels or {}),
-        links=[dict(link) for link in incident.links], window_start=r.window[0], window_end=r.window[1], who=who)
+        links=[dict(link) for link in incident.links], window_start=r.window[0], window_end=r.window[1],
+        follow_up_of=incident.id, who=who)
     sim = "-" if r.similarity is None else f"{r.similarity:.2f}"
     why = []
     if "signature" in r.reasons:
@@ -1105,8 +1108,9 @@ def _open_follow_up(kb: Any, incident: Any, r: IncidentCheck, suggestions: list[
         why.append(f"its signature came back in [{_iso(r.window[0])}, {_iso(r.window[1])}) with similarity {sim} "
                    f"(threshold {r.threshold:g}; now origin {current.get('origin')}, cause "
                    f"{current.get('cause')}, symptom {current.get('symptom')})")
-    crit = [c for c in r.criteria if f"criterion {c.action_item_id}" in r.reasons]
-    why += [f"the verification of {c.action_item_id} {c.title!r} was violated: {c.verdict.explanation}" for c in crit]
+    crit = [c for c in r.criteria if _criterion_reason(c) in r.reasons]
+    why += [f"the verification of {c.action_item_id} {c.title!r} ({_landed(c)}) was violated: {c.verdict.explanation}"
+            for c in crit]
     text = (f"Opened by the scheduled recheck as the follow-up review of {incident.id} ({incident.title}): "
             + "; ".join(why) + ".")
     if suggestions:
@@ -1114,6 +1118,15 @@ def _open_follow_up(kb: Any, incident: Any, r: IncidentCheck, suggestions: list[
             f"({i}) {s['text']}" for i, s in enumerate(suggestions, start=1))
     kb.add_conclusion(follow.id, kind="summary", text=text, author=who, who=who)
     return follow
+
+
+def _criterion_reason(c: CriterionCheck) -> str:
+    """``criterion <item id> (<item status>)``: whether the fix had landed stays in the reason."""
+    return f"criterion {c.action_item_id} ({c.status})"
+
+
+def _landed(c: CriterionCheck) -> str:
+    return "its fix is done" if c.status == "done" else f"its fix has not landed yet: {c.status}"
 
 
 def _free_id(kb: Any, prefix: str) -> str | None:

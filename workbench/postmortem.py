@@ -382,6 +382,8 @@ def recurrence_summary(ws: Workspace | str, incident_id: str, *, since: Any = No
     incident = _incident(ws, incident_id)
     hours = _hours(window_hours, "window_hours")
     history = checks(ws, incident_id, since=since)
+    with ws.knowledge_base() as kb:
+        follow_ups = [i.id for i in kb.list_incidents(follow_up_of=incident_id)]
     recurrence = history[history["action_item_id"].isna()]
     last = recurrence.iloc[-1] if not recurrence.empty else None
     now = pd.Timestamp.now(tz="UTC").floor("s")
@@ -389,6 +391,8 @@ def recurrence_summary(ws: Workspace | str, incident_id: str, *, since: Any = No
             ("checks", str(len(history))),
             ("recurrences found", str(int((recurrence["verdict"] == "recurred").sum()))),
             ("last recurrence check", "-" if last is None else f"{schema.iso_utc(last['at'])}: {last['verdict']}"),
+            ("follow-up reviews", ", ".join(follow_ups) or "-"),
+            ("follow-up of", incident.follow_up_of or "-"),
             ("next window", f"{schema.iso_utc(now - pd.Timedelta(hours=hours))} to {schema.iso_utc(now)} ({hours:g} h)")]
     return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": "object"})
 

@@ -30,6 +30,8 @@ mitigated       time or null                   optional
 resolved        time or null                   optional (at or after ``mitigated``)
 window          ``{start: time|null,           optional: the analysis window override
                 end: time|null}`` or null      (end after start)
+follow_up_of    incident id                    optional: the incident this one reviews again
+                                               (it must already exist); exported only when set
 labels          mapping with keys symptom,     optional, ``{}``; confidence in [0, 1]
                 service, environment (text),
                 confidence (number)
@@ -94,7 +96,7 @@ from .records import (ActionItem, Conclusion, Hypothesis, Incident, SignOff, che
                       check_review, check_timeline, clean, iso)
 
 INCIDENT_KEYS = ("id", "title", "severity", "status", "environment", "services", "started", "detected",
-                 "mitigated", "resolved", "window", "labels", "links", "version", "hypotheses",
+                 "mitigated", "resolved", "window", "follow_up_of", "labels", "links", "version", "hypotheses",
                  "conclusions", "action_items", "signoffs")
 CHILD_KEYS = {
     "hypothesis": ("id", "service", "cause", "summary", "status", "score", "rank", "evidence", "similar",
@@ -248,10 +250,10 @@ def to_document(incident: Incident, hypotheses: Sequence[Hypothesis] = (), concl
         "resolved": _time(incident.resolved),
         "window": None if incident.window_start is None and incident.window_end is None else
         {"start": _time(incident.window_start), "end": _time(incident.window_end)},
-        "labels": dict(incident.labels),
-        "links": [dict(link) for link in incident.links],
-        "version": incident.version,
     }
+    if incident.follow_up_of is not None:  # only follow-up reviews carry the key: other documents stay as they were
+        doc["follow_up_of"] = incident.follow_up_of
+    doc.update(labels=dict(incident.labels), links=[dict(link) for link in incident.links], version=incident.version)
     doc["hypotheses"] = [{
         "id": h.id, "service": h.service, "cause": h.cause, "summary": h.summary, "status": h.status,
         "score": h.score, "rank": h.rank, "evidence": list(h.evidence), "similar": list(h.similar),

@@ -35,6 +35,10 @@ def apply_document(s: Session, doc: Document, who: str, now: datetime) -> Incide
             raise StoreError(f"{doc.origin}: {len(matches)} incidents have this title and start "
                              f"({', '.join(r.id for r in matches)}); add an id to the document")
         row = matches[0] if matches else None
+    target = part.fields.get("follow_up_of")
+    if target is not None and (target == (part.id or getattr(row, "id", None)) or s.get(IncidentRow, target) is None):
+        raise StoreError(f"{doc.origin}: field 'follow_up_of': expected the id of another incident in the knowledge "
+                         f"base (import the original first), got {target!r}")
     if row is None:
         row = create(s, "incident", part.fields, id=part.id, incident_id=None, version=part.version, who=who,
                      now=now)

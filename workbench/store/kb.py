@@ -180,19 +180,23 @@ class KnowledgeBase(OutboxMethods):
                         environment: str = "production", detected: Any = None, mitigated: Any = None,
                         resolved: Any = None, status: str = "open", labels: Mapping[str, Any] | None = None,
                         links: Iterable[Mapping[str, str]] | None = None, window_start: Any = None,
-                        window_end: Any = None, id: str | None = None, who: str) -> Incident:
+                        window_end: Any = None, follow_up_of: str | None = None, id: str | None = None,
+                        who: str) -> Incident:
         """Create an incident; ``id`` defaults to ``INC-YYYYMMDD-NNN`` (UTC date of ``started``).
 
-        Raises ``ConflictError`` when ``id`` exists, ``StoreError`` naming any invalid field.
+        ``follow_up_of`` links a follow-up review to the incident it reviews again (which must exist).
+        Raises ``ConflictError`` when ``id`` exists, ``NotFoundError`` when ``follow_up_of`` does not,
+        ``StoreError`` naming any invalid field.
         """
         values = clean("incident", dict(
             title=title, started=started, services=list(services) if not isinstance(services, str) else services,
             severity=severity, environment=environment, detected=detected, mitigated=mitigated,
             resolved=resolved, status=status, labels=labels, links=links, window_start=window_start,
-            window_end=window_end))
+            window_end=window_end, follow_up_of=follow_up_of))
         check_timeline(values)
         who = check_who(who)
         with self._session(write=True) as s:
+            self._check_follow_up(s, id, values.get("follow_up_of"))
             row = writes.create(s, "incident", values, id=None if id is None else check_id(id, "id"),
                                 incident_id=None, version=None, who=who, now=self._clock())
             return to_record("incident", row)
@@ -202,10 +206,14 @@ class KnowledgeBase(OutboxMethods):
             return to_record("incident", self._get(s, "incident", id))
 
     def list_incidents(self, status: str | None = None, service: str | None = None, severity: str | None = None,
-                       since: Any = None, label: Mapping[str, Any] | str | None = None) -> list[Incident]:
+                       since: Any = None, label: Mapping[str, Any] | str | None = None,
+                       follow_up_of: str | None = None) -> list[Incident]:
         """Incidents ordered by ``started``; each filter narrows (``label``: ``{"symptom": "latency"}``
-        or ``"symptom=latency"``, all given labels must match)."""
+        or ``"symptom=latency"``, all given labels must match; ``follow_up_of``: the follow-up
+        reviews of that incident)."""
         query = select(IncidentRow).order_by(IncidentRow.started, IncidentRow.id)
+        if follow_up_of is not None:
+            query = query.where(IncidentRow.follow_up_of == check_id(follow_up_of, "follow_up_of"))
         if status is not None:
             query = query.where(IncidentRow.status == check_enum(status, "status", INCIDENT_STATUSES))
         if severity is not None:
@@ -227,6 +235,8 @@ class KnowledgeBase(OutboxMethods):
             row = self._get(s, "incident", id)
             merged = {k: getattr(row, k) for k in TIMELINE} | values
             check_timeline(merged)
+            if "follow_up_of" in values:
+                self._check_follow_up(s, id, values["follow_up_of"])
             writes.update(s, "incident", row, expected_version, values, who, self._clock())
             return to_record("incident", row)
 
@@ -484,6 +494,15 @@ class KnowledgeBase(OutboxMethods):
         if row is None:
             raise NotFoundError(f"{LABELS[entity]} {id!r} not found in {self._display}")
         return row
+
+    def _check_follow_up(self, s: Session, id: str | None, target: str | None) -> None:
+        """A follow-up link names another incident that exists (a clear error, not a foreign-key one)."""
+        if target is None:
+            return
+        if target == id:
+            raise fail("follow_up_of", "the id of another incident", target)
+        if s.get(IncidentRow, target) is None:
+            raise NotFoundError(f"field 'follow_up_of': incident {target!r} not found in {self._display}")
 
     def _rows(self, entity: str, query: Any) -> list[Any]:
         with self._session(write=False) as s:

@@ -93,6 +93,8 @@ class IncidentRow(Base):
     links: Mapped[list] = mapped_column(JSON, nullable=False)
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The incident this one reviews again (a follow-up review opened by the recheck), or None.
+    follow_up_of: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("incidents.id"), index=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)

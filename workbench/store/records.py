@@ -272,6 +272,7 @@ FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
         "environment": _text, "services": check_services, "started": _time, "detected": _opt_time,
         "mitigated": _opt_time, "resolved": _opt_time, "window_start": _opt_time,
         "window_end": _opt_time, "labels": check_labels, "links": check_links,
+        "follow_up_of": optional(check_id),
     },
     "hypothesis": {
         "service": _text, "cause": _enum(CAUSES), "summary": _text,
@@ -413,6 +414,7 @@ class Incident(_Record):
     links: tuple[dict[str, str], ...]
     window_start: datetime | None
     window_end: datetime | None
+    follow_up_of: str | None
     created: datetime
     updated: datetime
     version: int
