@@ -168,6 +168,15 @@ def test_a_confirmed_hypothesis_survives_a_reanalysis(analysed):
     finally:
         kb.close()
     assert history[iid].confirmed == [(chosen.service, chosen.cause)]
+    # ... but only analyses of later incidents: an earlier one never gets a prior from its future.
+    kb = _kb(ws)
+    try:
+        earlier = kb.get_incident("INC-20261102-001")
+        assert iid not in {p.incident_id for p in load_history(kb, ws, exclude=earlier.id, before=earlier.started)}
+        later = kb.get_incident("INC-20261106-001")
+        assert iid in {p.incident_id for p in load_history(kb, ws, exclude=later.id, before=later.started)}
+    finally:
+        kb.close()
 
 
 def test_no_store_leaves_the_knowledge_base_alone(analysed):
@@ -275,7 +284,7 @@ def test_a_corrupt_signature_file_is_named_and_skipped(analysed):
         with pytest.raises(AnalysisError, match="signature.json"):
             read_signature(ws, "INC-20261105-001")
         # analysing another incident still works and says what was skipped
-        result = analyze(ws, "INC-20261102-001", store=False)
+        result = analyze(ws, "INC-20261106-001", store=False)  # a later incident reads it
         assert result.hypotheses
         assert any("INC-20261105-001" in n and "signature.json" in n for n in result.notes)
     finally:

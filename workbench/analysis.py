@@ -10,8 +10,8 @@ Steps and where they live:
 
 1. read - the incident from the knowledge base, its analysis window and baseline
    (:mod:`workbench.windows`), the telemetry of ``[baseline start, window end)``
-   (:meth:`TelemetryWindow.from_store`), and the history: every other incident with a confirmed
-   hypothesis or a stored signature (:func:`load_history`);
+   (:meth:`TelemetryWindow.from_store`), and the history: every incident that started before this
+   one and has a confirmed hypothesis or a stored signature (:func:`load_history`);
 2. detect - :func:`workbench.localize.localize`: per-service origin suspicion with evidence and
    onsets;
 3. rank - :mod:`workbench.correlate` (changes before each onset, onset order) and
@@ -163,7 +163,7 @@ def analyze(workspace: Workspace, incident_id: str, *, detector: str | None = No
     try:
         incident = kb.get_incident(incident_id)
         problems: list[str] = []
-        history = load_history(kb, workspace, exclude=incident_id, problems=problems)
+        history = load_history(kb, workspace, exclude=incident_id, problems=problems, before=incident.started)
         confirmed = [(h.service, h.cause) for h in kb.list_hypotheses(incident_id, status="confirmed")]
         start, end = analysis_window(incident)
         base_start, _ = baseline_window(incident)
@@ -259,9 +259,14 @@ def analyze_window(window: TelemetryWindow, incident: Any = None, history: Seque
 # --------------------------------------------------------------------------- history and signatures
 
 def load_history(kb: Any, workspace: Workspace | None = None, exclude: str | None = None,
-                 problems: list[str] | None = None) -> list[PastIncident]:
+                 problems: list[str] | None = None, before: Any = None) -> list[PastIncident]:
     """Every incident (but ``exclude``) that can be compared: it has a confirmed hypothesis or a
     stored signature.
+
+    ``before`` (a time): only incidents that started before it. :func:`analyze` passes the
+    analysed incident's ``started``, so re-analysing an old incident never takes a prior or a
+    "similar past incident" from its own future (say, its recurrence confirmed later): the
+    ranking and the accuracy ledger see what the engine could have known then.
 
     The signature is the stored one (``incidents/<id>/signature.json``) with the confirmed
     origin and cause applied, else one built from the confirmed hypothesis
@@ -269,8 +274,9 @@ def load_history(kb: Any, workspace: Workspace | None = None, exclude: str | Non
     skipped (one bad file must not stop every analysis) and described in ``problems``.
     """
     out = []
+    cutoff = schema.utc_bound(before)
     for incident in kb.list_incidents():
-        if incident.id == exclude:
+        if incident.id == exclude or (cutoff is not None and pd.Timestamp(incident.started) >= cutoff):
             continue
         decided = kb.list_hypotheses(incident.id, status="confirmed")
         confirmed = [(h.service, h.cause) for h in decided]
