@@ -128,7 +128,8 @@ Scale: executors and purity
 ---------------------------
 The per-incident computation :func:`check_incident` is a pure function of (workspace path,
 incident id, window): it reads the knowledge base and the telemetry, writes nothing, and returns
-an :class:`IncidentCheck` that the parent records. So every executor gives identical results:
+an :class:`IncidentCheck` that the parent records. So every executor gives identical results
+(:func:`workbench.executors.fan_out` runs them):
 
 - ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` with
   ``min(2, cpu count)`` workers started from a fork server (clean processes that import the
@@ -218,8 +219,6 @@ the ``notebook`` extra).
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import os
 import threading
 import time
@@ -227,13 +226,14 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from . import config
 from .config import Workspace
-from .errors import ConflictError, MissingDependencyError, NotFoundError, WorkbenchError
+from .errors import ConflictError, NotFoundError, WorkbenchError
+from .executors import ExecutorError, executor_name, fan_out
 from .signature import Signature, signature_from_incident, similarity_parts, with_cause
 from .store.models import ID_LENGTH
 from .windows import BASELINE, analysis_window, baseline_window
@@ -258,11 +258,6 @@ WHO = "recheck"
 CACHE_SIZE = 64
 #: Criterion metric queries kept per worker process.
 QUERY_CACHE_SIZE = 512
-#: Executor names (besides ``dask://HOST:PORT``, ``tcp://…`` and executor objects).
-EXECUTORS = ("local", "serial", "dask-local")
-#: Default worker count of the local pool and the local Dask cluster.
-DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
-DASK_EXTRA = "postmortem-workbench[dask]"
 
 
 class RecheckError(WorkbenchError):
@@ -563,7 +558,6 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
         raise RecheckError(f"recheck threshold: expected a similarity in (0, 1], got {threshold!r}")
     if not isinstance(who, str) or not who.strip():
         raise RecheckError(f"recheck who: expected the name recorded as the author, got {who!r}")
-    workers = _workers(workers)
     kb = ws.knowledge_base()
     try:
         outbox.attach(kb, ws.settings)
@@ -579,18 +573,24 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
         if start >= end:
             raise RecheckError(f"recheck window: since ({_iso(start)}) must be before until ({_iso(end)})")
         report_ = RecheckReport(start=start, until=end, until_source=source, threshold=float(threshold),
-                                executor=_executor_name(executor), notes=notes)
+                                executor=executor_name(executor), notes=notes)
         order = sorted(incidents.values(), key=lambda i: i.id)
         token = uuid.uuid4().hex
         tasks = [(str(ws.root), inc.id, start, end, float(threshold), token) for inc in order]
         results: dict[str, IncidentCheck] = {}
         t0 = time.perf_counter()
         recording = 0.0
-        for result in _fan_out(tasks, executor, workers, report_):
-            t1 = time.perf_counter()
-            _record_safely(kb, ws, result, who)
-            recording += time.perf_counter() - t1
-            results[result.incident_id] = result
+        try:
+            run = fan_out(check_incident, tasks, executor, workers, failed=_lost, preload=["workbench.loop"],
+                          after_serial=_clear, what="recheck")
+            for result in run:
+                t1 = time.perf_counter()
+                _record_safely(kb, ws, result, who)
+                recording += time.perf_counter() - t1
+                results[result.incident_id] = result
+        except ExecutorError as exc:
+            raise RecheckError(str(exc)) from None
+        report_.workers = run.workers
         compute = time.perf_counter() - t0 - recording
         report_.results = [results[i] for i in sorted(results)]
         t0 = time.perf_counter()
@@ -907,117 +907,9 @@ class _CachedStore:
         return frame
 
 
-# --------------------------------------------------------------------------- executors
-
-def _fan_out(tasks: list[tuple], executor: Any, workers: int, report: RecheckReport) -> Iterator[IncidentCheck]:
-    """Run :func:`check_incident` over ``tasks``; yield results as they complete."""
-    if not tasks:
-        return
-    if isinstance(executor, str):
-        name = executor.strip()
-        if name == "serial" or (name == "local" and (len(tasks) == 1 or workers == 1)):
-            report.workers = 1
-            try:
-                for task in tasks:
-                    yield check_incident(*task)
-            finally:
-                _clear()
-            return
-        if name == "local":
-            report.workers = workers
-            yield from _pool(tasks, workers)
-            return
-        if name == "dask-local" or name.startswith(("dask://", "tcp://", "tls://")):
-            yield from _dask(tasks, name, workers, report)
-            return
-        raise RecheckError(f"recheck executor: expected one of {', '.join(EXECUTORS)} or dask://HOST:PORT, "
-                           f"got {executor!r}")
-    if _is_dask_client(executor):
-        yield from _dask_run(executor, tasks, report)
-        return
-    if isinstance(executor, cf.Executor):
-        report.workers = getattr(executor, "_max_workers", None)
-        yield from _futures(executor, tasks)
-        return
-    raise RecheckError(f"recheck executor: expected a name ({', '.join(EXECUTORS)}, dask://HOST:PORT), a "
-                       f"distributed.Client or a concurrent.futures.Executor, got {type(executor).__name__}")
-
-
-def _pool(tasks: list[tuple], workers: int) -> Iterator[IncidentCheck]:
-    # A fork server: workers are forked from a clean process that imported the engine once, not
-    # from this one (which may hold database connections and threads).
-    try:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["workbench.loop"])
-    except ValueError:  # no fork server on this platform
-        ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield from _futures(pool, tasks)
-
-
-def _futures(pool: cf.Executor, tasks: list[tuple]) -> Iterator[IncidentCheck]:
-    futures = {pool.submit(check_incident, *task): task[1] for task in tasks}
-    for future in cf.as_completed(futures):
-        try:
-            yield future.result()
-        except Exception as exc:  # a worker died (not an error of the incident's data)
-            yield IncidentCheck(incident_id=futures[future], error=f"worker failed: {type(exc).__name__}: {exc}")
-
-
-def _dask(tasks: list[tuple], name: str, workers: int, report: RecheckReport) -> Iterator[IncidentCheck]:
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise MissingDependencyError(f"executor {name!r} needs Dask distributed; install it with "
-                                     f"pip install '{DASK_EXTRA}'") from None
-    if name == "dask-local":
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            yield from _dask_run(client, tasks, report)
-        return
-    address = "tcp://" + name[len("dask://"):] if name.startswith("dask://") else name
-    try:
-        client = Client(address, timeout="20s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise RecheckError(f"recheck executor: cannot reach the Dask scheduler at {address}: {exc}") from None
-    with client:
-        yield from _dask_run(client, tasks, report)
-
-
-def _dask_run(client: Any, tasks: list[tuple], report: RecheckReport) -> Iterator[IncidentCheck]:
-    from distributed import as_completed
-
-    try:
-        report.workers = len(client.scheduler_info().get("workers", {})) or None
-    except Exception:  # informational only
-        report.workers = None
-    futures = [client.submit(check_incident, *task, pure=False) for task in tasks]
-    ids = {f.key: task[1] for f, task in zip(futures, tasks)}
-    for future in as_completed(futures):
-        try:
-            yield future.result()
-        except Exception as exc:  # a worker died or the task was lost
-            yield IncidentCheck(incident_id=ids[future.key], error=f"worker failed: {type(exc).__name__}: {exc}")
-        finally:
-            future.release()
-
-
-def _is_dask_client(obj: Any) -> bool:
-    return type(obj).__name__ == "Client" and type(obj).__module__.startswith("distributed")
-
-
-def _executor_name(executor: Any) -> str:
-    if isinstance(executor, str):
-        return executor
-    return type(executor).__name__
-
-
-def _workers(workers: int | None) -> int:
-    if workers is None:
-        return DEFAULT_WORKERS
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise RecheckError(f"recheck workers: expected a whole number >= 1, got {workers!r}")
-    return workers
+def _lost(task: tuple, exc: BaseException) -> IncidentCheck:
+    """The result of an incident whose worker died (not an error of the incident's data)."""
+    return IncidentCheck(incident_id=task[1], error=f"worker failed: {type(exc).__name__}: {exc}")
 
 
 # --------------------------------------------------------------------------- recording (parent only)
