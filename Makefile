@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/nezha.py --data $(SHARED)/nezha-trainticket --json $(BENCH_OUT)/nezha.json
 	$(PY) benchmarks/speed.py --json $(BENCH_OUT)/speed.json
 	$(PY) benchmarks/notebook.py --json $(BENCH_OUT)/notebook.json
+	$(PY) benchmarks/prior.py --data $(SHARED)/nezha-trainticket --json $(BENCH_OUT)/prior.json
+	$(PY) benchmarks/recheck.py --incidents 1000 --json $(BENCH_OUT)/recheck.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE)
