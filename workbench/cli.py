@@ -31,17 +31,15 @@ def _echo_json(data: Any) -> None:
 
 
 def _time(value: Optional[str], name: str):
-    import pandas as pd
+    """An aware UTC time from an option (None stays None); anything else is a usage error."""
+    from .schema import aware_time
 
     if value is None:
         return None
     try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a time (use ISO 8601 with a zone, e.g. 2026-11-03T14:02:00Z)", param_hint=name)
-    if ts.tzinfo is None:
-        raise typer.BadParameter(f"{value!r} has no time zone; append Z for UTC or an offset like +01:00", param_hint=name)
-    return ts.tz_convert("UTC")
+        return aware_time(value, name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
 
 
 @app.command()

@@ -230,7 +230,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from . import config
+from . import config, schema
 from .config import Workspace
 from .errors import ConflictError, NotFoundError, WorkbenchError
 from .executors import ExecutorError, executor_name, fan_out
@@ -1087,15 +1087,7 @@ def _span(value: Any, name: str) -> pd.Timedelta:
 
 
 def _utc(value: Any, name: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise RecheckError(f"recheck {name}: expected a time such as 2026-11-06T16:05:00Z, got {value!r}") from None
-    if pd.isna(ts):
-        raise RecheckError(f"recheck {name}: expected a time, got {value!r}")
-    if ts.tzinfo is None:
-        raise RecheckError(f"recheck {name}: {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
-    return ts.tz_convert("UTC")
+    return schema.aware_time(value, f"recheck {name}", RecheckError)
 
 
 def _iso(value: Any) -> str | None:

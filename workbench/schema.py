@@ -265,14 +265,28 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
     return Validated(out, report)
 
 
+def aware_time(value: Any, field: str, error: type[Exception] = ValueError) -> pd.Timestamp:
+    """``value`` (a time or ISO 8601 text with a zone) as a UTC timestamp, else ``error(message)``.
+
+    The one check every user-given time goes through (CLI options, recheck windows, criteria,
+    detector frames): text that is no time, NaT and naive times are refused with a message naming
+    ``field``; a naive time is never guessed to be UTC.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise error(f"{field}: expected a time such as 2026-11-06T16:05:00Z, got {value!r}") from None
+    if pd.isna(ts):
+        raise error(f"{field}: expected a time, got {value!r}")
+    if ts.tzinfo is None:
+        raise error(f"{field}: {value!r} has no time zone; give UTC explicitly (e.g. '...Z') or an offset "
+                    f"like +01:00")
+    return ts.tz_convert("UTC")
+
+
 def utc_bound(value: Any) -> pd.Timestamp | None:
     """A window bound as a UTC timestamp (None stays None); a naive bound is refused (ValueError)."""
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is None:
-        raise ValueError(f"window bound {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
-    return ts.tz_convert("UTC")
+    return None if value is None else aware_time(value, "window bound")
 
 
 def iso_utc(value: Any) -> str | None:

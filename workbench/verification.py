@@ -58,6 +58,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .errors import CriterionError
 from .store.records import iso
 
@@ -355,13 +356,7 @@ def _explain(verdict: str, c: Criterion, n: int, with_data: int, n_bad: int, cov
 
 
 def _utc(value: Any, field: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise CriterionError(f"{field}: expected a time, got {value!r}") from None
-    if ts.tzinfo is None:
-        raise CriterionError(f"{field}: {value!r} has no time zone; give UTC explicitly (e.g. '...Z')")
-    return ts.tz_convert("UTC")
+    return schema.aware_time(value, field, CriterionError)
 
 
 # --------------------------------------------------------------------------- action items

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import schema
 from ..errors import SchemaError
 from ..windows import step_offset
 from .base import REFERENCE_WINDOW, Detector, DetectionError, local_reference
@@ -410,13 +411,7 @@ def _drop_uninformative(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str
 
 
 def _time(value: Any, what: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{what} must be a time, got {value!r}") from None
-    if ts.tzinfo is None:
-        raise ValueError(f"{what} {value!r} has no time zone; use UTC (e.g. '2026-01-01T00:00Z')")
-    return ts.tz_convert("UTC")
+    return schema.aware_time(value, what)
 
 
 def _plain(values: list) -> list:
