@@ -141,3 +141,32 @@ def test_config_errors_name_the_key(tmp_path, text, key):
 
 def test_grace_defaults_to_three_days(tmp_path):
     assert load_config(_settings(tmp_path, "")).grace_days == 3
+
+
+def test_a_follow_up_review_left_open_reminds_the_people_of_the_original(tmp_path):
+    opened = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    settings = _settings(tmp_path, CONFIG.replace("grace_days = 3", "grace_days = 3\nfollow_up_days = 2"))
+    with KnowledgeBase(f"sqlite:///{tmp_path / 'kb.sqlite'}", clock=lambda: opened) as store:
+        original = store.create_incident(title="Payments failing", started=datetime(2026, 2, 20, tzinfo=timezone.utc),
+                                         services=["payments"], status="recurred", who="alice")
+        store.add_action_item(original.id, title="Contract test", owner="erin", kind="prevent", status="done",
+                              who="alice")
+        store.add_signoff(original.id, name="dave", role="approver", who="dave")
+        review = store.create_incident(title=f"Recurrence of {original.id}", started=opened, services=["payments"],
+                                       follow_up_of=original.id, who="recheck")
+        finished = store.create_incident(title="A reviewed follow-up", started=opened, services=["payments"],
+                                         follow_up_of=original.id, status="closed", who="recheck")
+        store.create_incident(title="Not a follow-up", started=opened, services=["payments"], who="alice")
+        assert nudge(store, settings, date(2026, 3, 3)).count("follow_up_due") == 0  # 2 days: not due yet
+        report = nudge(store, settings, date(2026, 3, 4))
+        (due,) = [n for n in report.nudges if n.kind == "follow_up_due"]
+        assert (due.incident_id, due.status, due.recipient, due.days_overdue) == (review.id, "queued", "dave, erin", 1)
+        assert finished.id not in {n.incident_id for n in report.nudges}
+        assert "1 follow-up review reminder(s)" in report.summary()
+        rows = store.list_outbox(kind="follow_up_due")
+        assert [r.target for r in rows] == ["chat"]  # the tickets webhook only takes escalations
+        assert rows[0].payload["recipients"] == ["dave", "erin"]
+        assert rows[0].payload["details"]["original"]["id"] == original.id
+        assert nudge(store, settings, date(2026, 3, 4)).count("follow_up_due", "already_queued") == 1
+        store.update_incident(review.id, review.version, "carol", status="closed")
+        assert nudge(store, settings, date(2026, 3, 5)).count("follow_up_due") == 0

@@ -393,7 +393,7 @@ def outbox_resend(delivery_ids: list[str] = typer.Argument(None, help="Notificat
 def nudge(as_of: Optional[str] = typer.Option(None, "--as-of", help="Judge overdue items as of this time (default: now)."),
           workspace: Optional[Path] = WorkspaceOpt,
           as_json: bool = JsonOpt) -> None:
-    """Queue reminders for overdue action items by owner, escalating to approvers after the grace period."""
+    """Queue reminders for overdue action items (escalating to approvers after the grace period) and stalled follow-up reviews."""
     from datetime import datetime, timezone
 
     from . import nudge as nudging

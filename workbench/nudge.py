@@ -1,11 +1,19 @@
-"""Nudges for overdue action items, and escalation when the nudges are not enough.
+"""Nudges for overdue action items and follow-up reviews, and escalation when nudges are not enough.
 
 An action item is overdue on day ``D`` when it is still open or in progress and its due date is
 before ``D``. :func:`nudge` queues, per overdue item and day, one ``action_item_overdue``
 notification for its owner; once the item is more than ``grace_days`` late it also queues an
-``escalation`` for the person who approves the owner's work. Both go to every configured webhook
-that takes the kind (``[webhooks.<name>] kinds``); the people are named in the payload's
-``recipients``, for the receiving chat or ticket system to route.
+``escalation`` for the person who approves the owner's work.
+
+A follow-up review (an incident whose ``follow_up_of`` names the incident it reviews again, opened
+by the recheck when a recurrence starts) is due on day ``D`` when it is still ``open`` or
+``in_review`` more than ``follow_up_days`` days after it was opened: :func:`nudge` queues one
+``follow_up_due`` per review and day for the people of the original postmortem (its sign-offs and
+its action items' owners, sorted).
+
+Every notification goes to every configured webhook that takes its kind (``[webhooks.<name>]
+kinds``); the people are named in the payload's ``recipients``, for the receiving chat or ticket
+system to route.
 
 Configuration (``workbench.toml``)
 ----------------------------------
@@ -14,6 +22,8 @@ Configuration (``workbench.toml``)
     [nudge]
     grace_days = 3          # days late before escalating (default 3): due 2026-03-01 -> nudges
                             # from 03-02, escalations from 03-05
+    follow_up_days = 2      # days a follow-up review may stay open (default 2): opened 03-01 ->
+                            # reminders from 03-04
 
     [roles]                 # person -> role (the team or function the person works for)
     alice = "checkout-lead"
@@ -26,7 +36,7 @@ escalated; the report says why.
 
 Idempotence
 -----------
-Every notification carries the key ``<kind>:<action item id>:<YYYY-MM-DD>`` and the outbox keeps
+Every notification carries the key ``<kind>:<action item or review id>:<YYYY-MM-DD>`` and the outbox keeps
 one row per key and webhook, so running :func:`nudge` twice on one day queues nothing the second
 time, while the next day nudges again. All notifications of one run commit in one transaction.
 """
@@ -41,7 +51,10 @@ from .outbox import targets_for
 from .store.records import fail
 
 DEFAULT_GRACE_DAYS = 3
-NUDGE_KEYS = ("grace_days",)
+DEFAULT_FOLLOW_UP_DAYS = 2
+NUDGE_KEYS = ("grace_days", "follow_up_days")
+#: Statuses of a follow-up review that is not finished yet.
+REVIEW_PENDING = ("open", "in_review")
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class NudgeConfig:
     """``[nudge]``, ``[roles]`` and ``[approvers]`` of ``workbench.toml``."""
 
     grace_days: int = DEFAULT_GRACE_DAYS
+    follow_up_days: int = DEFAULT_FOLLOW_UP_DAYS
     roles: dict[str, str] = field(default_factory=dict)
     approvers: dict[str, str] = field(default_factory=dict)
 
@@ -78,10 +92,13 @@ def load_config(settings: Any) -> NudgeConfig:
     for key in section:
         if key not in NUDGE_KEYS:
             raise ConfigError(f"nudge.{key}: unknown key; known: {', '.join(NUDGE_KEYS)}")
-    grace = section.get("grace_days", DEFAULT_GRACE_DAYS)
-    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-        raise ConfigError(f"nudge.grace_days: expected a whole number of days >= 0, got {grace!r}")
-    return NudgeConfig(grace_days=grace, roles=_names(extra, "roles"), approvers=_names(extra, "approvers"))
+    days = {}
+    for key, default in (("grace_days", DEFAULT_GRACE_DAYS), ("follow_up_days", DEFAULT_FOLLOW_UP_DAYS)):
+        value = section.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"nudge.{key}: expected a whole number of days >= 0, got {value!r}")
+        days[key] = value
+    return NudgeConfig(**days, roles=_names(extra, "roles"), approvers=_names(extra, "approvers"))
 
 
 def _table(extra: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -147,10 +164,10 @@ class Nudge:
     """
 
     kind: str
-    action_item_id: str
+    action_item_id: str | None  # None for follow_up_due (``incident_id`` is the review)
     incident_id: str
-    owner: str
-    recipient: str | None
+    owner: str | None  # None for follow_up_due
+    recipient: str | None  # follow_up_due: the recipients joined by ", "
     days_overdue: int
     status: str
     delivery_ids: tuple[str, ...] = ()
@@ -182,6 +199,7 @@ class NudgeReport:
         items = sum(len(v) for v in self.overdue.values())
         return (f"{self.as_of.isoformat()}: {items} overdue action item(s) of {len(self.overdue)} owner(s); "
                 f"{self.count('action_item_overdue')} nudge(s) and {self.count('escalation')} escalation(s) queued, "
+                f"{self.count('follow_up_due')} follow-up review reminder(s) queued, "
                 f"{sum(n.status == 'already_queued' for n in self.nudges)} already queued today, "
                 f"{sum(n.status == 'not_escalated' for n in self.nudges)} not escalated, "
                 f"{sum(n.status == 'no_target' for n in self.nudges)} without a webhook")
@@ -224,7 +242,46 @@ def nudge(kb: Any, settings: Any, as_of: Any) -> NudgeReport:
                     continue
                 report.nudges.append(_queue(kb, "escalation", item, approver, late, day, to_approver,
                                             role=config.roles.get(owner), grace=config.grace_days))
+        to_reviewers = targets_for(settings, "follow_up_due")
+        for review, original in due_reviews(kb, day, config.follow_up_days):
+            report.nudges.append(_queue_review(kb, review, original, day, config.follow_up_days, to_reviewers))
     return report
+
+
+def due_reviews(kb: Any, as_of: Any, follow_up_days: int = DEFAULT_FOLLOW_UP_DAYS) -> list[tuple[Any, Any]]:
+    """``(review, original)`` for every follow-up review still pending (:data:`REVIEW_PENDING`)
+    more than ``follow_up_days`` days after it was opened, oldest first."""
+    day = as_of_day(as_of)
+    out = []
+    for status in REVIEW_PENDING:
+        for review in kb.list_incidents(status=status):
+            if review.follow_up_of is None:
+                continue
+            if (day - review.created.astimezone(timezone.utc).date()).days > follow_up_days:
+                out.append((review, kb.get_incident(review.follow_up_of)))
+    return sorted(out, key=lambda pair: (pair[0].created, pair[0].id))
+
+
+def _queue_review(kb: Any, review: Any, original: Any, day: date, follow_up_days: int, targets: list[str]) -> Nudge:
+    opened = review.created.astimezone(timezone.utc).date()
+    late = (day - opened).days - follow_up_days
+    people = sorted({s.name for s in kb.list_signoffs(original.id)}
+                    | {i.owner for i in kb.list_action_items(original.id)})
+    recipient = ", ".join(people) or None
+    if not targets:
+        return Nudge("follow_up_due", None, review.id, None, recipient, late, "no_target",
+                     reason="no webhook takes follow_up_due notifications")
+    summary = (f"Follow-up review {review.id} of {original.id} ({original.title}) is still {review.status}, "
+               f"opened {opened.isoformat()} ({(day - opened).days} day(s) ago)")
+    details = {"review": {"id": review.id, "title": review.title, "status": review.status,
+                          "opened": opened.isoformat()},
+               "original": {"id": original.id, "title": original.title, "status": original.status},
+               "days_open": (day - opened).days, "follow_up_days": follow_up_days, "as_of": day.isoformat()}
+    rows = kb.enqueue_notification("follow_up_due", {"summary": summary, "details": details, "recipients": people},
+                                   incident_id=review.id, targets=targets,
+                                   key=f"follow_up_due:{review.id}:{day.isoformat()}")
+    return Nudge("follow_up_due", None, review.id, None, recipient, late, "queued" if rows else "already_queued",
+                 tuple(r.delivery_id for r in rows))
 
 
 def _queue(kb: Any, kind: str, item: Any, recipient: str, late: int, day: date, targets: list[str],
