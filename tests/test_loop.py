@@ -6,6 +6,7 @@ of INC-20261102-001; INC-20261103-001 and INC-20261105-001 are different faults.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import pandas as pd
@@ -177,9 +178,13 @@ def test_suggestions_are_proposed_in_the_check_evidence_not_accepted(first_run):
                   if e["kind"] == "suggestion"]
         items = kb.list_action_items(ORIGINAL)
         note = kb.list_conclusions(r.follow_up_id)[0].text
+        check_ids = {c.id for c in kb.list_checks(ORIGINAL)}
     assert sorted(stored) == sorted(s["key"] for s in r.suggestions)
     assert items == []  # nothing accepted on a human's behalf
     assert alert["text"] in note
+    shown = postmortem.suggestions(ws, ORIGINAL)  # what the recurrence notebook shows the reviewer
+    assert sorted(shown["key"]) == sorted(stored) and alert["text"] in set(shown["text"])
+    assert shown["proposed"].dt.tz is not None and set(shown["check_id"]) <= check_ids
 
 
 def test_the_recurrence_notebook_is_executed_for_recurred_incidents(first_run):
@@ -189,6 +194,8 @@ def test_the_recurrence_notebook_is_executed_for_recurred_incidents(first_run):
     assert run["status"] == "succeeded", run
     with ws.knowledge_base() as kb:
         assert [r.template for r in kb.list_runs(ORIGINAL)] == ["recurrence"]
+    text = Path(run["output_path"]).read_text(encoding="utf-8")
+    assert "Suggested updates" in text and "runbook:payments" in text  # the proposals reach the reviewer
 
 
 def test_report_is_json_and_text(first_run):

@@ -40,6 +40,8 @@ CONCLUSION_COLUMNS = ("kind", "text", "author", "created", "id")
 ACTION_COLUMNS = ("title", "owner", "kind", "due", "status", "verification", "id")
 #: Columns of :func:`checks`.
 CHECK_COLUMNS = ("at", "verdict", "score", "window_start", "window_end", "action_item_id", "evidence", "id")
+#: Columns of :func:`suggestions`.
+SUGGESTION_COLUMNS = ("kind", "service", "reason", "text", "key", "proposed", "check_id")
 #: The incident's own milestones, in the order they happen.
 MILESTONES = ("started", "detected", "mitigated", "resolved")
 
@@ -348,6 +350,35 @@ def verification_criteria(ws: Workspace | str, incident_id: str) -> pd.DataFrame
     """
     items = action_items(ws, incident_id)
     return items.loc[items["verification"].notna(), ["title", "status", "verification", "id"]].reset_index(drop=True)
+
+
+def suggestions(ws: Workspace | str, incident_id: str) -> pd.DataFrame:
+    """Runbook and alert updates the recheck proposed for the incident (:mod:`workbench.suggestions`).
+
+    Read from the evidence of its recurrence checks, once per suggestion ``key`` (the first
+    proposal; the loop proposes each at most once per incident). They stay proposals: a person
+    accepts one by adding the action item (the action items editor above), drops one by not
+    doing so.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUGGESTION_COLUMNS`; ``proposed`` is the check's time (aware UTC),
+        ``check_id`` the check whose evidence holds it.
+    """
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    with ws.knowledge_base() as kb:
+        rows = kb.list_checks(incident_id)
+    seen: dict[str, dict[str, Any]] = {}
+    for check in rows:
+        for item in check.evidence:
+            s = item.get("suggestion") if isinstance(item, dict) and item.get("kind") == "suggestion" else None
+            if isinstance(s, dict) and s.get("key") not in seen:
+                seen[s.get("key")] = {"kind": s.get("kind"), "service": s.get("service"), "reason": s.get("reason"),
+                                      "text": s.get("text"), "key": s.get("key"), "proposed": check.at,
+                                      "check_id": check.id}
+    return _frame(list(seen.values()), SUGGESTION_COLUMNS, times=("proposed",))
 
 
 def checks(ws: Workspace | str, incident_id: str, *, since: Any = None) -> pd.DataFrame:
