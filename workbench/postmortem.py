@@ -70,15 +70,7 @@ def _incident(ws: Workspace, incident_id: str) -> Any:
 def _time_param(value: Any, name: str) -> pd.Timestamp | None:
     if value is None or value == "":
         return None
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise TemplateParameterError(f"parameter {name!r}: expected an ISO 8601 time with a zone such as "
-                                     f"2026-11-02T13:00:00Z, got {value!r}") from None
-    if pd.isna(ts) or ts.tzinfo is None:
-        raise TemplateParameterError(f"parameter {name!r}: expected an ISO 8601 time with a zone (append Z for "
-                                     f"UTC), got {value!r}")
-    return ts.tz_convert("UTC")
+    return schema.aware_time(value, f"parameter {name!r}", TemplateParameterError)
 
 
 def window(ws: Workspace | str, incident_id: str, window_start: Any = None,
