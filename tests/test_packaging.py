@@ -61,3 +61,38 @@ def test_core_imports_no_ui_or_notebook_library():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "workbench").rglob("*.py")
                  if p.name != "notebook.py" and pattern.search(p.read_text())]
     assert not offenders, f"the core imports a UI/notebook library: {offenders}"
+
+
+def test_a_built_wheel_carries_the_templates_and_migrations(tmp_path):
+    """A non-editable install must run notebooks and open a knowledge base: build the wheel from a
+    copy of the sources (no network: --no-build-isolation with the test extra's setuptools)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("workbench", "widgets", "reports", "notebooks"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "dist").glob("postmortem_workbench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"workbench/templates/postmortem.ipynb", "workbench/templates/recurrence.ipynb",
+            "workbench/store/alembic.ini", "workbench/store/migrations/script.py.mako",
+            "workbench/widgets/__init__.py", "workbench/reports/__init__.py"} <= names
+    # Installed from the wheel (unpacked on sys.path, away from the checkout), the templates are found.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = ("import workbench.notebook as nb, workbench.store.migrations as m; "
+             "print(nb.TEMPLATES_DIR); print(nb.templates()); print(m.head())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    where, names_line, head = out.stdout.splitlines()
+    assert where == str(site / "workbench" / "templates")
+    assert names_line == "['postmortem', 'recurrence']" and head

@@ -48,8 +48,11 @@ from . import config
 from .config import Workspace
 from .errors import MissingDependencyError, StoreError, TemplateParameterError, UnknownNameError, WorkbenchError
 
-#: Folder of the bundled templates.
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "notebooks" / "templates"
+#: Folder of the bundled templates: ``workbench/templates`` in an installed wheel (pyproject maps
+#: ``notebooks/templates`` there), ``notebooks/templates`` of the checkout otherwise (editable).
+TEMPLATES_DIR = next((p for p in (Path(__file__).resolve().parent / "templates",
+                                  Path(__file__).resolve().parents[1] / "notebooks" / "templates") if p.is_dir()),
+                     Path(__file__).resolve().parents[1] / "notebooks" / "templates")
 #: The pip extra that provides papermill, nbclient and ipykernel.
 EXTRA = "postmortem-workbench[notebook]"
 #: Parameters :func:`run` sets itself; every template declares them.
