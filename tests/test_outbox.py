@@ -292,11 +292,13 @@ def test_a_rolled_back_change_queues_nothing(kb):
 class MarkCrashesOnce(KnowledgeBase):
     """A real knowledge base whose first ``mark_delivered`` fails, as if the process died there."""
 
-    crashed = False
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.crashed = False
 
     def mark_delivered(self, delivery_id, at=None):
         if not self.crashed:
-            MarkCrashesOnce.crashed = True
+            self.crashed = True
             raise RuntimeError("crash after the 2xx, before marking")
         return super().mark_delivered(delivery_id, at)
 

@@ -39,7 +39,30 @@ def connect(url: str) -> Engine:
         raise StoreError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         _sqlite_like_a_server(engine)
+    elif engine.dialect.name == "postgresql":
+        _nul_lookups_match_nothing(engine)
     return engine
+
+
+def _nul_lookups_match_nothing(engine: Engine) -> None:
+    """A NUL in a looked-up value finds nothing on PostgreSQL, as on SQLite.
+
+    PostgreSQL's text cannot hold NUL, so psycopg refuses such a parameter outright ("text fields
+    cannot contain NUL"), which would turn ``get_incident("x\\0")`` into a database error naming no
+    field. No stored text holds NUL (every write refuses it, naming the field), so a read whose
+    parameter holds one cannot match anything: the parameter is sent as NULL, which equals nothing.
+    Only reads are touched; a write never gets here with a NUL.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _no_nul(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> Any:
+        if executemany or not statement.lstrip().upper().startswith("SELECT"):
+            return statement, parameters
+        if isinstance(parameters, dict):
+            parameters = {k: (None if isinstance(v, str) and "\x00" in v else v) for k, v in parameters.items()}
+        elif isinstance(parameters, (list, tuple)):
+            parameters = type(parameters)(None if isinstance(v, str) and "\x00" in v else v for v in parameters)
+        return statement, parameters
 
 
 def _sqlite_like_a_server(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import ConflictError
@@ -32,6 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "signoff": {},
 }
 _INCIDENT_ID = re.compile(r"INC-(\d{8})-(\d+)")
+#: Tries at a numbered incident id when concurrent writers take the next number first.
+ID_ATTEMPTS = 5
 
 
 def create(s: Session, entity: str, values: dict[str, Any], *, id: str | None, incident_id: str | None,
@@ -39,10 +42,10 @@ def create(s: Session, entity: str, values: dict[str, Any], *, id: str | None, i
     """Insert one record (defaults filled in, id generated when ``None``) and its ``"*"`` history row."""
     model = ENTITY_MODELS[entity]
     values = copy.deepcopy(DEFAULTS.get(entity, {})) | values
-    if id is None:
-        id = new_incident_id(s, values["started"]) if entity == "incident" else \
-            f"{_ID_PREFIX[entity]}-{uuid.uuid4().hex[:12]}"
-    elif s.get(model, id) is not None:
+    numbered = id is None and entity == "incident"
+    if id is None and not numbered:
+        id = f"{_ID_PREFIX[entity]}-{uuid.uuid4().hex[:12]}"
+    elif id is not None and s.get(model, id) is not None:
         raise ConflictError(f"{LABELS[entity]} {id!r} already exists")
     extra: dict[str, Any] = {}
     if incident_id is not None:
@@ -52,9 +55,21 @@ def create(s: Session, entity: str, values: dict[str, Any], *, id: str | None, i
         extra["seq"] = (last or 0) + 1
     if entity in VERSIONED:
         extra.update(created=now, updated=now, version=version or 1)
-    row = model(id=id, **values, **extra)
-    s.add(row)
-    s.flush()  # a duplicate key surfaces here, inside the caller's savepoint
+    for attempt in range(1, ID_ATTEMPTS + 1):
+        if numbered:
+            id = new_incident_id(s, values["started"])
+        row = model(id=id, **values, **extra)
+        try:
+            with s.begin_nested():
+                s.add(row)
+                s.flush()  # a duplicate key surfaces here
+        except IntegrityError:
+            # A numbered id another writer took after we read the day's numbers (PostgreSQL lets
+            # both read before either commits; SQLite's write lock never does): count again.
+            if not numbered or attempt == ID_ATTEMPTS:
+                raise
+            continue
+        break
     log(s, entity, id, incident_id or id, "*", None, snapshot(entity, row), who, now)
     return row
 
