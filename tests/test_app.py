@@ -2,6 +2,7 @@
 ``workbench serve`` refusals (tests/test_app_browser.py drives it in Chromium)."""
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 import sys
@@ -227,3 +228,53 @@ def test_websocket_origins_cover_the_names_a_browser_uses():
     assert "[::1]:5006" in websocket_origins("::1", 5006)
     wildcard = websocket_origins("0.0.0.0", 5006)
     assert "0.0.0.0:5006" not in wildcard and f"{socket.gethostname().lower()}:5006" in wildcard
+
+
+def test_serve_off_loopback_needs_tls_or_an_explicit_proxy_and_refuses_bad_key_pairs(ws, tmp_path, capsys):
+    from workbench.cli import main
+
+    secret = tmp_path / "password"
+    secret.write_text("a-long-enough-password\n")
+    base = ["serve", "--address", "0.0.0.0", "--port", str(_free_port()), "--basic-auth", str(secret), "-w", str(ws.root)]
+    assert main(base) == 2
+    assert "clear text" in capsys.readouterr().err
+    assert main([*base, "--tls-cert", str(secret)]) == 2
+    assert "both --tls-cert and --tls-key" in capsys.readouterr().err
+    assert main([*base, "--tls-cert", str(secret), "--tls-key", str(secret)]) == 2
+    assert f"cannot load the certificate {secret}" in capsys.readouterr().err
+
+
+def test_serve_speaks_https_with_a_certificate(ws, tmp_path):
+    import shutil
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--tls-cert", str(cert),
+                             "--tls-key", str(key), "-w", str(ws.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        deadline, page = time.monotonic() + 60, None
+        while time.monotonic() < deadline and page is None:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/", context=context, timeout=5) as response:
+                    page = (response.status, response.read())
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.3)
+        assert page is not None and page[0] == 200 and b"<html" in page[1].lower()
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()  # no plain HTTP on that port
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"https://127.0.0.1:{port}/" in out

@@ -306,6 +306,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(port: int = typer.Option(5006, help="Port to listen on."),
           address: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs --basic-auth."),
           basic_auth: Optional[Path] = typer.Option(None, "--basic-auth", help="File holding the password of Panel's basic auth (required off loopback)."),
+          tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate (chain) to serve HTTPS with; needs --tls-key."),
+          tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
+          allow_plain_http: bool = typer.Option(False, "--allow-plain-http", help="Off loopback without --tls-cert: only when a proxy in front terminates TLS."),
           incident: Optional[str] = typer.Option(None, help="Incident shown first."),
           workspace: Optional[Path] = WorkspaceOpt) -> None:
     """Serve the workbench app: incident list, reports, overdue action items, cross-incident metrics."""
@@ -325,9 +328,32 @@ def serve(port: int = typer.Option(5006, help="Port to listen on."),
         import secrets
 
         kwargs.update(basic_auth=password, cookie_secret=secrets.token_hex(32))
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither", param_hint="--tls-cert")
+    if tls_cert is not None:
+        kwargs.update(_tls_options(tls_cert, tls_key))
+    elif address not in LOOPBACK and not allow_plain_http:
+        # The login form would send the password in clear text across the network.
+        raise typer.BadParameter(f"binding to {address} without TLS sends the password in clear text; give --tls-cert "
+                                 f"and --tls-key, or --allow-plain-http when a proxy in front terminates TLS",
+                                 param_hint="--address")
     ws = config.open_workspace(workspace)
-    typer.echo(f"serving {ws.root} on http://{address}:{port}/ (Ctrl-C stops)")
+    scheme = "https" if tls_cert is not None else "http"
+    typer.echo(f"serving {ws.root} on {scheme}://{address}:{port}/ (Ctrl-C stops)")
     serve_app(ws, incident_id=incident, port=port, address=address, **kwargs)
+
+
+def _tls_options(cert: Path, key: Path) -> dict[str, str]:
+    """Bokeh's ``ssl_certfile``/``ssl_keyfile`` after checking the pair loads (a clear error now
+    instead of a traceback when the server starts)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise typer.BadParameter(f"cannot load the certificate {cert} with the key {key}: {exc}",
+                                 param_hint="--tls-cert") from None
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 
 outbox_app = typer.Typer(help="Notifications waiting for, or failed in, webhook delivery.", no_args_is_help=True)
