@@ -20,7 +20,8 @@ and every other table goes through :mod:`workbench.reports.safe`. The browser te
 Basic auth: with ``basic_auth=PASSWORD`` (and a ``cookie_secret``) Panel's server redirects every
 request without a valid signed cookie to ``/login``; the app, its websocket and its data are
 only reachable after logging in (any user name with the password). The login and logout pages
-here replace Panel's, which load their logo and icon from cdn.holoviz.org.
+here replace Panel's, which load their logo and icon from cdn.holoviz.org; the password check is
+:mod:`workbench.reports.auth`'s (constant time, failed attempts limited per client address).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import panel as pn
 from tornado.ioloop import IOLoop
 
 from workbench.config import Workspace, open_workspace
-from workbench.reports import safe
+from workbench.reports import auth, safe
 from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, filter_options, incident_frame
 from workbench.reports.charts import WIDTH
 from workbench.reports.safe import fmt
@@ -237,7 +238,8 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
 
     ``kwargs`` go to :func:`panel.serve`: ``basic_auth=PASSWORD`` with ``cookie_secret=...``
     puts every page behind a login form (the workbench's own, unless ``login_template`` is
-    given); ``threaded=True`` returns at once; ``websocket_origin`` replaces
+    given; ``login_throttle=`` a :class:`workbench.reports.auth.LoginThrottle` to tune the
+    limit); ``threaded=True`` returns at once; ``websocket_origin`` replaces
     :func:`websocket_origins` (so does the ``BOKEH_ALLOW_WS_ORIGIN`` environment variable, e.g.
     for a name the machine is reached by through a proxy).
 
@@ -252,15 +254,20 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
             kb.get_incident(incident_id)
     kwargs.setdefault("title", "Postmortem workbench")
     kwargs.setdefault("websocket_origin", websocket_origins(address, port))
-    if kwargs.get("basic_auth") and not {"login_template", "logout_template"} & set(kwargs):
-        pages = _auth_pages()
-        kwargs.update(login_template=str(pages / "login.html"), logout_template=str(pages / "logout.html"))
-        if kwargs.get("threaded"):
-            atexit.register(shutil.rmtree, pages, True)
-        else:
-            # runs once the loop starts, i.e. after pn.serve built the server (and read the pages);
-            # a server stopped by a signal would never reach an atexit handler
-            IOLoop.current().add_callback(shutil.rmtree, pages, True)
+    if kwargs.get("basic_auth"):
+        if not {"login_template", "logout_template"} & set(kwargs):
+            pages = _auth_pages()
+            kwargs.update(login_template=str(pages / "login.html"), logout_template=str(pages / "logout.html"))
+            if kwargs.get("threaded"):
+                atexit.register(shutil.rmtree, pages, True)
+            else:
+                # runs once the loop starts, i.e. after pn.serve built the server (and read the pages);
+                # a server stopped by a signal would never reach an atexit handler
+                IOLoop.current().add_callback(shutil.rmtree, pages, True)
+        # Our provider instead of Panel's: constant-time check, failed attempts limited per address.
+        kwargs["auth_provider"] = auth.provider(kwargs.pop("basic_auth"), login_template=kwargs.pop("login_template", None),
+                                                logout_template=kwargs.pop("logout_template", None),
+                                                throttle=kwargs.pop("login_throttle", None))
     return pn.serve({"/": lambda: app(ws, incident_id)}, port=port, address=address, show=show, **kwargs)
 
 

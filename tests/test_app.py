@@ -278,3 +278,87 @@ def test_serve_speaks_https_with_a_certificate(ws, tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"https://127.0.0.1:{port}/" in out
+
+
+def test_login_throttle_locks_an_address_out_after_repeated_failures():
+    from workbench.reports.auth import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=3, window=60, lockout=120, clock=lambda: now[0])
+    for t in (0, 55, 100):  # the first failure left the 60 s window before the third
+        now[0] = t
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 0
+    now[0] = 110
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 120 and throttle.retry_after("10.0.0.2") == 0
+    now[0] = 229
+    assert throttle.retry_after("10.0.0.1") == pytest.approx(1)
+    now[0] = 231
+    assert throttle.retry_after("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    throttle.succeeded("10.0.0.1")  # a good login clears the count
+    for _ in range(2):
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 0
+
+
+def test_the_login_handler_refuses_a_locked_out_address_before_checking_the_password():
+    import asyncio
+    import threading
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    import tornado.web
+
+    from workbench.reports.auth import LoginThrottle, provider
+
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=2, window=60, lockout=30, clock=lambda: now[0])
+    handler = provider("a-long-enough-password", throttle=throttle).login_handler
+    port = _free_port()
+    started, holder = threading.Event(), {}
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        holder["loop"] = loop
+        application = tornado.web.Application([(r"/login", handler)], cookie_secret="x" * 32)
+        holder["server"] = application.listen(port, address="127.0.0.1")
+        loop.call_soon(started.set)
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+
+    def login(password):
+        body = urllib.parse.urlencode({"username": "sre", "password": password}).encode()
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/login", data=body, timeout=10) as r:
+                return r.status, r.headers, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read().decode()
+
+    try:
+        for _ in range(2):
+            status, headers, _ = login("wrong password!")
+            assert status == 302 and "error=" in headers["Location"]
+        status, headers, page = login("a-long-enough-password")  # right password, but locked out
+        assert status == 429 and headers["Retry-After"] == "31" and "Too many failed logins" in page
+        assert not headers.get_all("Set-Cookie")
+        now[0] = 31
+        status, headers, _ = login("a-long-enough-password")
+        assert status == 302 and "error=" not in headers["Location"]
+        assert any(c.startswith("user=") for c in headers.get_all("Set-Cookie"))
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["server"].stop)
+        holder["loop"].call_soon_threadsafe(holder["loop"].stop)
+        thread.join(10)

@@ -1,0 +1,126 @@
+"""The served app's password login: Panel's basic-auth pages with a constant-time check and a
+per-address limit on failed attempts.
+
+Panel's own basic auth compares the password with ``==`` and lets a client try as often as it
+likes; a workbench served to a team network holds postmortems, so :func:`provider` returns a
+:class:`panel.auth.BasicAuthProvider` whose login handler
+
+- compares with :func:`hmac.compare_digest` (any user name, the one password);
+- counts failed attempts per client address (:class:`LoginThrottle`): after :data:`MAX_FAILURES`
+  failures within :data:`WINDOW_S` seconds the address gets ``429 Too Many Requests`` with a
+  ``Retry-After`` header for :data:`LOCKOUT_S` seconds, without the password being checked; a
+  successful login clears its count.
+
+The address is Tornado's ``request.remote_ip``: behind a reverse proxy every client shares the
+proxy's address (one client's failures lock out everyone behind it) unless the proxy's
+``X-Forwarded-For`` is trusted, which Panel does not do by default.
+"""
+from __future__ import annotations
+
+import hmac
+import html
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Any, Callable
+
+from panel.auth import BasicAuthProvider, BasicLoginHandler
+
+__all__ = ["LOCKOUT_S", "MAX_FAILURES", "WINDOW_S", "LoginThrottle", "provider"]
+
+#: Failed logins from one address within :data:`WINDOW_S` that lock it out.
+MAX_FAILURES = 5
+#: Seconds over which failures count.
+WINDOW_S = 300.0
+#: Seconds an address stays locked out.
+LOCKOUT_S = 300.0
+
+_LOCKED_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Too many attempts</title></head>
+<body><p>Too many failed logins from this address. Try again in {seconds} seconds.</p></body></html>
+"""
+
+
+class LoginThrottle:
+    """Failed logins per key (a client address), in memory, thread-safe.
+
+    Parameters
+    ----------
+    max_failures, window, lockout : see the module constants
+    clock : callable
+        Seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW_S, lockout: float = LOCKOUT_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_failures, self.window, self.lockout, self.clock = max_failures, window, lockout, clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._locked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, key: str) -> float:
+        """Seconds ``key`` must still wait (0 when it may try)."""
+        with self._lock:
+            until = self._locked_until.get(key)
+            if until is None:
+                return 0.0
+            left = until - self.clock()
+            if left <= 0:
+                del self._locked_until[key]
+                return 0.0
+            return left
+
+    def failed(self, key: str) -> None:
+        """Count a failure; the one that reaches :attr:`max_failures` starts a lockout."""
+        with self._lock:
+            now = self.clock()
+            times = self._failures[key]
+            times.append(now)
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if len(times) >= self.max_failures:
+                self._locked_until[key] = now + self.lockout
+                times.clear()
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+            self._locked_until.pop(key, None)
+
+
+def provider(password: str, *, login_template: str | None = None, logout_template: str | None = None,
+             throttle: LoginThrottle | None = None) -> BasicAuthProvider:
+    """A basic-auth provider for :func:`panel.serve` (``auth_provider=``) checking ``password``."""
+    if not isinstance(password, str) or not password:
+        raise ValueError("basic auth needs a non-empty password")
+    limiter = throttle or LoginThrottle()
+    secret = password.encode("utf-8")
+
+    class Handler(BasicLoginHandler):
+        def _validate(self, username: str, given: str) -> bool:
+            return hmac.compare_digest(str(given).encode("utf-8"), secret)
+
+        def post(self) -> None:
+            key = self.request.remote_ip or "?"
+            wait = limiter.retry_after(key)
+            if wait > 0:
+                seconds = int(wait) + 1
+                self.set_status(429)
+                self.set_header("Retry-After", str(seconds))
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(_LOCKED_PAGE.format(seconds=html.escape(str(seconds))))
+                return
+            if self._validate(self.get_argument("username", ""), self.get_argument("password", "")):
+                limiter.succeeded(key)
+            else:
+                limiter.failed(key)
+            super().post()
+
+    class Provider(BasicAuthProvider):
+        @property
+        def login_handler(self) -> Any:
+            Handler._login_endpoint = self._login_endpoint
+            Handler._login_template = self._login_template
+            return Handler
+
+    return Provider(login_template=login_template, logout_template=logout_template)
