@@ -535,3 +535,18 @@ def test_ids_that_would_escape_the_incident_folder_are_refused(tmp_path, bad):
             kb.create_incident(id=bad, title="t", started="2026-11-01T00:00:00Z", services=[], who="t")
     finally:
         kb.close()
+
+
+def test_confirmed_hypotheses_of_every_incident_in_one_call(kb):
+    first, second = _incident(kb), _incident(kb, title="Orders slow")
+    kb.add_hypothesis(first.id, service="payments", cause="change", summary="deploy", score=0.9, rank=1,
+                      status="confirmed", reviewer="bob", rationale="rollback fixed it", who="bob")
+    kb.add_hypothesis(first.id, service="checkout", cause="dependency", summary="callee", score=0.5, rank=2, who="x")
+    kb.add_hypothesis(second.id, service="orders", cause="resource", summary="pool", score=0.4, rank=3,
+                      status="confirmed", reviewer="bob", rationale="pool pinned", who="bob")
+    kb.add_hypothesis(second.id, service="orders", cause="change", summary="config", score=0.7, rank=1,
+                      status="confirmed", reviewer="bob", rationale="and the config", who="bob")
+    got = kb.confirmed_hypotheses()
+    assert set(got) == {first.id, second.id}
+    for incident_id, hypotheses in got.items():
+        assert hypotheses == kb.list_hypotheses(incident_id, status="confirmed")

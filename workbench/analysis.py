@@ -275,10 +275,11 @@ def load_history(kb: Any, workspace: Workspace | None = None, exclude: str | Non
     """
     out = []
     cutoff = schema.utc_bound(before)
+    confirmed_by_incident = kb.confirmed_hypotheses()  # one query, not one per incident
     for incident in kb.list_incidents():
         if incident.id == exclude or (cutoff is not None and pd.Timestamp(incident.started) >= cutoff):
             continue
-        decided = kb.list_hypotheses(incident.id, status="confirmed")
+        decided = confirmed_by_incident.get(incident.id, [])
         confirmed = [(h.service, h.cause) for h in decided]
         try:
             stored = read_signature(workspace, incident.id) if workspace is not None else None

@@ -625,7 +625,8 @@ def accuracy(kb: Any, *, since: Any = None, until: Any = None, service: str | No
     """The accuracy ledger (AC@1, AC@3, mean rank) of the selected incidents with a confirmed cause."""
     selection = Selection.of(since, until, service, severity, label)
     incidents = _select(kb, selection)
-    hypotheses = [h for i in incidents for h in kb.list_hypotheses(i.id, status="confirmed")]
+    confirmed = kb.confirmed_hypotheses()
+    hypotheses = [h for i in incidents for h in confirmed.get(i.id, [])]
     return ledger_records(incidents, hypotheses, selection=selection)
 
 
