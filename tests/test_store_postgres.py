@@ -312,6 +312,32 @@ def test_two_writers_creating_incidents_for_the_same_day_both_succeed(kb, server
     assert len(kb.list_incidents()) == 2
 
 
+def test_two_writers_adding_to_one_incident_keep_distinct_creation_order(kb, server, url):
+    inc = store_tests._incident(kb)
+    with KnowledgeBase(url) as other:
+        second = _while_holding(kb, lambda k: k.add_conclusion(inc.id, kind="lesson", text="first", author="a", who="a"),
+                                other, lambda k: k.add_conclusion(inc.id, kind="lesson", text="second", author="b",
+                                                                  who="b"), server, url)
+    assert not isinstance(second, Exception), second
+    assert [c.text for c in kb.list_conclusions(inc.id)] == ["first", "second"]
+
+
+def test_migrating_renumbers_duplicate_creation_order_before_making_it_unique(kb, server, url):
+    inc = store_tests._incident(kb)
+    for text in ("a", "b", "c"):
+        kb.add_conclusion(inc.id, kind="lesson", text=text, author="x", who="x")
+    engine = create_engine(url)
+    migrations.downgrade(engine, "0003")
+    with engine.begin() as con:  # what two racing writers could leave behind before 0004
+        con.exec_driver_sql("UPDATE conclusions SET seq = 1")
+    migrations.upgrade(engine)
+    engine.dispose()
+    with KnowledgeBase(url) as again:
+        assert sorted(c.text for c in again.list_conclusions(inc.id)) == ["a", "b", "c"]
+        again.add_conclusion(inc.id, kind="lesson", text="d", author="x", who="x")
+        assert again.list_conclusions(inc.id)[-1].text == "d"
+
+
 # ----------------------------------------------------------------------------- NUL
 
 def test_nul_is_refused_naming_the_field_before_postgresql_sees_it(kb):

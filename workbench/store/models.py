@@ -60,6 +60,12 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
+def _seq_unique(table: str) -> Index:
+    """One ``seq`` per incident: two writers adding a child at once cannot both take the next
+    number (the loser retries, :func:`workbench.store.writes.create`), so creation order holds."""
+    return Index(f"uq_{table}_incident_id_seq", "incident_id", "seq", unique=True)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -106,6 +112,7 @@ class IncidentRow(Base):
 
 class HypothesisRow(Base):
     __tablename__ = "hypotheses"
+    __table_args__ = (_seq_unique("hypotheses"),)
 
     id: Mapped[str] = _id()
     incident_id: Mapped[str] = _incident_fk()
@@ -129,6 +136,7 @@ class HypothesisRow(Base):
 
 class ConclusionRow(Base):
     __tablename__ = "conclusions"
+    __table_args__ = (_seq_unique("conclusions"),)
 
     id: Mapped[str] = _id()
     incident_id: Mapped[str] = _incident_fk()
@@ -145,6 +153,7 @@ class ConclusionRow(Base):
 
 class ActionItemRow(Base):
     __tablename__ = "action_items"
+    __table_args__ = (_seq_unique("action_items"),)
 
     id: Mapped[str] = _id()
     incident_id: Mapped[str] = _incident_fk()
@@ -164,6 +173,7 @@ class ActionItemRow(Base):
 
 class SignOffRow(Base):
     __tablename__ = "signoffs"
+    __table_args__ = (_seq_unique("signoffs"),)
 
     id: Mapped[str] = _id()
     incident_id: Mapped[str] = _incident_fk()

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "signoff": {},
 }
 _INCIDENT_ID = re.compile(r"INC-(\d{8})-(\d+)")
-#: Tries at a numbered incident id when concurrent writers take the next number first.
+#: Tries at a numbered incident id or child ``seq`` when concurrent writers take the next number first.
 ID_ATTEMPTS = 5
 
 
@@ -50,23 +50,25 @@ def create(s: Session, entity: str, values: dict[str, Any], *, id: str | None, i
     extra: dict[str, Any] = {}
     if incident_id is not None:
         extra["incident_id"] = incident_id
-    if hasattr(model, "seq"):
-        last = s.scalar(select(func.max(model.seq)).where(model.incident_id == incident_id))
-        extra["seq"] = (last or 0) + 1
     if entity in VERSIONED:
         extra.update(created=now, updated=now, version=version or 1)
+    counted = numbered or hasattr(model, "seq")
     for attempt in range(1, ID_ATTEMPTS + 1):
         if numbered:
             id = new_incident_id(s, values["started"])
+        if hasattr(model, "seq"):
+            last = s.scalar(select(func.max(model.seq)).where(model.incident_id == incident_id))
+            extra["seq"] = (last or 0) + 1
         row = model(id=id, **values, **extra)
         try:
             with s.begin_nested():
                 s.add(row)
                 s.flush()  # a duplicate key surfaces here
         except IntegrityError:
-            # A numbered id another writer took after we read the day's numbers (PostgreSQL lets
-            # both read before either commits; SQLite's write lock never does): count again.
-            if not numbered or attempt == ID_ATTEMPTS:
+            # A number (incident id of the day, child seq) another writer took after we counted
+            # (PostgreSQL lets both count before either commits; SQLite's write lock never does):
+            # count again. Any other integrity error fails the same way each time and is raised.
+            if not counted or attempt == ID_ATTEMPTS:
                 raise
             continue
         break
