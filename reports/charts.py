@@ -32,6 +32,12 @@ Z_CLIP = 10.0
 Z_FLOOR = 2.0
 #: A service's onset on the heatmap: the first sustained run of steps at or above this score.
 ONSET_Z = 5.0
+#: Name of the engine's heatmap score (:func:`workbench.detect.service_scores`), ``{detector}`` filled in.
+ENGINE = ("{detector} detector: the service's anomaly score over the detector's threshold on its own baseline "
+          "(1 = the cut-off, 2 = twice as far)")
+#: Colour scale and onset of each score: (floor, clip, onset). The engine's ratio reaches 1.5 on
+#: calm services of the sample and 10-37 at a broken one; a sustained run at 2x marks an onset.
+SCALES: dict[str, tuple[float, float, float]] = {"robust z": (Z_FLOOR, Z_CLIP, ONSET_Z), "engine": (1.0, 10.0, 2.0)}
 WIDTH = 1080
 PHASES = ("started", "detected", "mitigated", "resolved")
 _PHASE_COLORS = {"started": "#cf222e", "detected": "#bf8700", "mitigated": "#0969da", "resolved": "#1a7f37"}
@@ -58,6 +64,24 @@ def incident_end(incident: Any, window_end: pd.Timestamp) -> pd.Timestamp:
 
 
 # --------------------------------------------------------------------------- scores
+
+def anomaly_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tuple[Any, Any], step: str = "1min",
+                   detector: Any = None) -> tuple[pd.DataFrame, str, tuple[float, float, float]]:
+    """The heatmap's scores, what they are, and their scale ``(floor, clip, onset)``.
+
+    The engine's (:func:`workbench.detect.service_scores` with ``detector``, the workspace's
+    setting), so the chart agrees with the analysis; :func:`robust_z_scores` only when the
+    detector could score no service (a baseline too short for it).
+    """
+    from workbench import detect
+
+    scores = detect.service_scores(metrics, baseline, window, step=step, detector=detector)
+    if not scores.empty:
+        name = detector if isinstance(detector, str) else (type(detector).__name__ if detector is not None
+                                                           else detect.DEFAULT_DETECTOR)
+        return scores, ENGINE.format(detector=name), SCALES["engine"]
+    return robust_z_scores(metrics, baseline, window, step), ROBUST_Z, SCALES["robust z"]
+
 
 def robust_z_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tuple[Any, Any],
                     step: str = "1min") -> pd.DataFrame:
@@ -196,6 +220,8 @@ def heatmap_chart(scores: pd.DataFrame, incident: Any, x_range: tuple[Any, Any],
     heat = hv.HeatMap(frame, [hv.Dimension("time", label="time (UTC)"), service],
                       hv.Dimension("score", label="score")).opts(
         cmap="Reds", clim=(floor, clip), colorbar=True, tools=["hover"], line_alpha=0,
+        hover_tooltips=[("service", "@{service}"), ("time", "@{time}{%F %H:%M} UTC"), ("score", "@{score}{0.0}")],
+        hover_formatters={"@{time}": "datetime"},
         width=width, height=max(160, 34 * len(order) + 90), xlabel="time (UTC)", ylabel="service",
         title=f"Anomaly per service and step ({method.split(':')[0]}; white up to {floor:g}, darkest from {clip:g})",
         toolbar="above")

@@ -258,7 +258,7 @@ class AnomalyHeatmap:
     incident : workbench.store.Incident
     scores : pandas.DataFrame
         ``timestamp`` (tz-aware), ``service``, ``score`` (higher = more abnormal), e.g.
-        :func:`charts.robust_z_scores` or the analysis engine's per-step scores.
+        :func:`charts.anomaly_scores` (the engine's) or :func:`charts.robust_z_scores`.
     method : str
         What the score is (shown with the chart).
     window : tuple, optional
@@ -495,8 +495,9 @@ class Report:
     """The postmortem of one incident, gathered from the knowledge base and the telemetry store.
 
     Build it with :meth:`from_workspace`, or from records a notebook already holds
-    (``Report(incident, hypotheses=..., events=...)``; missing tables are empty). ``scores`` and
-    ``score_method`` show the analysis engine's anomaly scores instead of the robust-z stand-in.
+    (``Report(incident, hypotheses=..., events=...)``; missing tables are empty). The heatmap shows
+    the analysis engine's per-step scores (:func:`charts.anomaly_scores` with ``detector``);
+    ``scores`` and ``score_method`` plug in any others.
 
     Attributes
     ----------
@@ -505,7 +506,9 @@ class Report:
         baseline and the analysis window, logs of the incident's services (all services when it
         names none) while it lasted.
     scores : pandas.DataFrame or None
-        ``timestamp``, ``service``, ``score``; None computes :func:`charts.robust_z_scores`.
+        ``timestamp``, ``service``, ``score``; None computes :func:`charts.anomaly_scores`.
+    detector : str or None
+        Metric detector of the engine's scores (the workspace's ``detector`` setting).
     window, baseline : tuple of pandas.Timestamp
         Default :func:`workbench.windows.analysis_window` / :func:`~workbench.windows.baseline_window`.
     step : str
@@ -523,10 +526,12 @@ class Report:
     metrics: pd.DataFrame = field(default_factory=lambda: schema.empty("metrics"))
     logs: pd.DataFrame = field(default_factory=lambda: schema.empty("logs"))
     scores: pd.DataFrame | None = None
-    score_method: str = charts.ROBUST_Z
+    score_method: str | None = None
+    detector: str | None = None
     window: tuple[Any, Any] | None = None
     baseline: tuple[Any, Any] | None = None
     step: str = "1min"
+    _anomaly: Any = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_workspace(cls, workspace: Workspace | str | Any, incident_id: str, *, scores: pd.DataFrame | None = None,
@@ -555,15 +560,23 @@ class Report:
                    metrics=store.query("metrics", baseline[0], window[1]),
                    logs=store.query("logs", incident.started, max(end, incident.started + pd.Timedelta(minutes=1)),
                                     services=list(incident.services) or None),
-                   scores=scores, score_method=score_method or charts.ROBUST_Z)
+                   scores=scores, score_method=score_method, detector=ws.settings.detector)
+
+    def anomaly(self) -> tuple[pd.DataFrame, str, tuple[float, float, float]]:
+        """The heatmap's scores, method and scale: the given ones, else :func:`charts.anomaly_scores`
+        (computed once)."""
+        if self.scores is not None:
+            return self.scores, self.score_method or "given scores", charts.SCALES.get(
+                self.score_method or "", charts.SCALES["robust z"])
+        if self._anomaly is None:
+            window = self.window or analysis_window(self.incident)
+            baseline = self.baseline or baseline_window(self.incident)
+            self._anomaly = charts.anomaly_scores(self.metrics, baseline, window, self.step, self.detector)
+        return self._anomaly
 
     def anomaly_scores(self) -> pd.DataFrame:
-        """The given scores, else :func:`charts.robust_z_scores` of the metrics."""
-        if self.scores is not None:
-            return self.scores
-        window = self.window or analysis_window(self.incident)
-        baseline = self.baseline or baseline_window(self.incident)
-        return charts.robust_z_scores(self.metrics, baseline, window, self.step)
+        """The heatmap's scores (see :meth:`anomaly`)."""
+        return self.anomaly()[0]
 
     def metric_services(self, scores: pd.DataFrame, fallback: int = 3) -> list[str]:
         """Services whose metrics are charted: the incident's services that have metrics, else
@@ -575,14 +588,14 @@ class Report:
     def views(self) -> list[Any]:
         """The report's views, top to bottom."""
         window = self.window or analysis_window(self.incident)
-        scores = self.anomaly_scores()
+        scores, method, (floor, clip, onset) = self.anomaly()
         in_window = self.metrics[self.metrics["timestamp"] >= window[0]] if not self.metrics.empty else self.metrics
         return [
             IncidentHeader(self.incident, self.signoffs, self.content_hash),
             ImpactView(self.incident, self.conclusions),
             TimelineView(self.incident, self.events, window),
             MetricsView(self.incident, in_window, self.events, window, services=self.metric_services(scores)),
-            AnomalyHeatmap(self.incident, scores, self.score_method, window),
+            AnomalyHeatmap(self.incident, scores, method, window, clip=clip, floor=floor, onset=onset),
             LogsView(self.incident, self.logs),
             HypothesesView(self.hypotheses),
             ConclusionsView(self.conclusions),

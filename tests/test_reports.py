@@ -309,17 +309,28 @@ def test_build_report_returns_a_viewable(ws):
         build_report(ws, "INC-NOPE")
 
 
-def test_robust_z_marks_the_broken_service_and_scores_are_pluggable(ws):
+def test_the_heatmap_shows_the_engines_scores_marks_the_broken_service_and_is_pluggable(ws):
+    from workbench.reports.charts import ROBUST_Z, SCALES, anomaly_scores, service_order
+
     report = Report.from_workspace(ws, SAMPLE_INCIDENT)
-    scores = report.anomaly_scores()
+    scores, method, (floor, clip, onset) = report.anomaly()
+    assert method.startswith("knn detector") and (floor, clip, onset) == SCALES["engine"]
     assert set(scores.columns) == {"timestamp", "service", "score"}
     during = scores[(scores["timestamp"] >= "2026-11-02T14:05Z") & (scores["timestamp"] < "2026-11-02T14:25Z")]
     before = scores[scores["timestamp"] < "2026-11-02T13:50Z"]
     payments_during = during[during["service"] == "payments"]["score"].median()
-    assert payments_during > 10 and payments_during > 3 * before[before["service"] == "payments"]["score"].median()
-    assert during[during["service"] == "shipping"]["score"].median() < 5
-    from workbench.reports.charts import service_order
-    assert service_order(scores)[0] == "payments"  # the origin reaches a sustained onset first
+    # far beyond the detector's own cut-off (1) while payments is broken, below it before
+    assert payments_during > 10 and before[before["service"] == "payments"]["score"].median() < 1
+    assert during[during["service"] == "shipping"]["score"].median() < onset
+    assert service_order(scores, onset)[0] == "payments"  # the origin reaches a sustained onset first
+    heat = [v for v in report.views() if isinstance(v, AnomalyHeatmap)][0]
+    assert heat.method == method and heat.onset == onset
+
+    # a baseline too short for the detector falls back to robust z, and says so
+    window = ("2026-11-02T13:40Z", "2026-11-02T15:10Z")
+    metrics = report.metrics[report.metrics["timestamp"] >= pd.Timestamp("2026-11-02T13:35Z")]
+    fallback, name, scale = anomaly_scores(metrics, ("2026-11-02T13:35Z", "2026-11-02T13:40Z"), window)
+    assert name == ROBUST_Z and scale == SCALES["robust z"] and not fallback.empty
 
     mine = scores.assign(score=1.0)
     plugged = Report.from_workspace(ws, SAMPLE_INCIDENT, scores=mine, score_method="engine score")

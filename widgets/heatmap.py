@@ -1,9 +1,8 @@
 """Anomaly heatmap (services × time, coloured by score) that opens a cell in the telemetry explorer.
 
 The chart is :func:`workbench.reports.charts.heatmap_chart` (naive-UTC axis, origin first) of
-per-service, per-step scores: by default :func:`workbench.reports.charts.robust_z_scores` of the
-incident's baseline and window, or any ``timestamp, service, score`` frame passed in (e.g. the
-analysis engine's). Clicking a cell reaches :meth:`AnomalyHeatmapExplorer.on_select` through a
+per-service, per-step scores: by default the engine's (:func:`workbench.reports.charts.anomaly_scores`
+over the incident's baseline and window), or any ``timestamp, service, score`` frame passed in. Clicking a cell reaches :meth:`AnomalyHeatmapExplorer.on_select` through a
 HoloViews ``Tap`` stream (live in a kernel); the service dropdown, time field and "Open" button
 below the chart call the same method, for the keyboard and for scripts.
 
@@ -76,13 +75,16 @@ class AnomalyHeatmapExplorer(StoreWidget):
         own_explorer = explorer is None
         self.explorer = explorer or TelemetryExplorer(self.workspace, incident_id, kb=self.kb, render=self.render)
         window, baseline = analysis_window(self.incident), baseline_window(self.incident)
+        floor, clip, onset = charts.SCALES["robust z"]
         if scores is None:
             metrics = self.workspace.telemetry().query("metrics", baseline[0], window[1])
-            scores = charts.robust_z_scores(metrics, baseline, window, self.workspace.settings.step)
+            scores, method, (floor, clip, onset) = charts.anomaly_scores(
+                metrics, baseline, window, self.workspace.settings.step, self.workspace.settings.detector)
         self.scores = scores
         self.method = method or charts.ROBUST_Z
-        self.order = charts.service_order(scores)
-        self.chart = charts.heatmap_chart(scores, self.incident, window, self.method)
+        self.order = charts.service_order(scores, onset)
+        self.chart = charts.heatmap_chart(scores, self.incident, window, self.method, clip=clip, floor=floor,
+                                          onset=onset)
         self.heat = next(el for el in self.chart if isinstance(el, hv.HeatMap))
         # A tap selects a cell, and Bokeh fades every other one by default: keep the colours (they
         # are the point of the chart) and outline the chosen cell instead. 940 px fits JupyterLab's

@@ -49,7 +49,7 @@ from typing import Any
 from ..registry import Registry
 from .base import DetectionError, Detector, deviation, local_reference, robust_scale
 from .ecdf import CopodDetector, EcodDetector
-from .frame import DetectionResult, align, rank_metrics, score_frame, sustained_onset
+from .frame import DetectionResult, align, rank_metrics, score_frame, service_scores, sustained_onset
 from .pyod_adapter import (HbosDetector, IForestDetector, KnnDetector, LofDetector, PcaDetector,
                            PyodDetector)
 from .robust import ZScoreDetector
@@ -96,5 +96,5 @@ __all__ = [
     "DEFAULT_DETECTOR", "DetectionError", "DetectionResult", "Detector", "PyodDetector", "EcodDetector",
     "CopodDetector", "IForestDetector", "HbosDetector", "KnnDetector", "LofDetector", "PcaDetector",
     "ZScoreDetector", "align", "deviation", "detectors", "get_detector", "local_reference", "names",
-    "rank_metrics", "register", "robust_scale", "score_frame", "sustained_onset",
+    "rank_metrics", "register", "robust_scale", "score_frame", "service_scores", "sustained_onset",
 ]

@@ -306,6 +306,52 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
                            scored_rows=len(scored), notes=notes)
 
 
+def service_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tuple[Any, Any], *,
+                   step: str = "1min", detector: str | Detector | None = None) -> pd.DataFrame:
+    """Per service and step, the detector's score over its own threshold: the engine's view of
+    "how abnormal", on one scale for every service (1 = the detector's cut-off on that service's
+    baseline, 2 = twice as far out).
+
+    Each service's metrics are :func:`align`-ed and scored by :func:`score_frame` (fitted on
+    ``baseline``, scoring ``window``), as the localisation's detector pass does; a service the
+    detector cannot score (too short a baseline, no usable metric) is left out.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Unified ``metrics`` rows covering baseline and window.
+    baseline, window : tuple of time
+        ``[start, end)`` of each (tz-aware).
+    step : str
+        Alignment step.
+    detector : str or Detector, optional
+        Default :data:`workbench.detect.DEFAULT_DETECTOR`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``timestamp`` (datetime64[ns, UTC]), ``service`` (str), ``score`` (float), sorted by
+        service then time; empty (with those columns) when nothing could be scored.
+    """
+    parts = []
+    if not metrics.empty:
+        (b0, _), (w0, w1) = baseline, window
+        for service, frame in sorted(align(metrics, step=step).items()):
+            result = score_frame(frame, baseline_end=w0, baseline_start=b0, end=w1, detector=detector, step=step,
+                                 service=service)
+            if not result.ok or not np.isfinite(result.threshold) or result.threshold <= 0:
+                continue
+            scores = result.scores[(result.scores.index >= _time(w0, "window start"))]
+            parts.append(pd.DataFrame({"timestamp": scores.index, "service": service,
+                                       "score": scores.to_numpy(dtype=float) / result.threshold}))
+    if not parts:
+        return pd.DataFrame({"timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+                             "service": pd.Series([], dtype=object), "score": pd.Series([], dtype="float64")})
+    out = pd.concat(parts, ignore_index=True)
+    out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    return out.sort_values(["service", "timestamp"], kind="stable").reset_index(drop=True)
+
+
 def rank_metrics(contributions: pd.DataFrame, rows: Any = None, limit: int | None = None) -> pd.DataFrame:
     """Rank metrics by their largest |contribution| over ``rows`` (the window's peak, not its mean).
 
