@@ -106,3 +106,13 @@ def test_empty_and_invalid_input(frame):
         spans.span_stats(frame, percentiles=(50, 150))
     with pytest.raises(ValueError, match="step"):
         spans.span_stats(frame, step="soon")
+
+
+def test_annotate_a_frame_without_cross_service_calls_quietly(frame):
+    import warnings
+
+    alone = frame[frame["service"] == frame["service"].iloc[0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' future-behaviour warnings included
+        out = spans.annotate(alone)
+    assert out["callee"].eq("").all() and out["callee"].dtype == object

@@ -1,4 +1,10 @@
-"""Verification criteria on hand-built metrics in a real telemetry store (Parquet in tmp_path)."""
+"""Verification criteria on hand-built metrics, and on the sample's logs and spans, in real telemetry stores
+(Parquet in tmp_path).
+
+Sample ground truth (data/sample/README.md): payments' InvalidFormatException template appears in
+INC-20261102-001 (2026-11-02 14:03Z) and its recurrence INC-20261106-001 (2026-11-06 15:21Z) only;
+2026-11-04 is a calm day.
+"""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -8,10 +14,14 @@ import pandas as pd
 import pytest
 
 from workbench import schema
+from workbench.criteria_signals import template_matches
+from workbench.sources import open_source
 from workbench.store import KnowledgeBase
 from workbench.telemetry import TelemetryStore
 from workbench.verification import (MIN_COVERAGE, Criterion, CriterionError, criterion_of, describe, evaluate,
                                     record)
+
+from conftest import SAMPLE
 
 START = pd.Timestamp("2026-03-01T00:00:00Z")
 UNTIL = START + pd.Timedelta(days=7)
@@ -64,8 +74,9 @@ def test_round_trip_and_describe():
     ({"aggregate": "p90"}, "aggregate", "mean, max, min, p50, p95, p99, sum, count"),
     ({"comparator": "=="}, "comparator", "'<', '<=', '>', '>='"),
     ({"signal": "trace"}, "signal", "metric, log_template, span_edge"),
-    ({"signal": "log_template"}, "signal", "not yet supported"),
-    ({"signal": "span_edge"}, "signal", "not yet supported"),
+    ({"signal": "log_template"}, "metric", "not a key of log_template criteria"),
+    ({"signal": "span_edge"}, "service", "not a key of span_edge criteria"),
+    ({"template": "x"}, "template", "not a key of metric criteria"),
     ({"threshold": "300"}, "threshold", "a finite number"),
     ({"threshold": float("nan")}, "threshold", "a finite number"),
     ({"threshold": True}, "threshold", "a finite number"),
@@ -174,3 +185,162 @@ def test_stored_on_the_action_item_and_recorded_as_checks(store, tmp_path):
     assert len(kb.list_outbox(kind="criterion_violated")) == 1
     assert [c.verdict for c in kb.list_checks(action_item_id=item.id)] == ["holds", "violated", "violated"]
     kb.close()
+
+
+# ----------------------------------------------------------------------------- log templates and span edges
+
+T = pd.Timestamp
+FIRST = (T("2026-11-02T14:00Z"), T("2026-11-02T15:00Z"))  # INC-20261102-001
+RECURRENCE = (T("2026-11-06T15:00Z"), T("2026-11-06T16:30Z"))  # INC-20261106-001
+CALM = (T("2026-11-04T00:00Z"), T("2026-11-05T00:00Z"))
+WEEK = (T("2026-11-01T00:00Z"), T("2026-11-08T00:00Z"))
+IFE = {"signal": "log_template", "service": "payments", "template": "InvalidFormatException", "aggregate": "count",
+       "comparator": "<", "threshold": 1, "duration": "1d", "window": "1h"}
+#: The template exactly as the workbench shows it for those lines (logs.mine on the sample).
+IFE_SHOWN = ('charge pi_<HEX> failed: com.fasterxml.jackson.databind.exc.InvalidFormatException: Cannot deserialize '
+             'value of type `long` from String "<NUM>": not a valid `long` value (through reference chain: '
+             'PaymentIntent["amount_minor"])')
+EDGE = {"signal": "span_edge", "caller": "checkout", "callee": "payments", "metric": "error_rate",
+        "comparator": "<", "threshold": 0.05, "duration": "1d", "window": "6h"}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The sample's logs and spans (the whole week) in a telemetry store."""
+    tables = {raw.table: schema.validate(raw.table, raw.frame, source=raw.origin, tz=raw.tz).frame
+              for raw in open_source(str(SAMPLE)).frames() if raw.table in ("logs", "spans")}
+    ts = TelemetryStore(tmp_path_factory.mktemp("sample"))
+    ts.write(tables)
+    return ts
+
+
+class _Recording:
+    """The real store, remembering what it was asked (the recheck loop memoises these calls)."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, []
+
+    def query(self, table, start=None, end=None, services=None, names=None):
+        self.calls.append((table, services, names))
+        return self.store.query(table, start, end, services=services, names=names)
+
+
+def test_template_and_edge_criteria_round_trip_and_describe():
+    c = Criterion.from_dict({k: v for k, v in IFE.items() if k not in ("aggregate", "window")})
+    assert (c.aggregate, c.window) == ("count", "5min")
+    assert Criterion.from_dict(c.to_dict()) == c and "metric" not in c.to_dict()
+    assert describe(IFE) == "count of log lines of payments matching 'InvalidFormatException' < 1 per 1h for 1d"
+    full = {**IFE, "aggregate": "share", "severity": "err", "environment": "production", "threshold": 0.01}
+    assert Criterion.from_dict(full).severity == "ERROR"
+    assert describe(full) == ("share of ERROR+ log lines of payments in production matching 'InvalidFormatException' "
+                              "< 0.01 per 1h for 1d")
+    e = Criterion.from_dict(EDGE)
+    assert e.to_dict() == {**EDGE, "threshold": 0.05} and Criterion.from_dict(e.to_dict()) == e
+    assert describe(EDGE) == "error_rate of checkout→payments calls < 0.05 per 6h for 1d"
+    assert describe({**EDGE, "metric": "p95_ms", "threshold": 800}) == \
+        "p95_ms of checkout→payments calls < 800 per 6h for 1d"
+    assert Criterion.from_dict({**EDGE, "environment": None}) == e  # a null key of another signal is absent
+    assert Criterion("span_edge", metric="count", comparator=">", threshold=0, duration="1h", caller="a",
+                     callee="b").window == "5min"
+
+
+@pytest.mark.parametrize("entry, field, expected", [
+    ({**EDGE, "metric": "latency_p95_ms"}, "metric", "error_rate, count, p50_ms, p95_ms, p99_ms"),
+    ({k: v for k, v in EDGE.items() if k != "callee"}, "callee", "required for span_edge criteria"),
+    ({**EDGE, "callee": "checkout"}, "callee", "a service other than the caller"),
+    ({**EDGE, "calee": "payments"}, "calee", "did you mean 'callee'"),
+    ({**EDGE, "environment": "production"}, "environment", "not a key of span_edge criteria"),
+    ({**IFE, "template": ""}, "template", "not empty"),
+    ({**IFE, "template": "   "}, "template", "not empty"),
+    ({k: v for k, v in IFE.items() if k != "template"}, "template", "required for log_template criteria"),
+    ({**IFE, "aggregate": "max"}, "aggregate", "one of count, share"),
+    ({**IFE, "severity": "LOUD"}, "severity", "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
+    ({**IFE, "metric": "error_rate"}, "metric", "not a key of log_template criteria"),
+    ({**IFE, "templat": "x"}, "templat", "did you mean 'template'"),
+])
+def test_template_and_edge_entries_are_refused_naming_the_field(entry, field, expected):
+    with pytest.raises(CriterionError) as err:
+        Criterion.from_dict(entry)
+    assert f"'{field}'" in str(err.value) and expected in str(err.value)
+
+
+def test_template_matching_follows_the_shown_templates():
+    bodies = pd.Series(["charge pi_0a1b2c3d4e5f failed: InvalidFormatException  from String \"25.5\"",
+                        "charge pi_0a1b2c3d4e5f authorized: 12.50 EUR in 130ms",
+                        "invalidformatexception in lower case", "PSP response slow: 2.5 s for pi_x",
+                        "proxy.example.com:5070 open through proxy 10.0.0.1:8080 HTTPS", "ids 1 2 3 done"])
+
+    def hits(template):
+        return [i for i, hit in enumerate(template_matches(template, bodies)) if hit]
+    assert hits("InvalidFormatException") == [0]  # a case-sensitive substring
+    assert hits("charge <*> failed: InvalidFormatException from String") == [0]  # blanks match any blanks
+    assert hits('from String "<NUM>"') == [0]
+    assert hits("charge <*> authorized: <NUM> EUR in <DUR>") == [1]
+    assert hits("charge <*> EUR") == []  # a variable stands for text within one token
+    assert hits("PSP response slow: <DUR> for <*>") == [3]  # "2.5 s" is one <DUR> once masked
+    assert hits("for pi_<*>") == [3] and hits("for pi_x<*>") == []  # never empty
+    # The miner shows a group's most general template: a mask there is a variable like <*>.
+    assert hits("<IP> open through proxy <*> HTTPS") == [4]
+    assert hits("ids <NUM> done") == [5]  # a run of masks is one
+    assert hits("<*>") == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_log_template_criterion_on_the_sample(sample):
+    for since, until in (FIRST, RECURRENCE):
+        v = evaluate(IFE, sample, since, until)
+        assert v.verdict == "violated" and v.worst >= 20, v.explanation
+        assert since <= v.first_violation_at < until
+        assert evaluate({**IFE, "template": IFE_SHOWN}, sample, since, until).verdict == "violated"
+    calm = evaluate(IFE, sample, *CALM)
+    assert calm.verdict == "holds" and calm.coverage == 1.0 and calm.worst == 0, calm.explanation
+    # Over the week it fails in exactly the two incident hours.
+    week = evaluate({**IFE, "duration": "7d"}, sample, *WEEK)
+    assert week.verdict == "violated" and week.n_violations == 2 and week.n_windows == 7 * 24
+    assert "reached" in week.explanation and "InvalidFormatException" in week.explanation
+    # share: matching / all lines of payments in the hour; severity narrows the matching lines only.
+    share = evaluate({**IFE, "aggregate": "share", "threshold": 0.05}, sample, *FIRST)
+    assert share.verdict == "violated" and 0.2 <= share.worst <= 1
+    assert evaluate({**IFE, "severity": "FATAL"}, sample, *FIRST).verdict == "inconclusive"  # 1h of 1d
+    assert evaluate({**IFE, "severity": "ERROR"}, sample, *FIRST).verdict == "violated"
+
+
+def test_a_template_criterion_without_logs_is_no_data(sample):
+    silent = evaluate({**IFE, "service": "billing"}, sample, *CALM)
+    assert silent.verdict == "no_data" and silent.coverage == 0 and silent.worst is None
+    assert "no data: only 0 of 24 1h windows" in silent.explanation and "log lines of billing" in silent.explanation
+    # The logs end with the week: a day after it has no data, it does not "hold".
+    after = evaluate(IFE, sample, T("2026-11-08T00:00Z"), T("2026-11-09T00:00Z"))
+    assert after.verdict == "no_data"
+    assert evaluate({**IFE, "environment": "staging"}, sample, *CALM).verdict == "no_data"
+
+
+def test_a_span_edge_criterion_on_the_sample(sample):
+    v = evaluate(EDGE, sample, *RECURRENCE)
+    assert v.verdict == "violated" and v.worst > 0.1, v.explanation
+    assert "error_rate of checkout→payments calls reached" in v.explanation
+    calm = evaluate(EDGE, sample, *CALM)
+    assert calm.verdict == "holds" and calm.coverage == 1.0 and calm.worst < 0.05, calm.explanation
+    # Calls are counted per window; the incident's calls are slower than the calm day's.
+    assert evaluate({**EDGE, "metric": "count", "comparator": ">=", "threshold": 20}, sample, *CALM).verdict == "holds"
+    p95 = {**EDGE, "metric": "p95_ms", "threshold": 1e9}
+    assert evaluate(p95, sample, *FIRST).worst > evaluate(p95, sample, *CALM).worst
+    # Over the week with 6 h windows only the two incident windows break it.
+    week = evaluate({**EDGE, "duration": "7d"}, sample, *WEEK)
+    assert week.verdict == "violated" and week.n_violations == 2 and week.coverage == 1.0
+
+
+def test_an_edge_that_does_not_exist_is_no_data(sample):
+    v = evaluate({**EDGE, "caller": "shipping"}, sample, *CALM)
+    assert v.verdict == "no_data" and v.n_with_data == 0 and "shipping→payments calls" in v.explanation
+    # Reversed direction: payments never calls checkout.
+    assert evaluate({**EDGE, "caller": "payments", "callee": "checkout"}, sample, *CALM).verdict == "no_data"
+
+
+def test_each_signal_reads_one_narrow_query(sample, store):
+    for criterion, since, until, expected in (
+            (IFE, *CALM, ("logs", ["payments"], None)),
+            (EDGE, *CALM, ("spans", ["checkout", "payments"], None)),
+            (PROD, START, UNTIL, ("metrics", ["checkout"], ["latency_p99_ms"]))):
+        recording = _Recording(store if criterion is PROD else sample)
+        evaluate(criterion, recording, since, until)
+        assert recording.calls == [expected]

@@ -210,6 +210,27 @@ def test_a_valid_action_item_is_stored_with_its_criterion_then_edited(ws, kb):
     editor.close()
 
 
+def test_editing_an_item_keeps_its_template_criterion(ws, kb):
+    iid, _ = new_incident(kb, hypotheses=0)
+    template = {"signal": "log_template", "service": "payments", "template": "InvalidFormatException",
+                "comparator": "<", "threshold": 1, "duration": "7d", "window": "1h"}
+    stored = kb.add_action_item(iid, title="Contract test for amounts", owner="payments-team", kind="prevent",
+                                verification=template, who="carol")
+    editor = ActionItemsEditor(ws, iid, kb=kb)
+    editor.who.value = "alice"
+    editor.select.value = stored.id
+    assert "log_template criterion" in editor.status.text and "InvalidFormatException" in editor.status.text
+    editor.item_status.value = "done"
+    assert editor.save() is not None, editor.status.text
+    item = kb.list_action_items(iid)[0]
+    assert item.status == "done" and item.verification["template"] == "InvalidFormatException"
+    assert item.verification["signal"] == "log_template"
+    editor.verify.value = False  # a deliberate removal still removes it
+    editor.save()
+    assert kb.list_action_items(iid)[0].verification is None
+    editor.close()
+
+
 def test_an_action_item_needs_the_editor_name(ws, kb):
     iid, _ = new_incident(kb, hypotheses=0)
     editor = ActionItemsEditor(ws, iid, kb=kb)

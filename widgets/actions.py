@@ -6,6 +6,15 @@ anything is written: an invalid criterion shows the checker's message and saves 
 item is never stored half-way. A saved item is one :meth:`KnowledgeBase.add_action_item` or
 version-checked :meth:`KnowledgeBase.update_action_item` call (history kept by the store).
 
+The form builds ``signal: metric`` criteria, e.g. "max latency_p99_ms of checkout < 300 per 5min
+for 7d". Log-template and span-edge criteria (see :mod:`workbench.verification`) are listed with
+their description but entered as JSON, e.g. with ``kb.add_action_item(..., verification=...)``::
+
+    {"signal": "log_template", "service": "payments", "template": "InvalidFormatException",
+     "aggregate": "count", "comparator": "<", "threshold": 1, "duration": "7d", "window": "1h"}
+    {"signal": "span_edge", "caller": "checkout", "callee": "payments", "metric": "error_rate",
+     "comparator": "<", "threshold": 0.05, "duration": "7d", "window": "6h"}
+
 Usage in a notebook cell::
 
     workbench.widgets.action_items_editor(ws, incident_id)
@@ -122,7 +131,11 @@ class ActionItemsEditor(StoreWidget):
         raise KeyError(f"action item {item_id!r} is not loaded; loaded: {[a.id for a in self.items]}")
 
     def load(self, item_id: str | None) -> None:
-        """Fill the form with a stored item (``None``: an empty form for a new item)."""
+        """Fill the form with a stored item (``None``: an empty form for a new item).
+
+        A stored log-template or span-edge criterion is kept as it is on save (the form edits
+        metric criteria only); unticking "verified" removes it."""
+        self._kept = None
         if item_id is None:
             self.title.value = self.owner.value = self.threshold.value = self.environment.value = ""
             self.due.value = None
@@ -138,6 +151,10 @@ class ActionItemsEditor(StoreWidget):
         self.kind.value, self.item_status.value = a.kind, a.status
         self.verify.value = a.verification is not None
         c = a.verification if isinstance(a.verification, dict) else {}
+        if c and c.get("signal", "metric") != "metric":
+            self._kept = dict(c)
+            self.status.info(f"This item is verified by a {c.get('signal')} criterion "
+                             f"({_criterion_text(c)}); saving keeps it as it is. Untick 'verified' to remove it.")
         self.service.value = str(c.get("service", ""))
         self.metric.value = str(c.get("metric", ""))
         if c.get("aggregate") in AGGREGATES:
@@ -162,6 +179,8 @@ class ActionItemsEditor(StoreWidget):
         """
         if not self.verify.value:
             return None
+        if getattr(self, "_kept", None) is not None:
+            return Criterion.from_dict(self._kept).to_dict()
         return Criterion.from_dict({
             "signal": "metric", "service": self.service.value.strip(), "metric": self.metric.value.strip(),
             "aggregate": self.aggregate.value, "comparator": self.comparator.value.strip(),

@@ -232,6 +232,11 @@ class TemplateMiner:
             except (re.error, TypeError) as exc:
                 raise ValueError(f"mask {name!r} has an invalid regex {pattern!r}: {exc}") from None
 
+    def mask(self, line: Any) -> str:
+        """``line`` as the miner sees it before clustering: masked (``<NUM>``, ``<IP>`` ...), mask
+        runs collapsed, blanks single spaces. Matching a line against a shown template starts here."""
+        return " ".join(self._tokens(line))
+
     def _tokens(self, line: Any) -> list[str]:
         text = line if isinstance(line, str) else ("" if line is None or pd.isna(line) else str(line))
         tokens = self._drain3.drain.get_content_as_tokens(self._drain3.masker.mask(text))

@@ -113,7 +113,9 @@ def annotate(spans: pd.DataFrame) -> pd.DataFrame:
     crossing = spans[parent_service.notna() & (parent_service != spans["service"])]
     callee = (crossing.sort_values("start", kind="stable").drop_duplicates("parent_span_id")
               .set_index("parent_span_id")["service"])
-    out["callee"] = spans["span_id"].map(callee).fillna("").astype(object)
+    # object before filling: an empty map gives float NaN, and filling a float column with "" is
+    # going away in pandas (Pandas4Warning)
+    out["callee"] = spans["span_id"].map(callee).astype(object).fillna("")
     status = spans["status"] if "status" in spans.columns else pd.Series("ok", index=spans.index)
     out["error"] = status.astype(str).eq("error").to_numpy(dtype=bool)
     return out

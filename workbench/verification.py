@@ -1,38 +1,81 @@
 """Verification criteria of action items, checked against telemetry by the recheck loop.
 
 An action item says how its fix will be verified; the criterion is stored as JSON in
-``ActionItem.verification`` (``Criterion.to_dict()``) and evaluated by :func:`evaluate`.
+``ActionItem.verification`` (``Criterion.to_dict()``) and evaluated by :func:`evaluate`. Three
+signals are measured: a metric, the lines of a log template, the calls of a span edge. Every
+criterion has ``signal``, ``comparator``, ``threshold``, ``duration`` and ``window``:
 
-Criterion (``signal: metric``)
-------------------------------
 ==========  ==========================================  =========================================
 key         value                                       meaning
 ==========  ==========================================  =========================================
-signal      ``metric``                                  what is measured (see below)
-service     text                                        ``metrics.service``
-metric      text                                        ``metrics.name``
-aggregate   mean, max, min, p50, p95, p99, sum, count   how the samples of one window are reduced
+signal      ``metric``, ``log_template``, ``span_edge`` what is measured (tables below)
 comparator  ``<``, ``<=``, ``>``, ``>=``                what every window's value must satisfy
 threshold   finite number                               compared with each window's value
 duration    ``<n><unit>``, unit s, min, h, d, w         how long it must hold (e.g. ``7d``)
-window      same form, default ``5min``                 the aggregation step
+window      same form, default ``5min``                 the aggregation step (at most ``duration``)
+==========  ==========================================  =========================================
+
+``signal: metric``: a window has data when it holds a sample.
+
+==========  ==========================================  =========================================
+service     text                                        ``metrics.service``
+metric      text                                        ``metrics.name``
+aggregate   mean, max, min, p50, p95, p99, sum, count   how the samples of one window are reduced
 environment text, optional                              only ``metrics.environment`` = this
 ==========  ==========================================  =========================================
 
-"p99 latency of checkout stays below 300 ms for 7 days"::
+``signal: log_template``: a window has data when the service logged any line in it (in
+``environment`` when set), so zero matching lines there is a real 0.
 
+==========  ==========================================  =========================================
+service     text                                        ``logs.service``
+template    non-empty text                              the template as the workbench shows it
+                                                        (``<*>`` for a variable) or a substring
+aggregate   count (default), share                      matching lines per window, or matching /
+                                                        all lines of the service in the window
+environment text, optional                              only ``logs.environment`` = this
+severity    TRACE ... FATAL, optional                   only lines this severe or more can match
+==========  ==========================================  =========================================
+
+A line matches when the template occurs in its body, as written or masked as the template
+miner masks it; ``<*>`` and the masks (``<NUM>``, ``<IP>`` ...) stand for any non-empty text
+within one token, blanks match any blanks, the rest is literal and case-sensitive, so a template
+without variables is a substring (:mod:`workbench.criteria_signals`).
+
+``signal: span_edge``: a call is a span of ``callee`` whose parent span belongs to ``caller``
+(:func:`workbench.spans.annotate`); a window has data when it holds at least one call.
+
+==========  ==========================================  =========================================
+caller      text                                        ``spans.service`` of the parent span
+callee      text, not the caller                        ``spans.service`` of the called span
+metric      error_rate, count, p50_ms, p95_ms, p99_ms   share of calls with status error, calls,
+                                                        or a percentile of their ``duration_ms``
+==========  ==========================================  =========================================
+
+Spans are sampled: choose a window that holds enough calls for the rate or percentile to mean
+something (a 5 % error rate needs tens of calls per window).
+
+Examples::
+
+    # "p99 latency of checkout stays below 300 ms for 7 days"
     {"signal": "metric", "service": "checkout", "metric": "latency_p99_ms", "aggregate": "max",
      "comparator": "<", "threshold": 300, "duration": "7d", "window": "5min"}
+    # "no InvalidFormatException in the payments logs for 7 days"
+    {"signal": "log_template", "service": "payments", "template": "InvalidFormatException",
+     "aggregate": "count", "comparator": "<", "threshold": 1, "duration": "7d", "window": "1h"}
+    # "fewer than 5 % of checkout's calls to payments fail, per 6 hours, for 7 days"
+    {"signal": "span_edge", "caller": "checkout", "callee": "payments", "metric": "error_rate",
+     "comparator": "<", "threshold": 0.05, "duration": "7d", "window": "6h"}
 
-``signal: log_template`` (service, template_id, count per window, comparator, threshold) and
-``signal: span_edge`` (caller, callee, metric p95_ms or error_rate) are reserved: validation names
-them and says they are not yet supported. Unknown keys are refused with the closest known key.
+Validation happens on entry (:meth:`Criterion.from_dict` and the constructor alike): a wrong
+value names the field and the allowed values; a key of another signal, or an unknown key with
+the closest known key ("did you mean"), is refused.
 
 Verdicts
 --------
 :func:`evaluate` cuts ``[since, until)`` into windows of ``window`` starting at ``since`` (the last
-one may be shorter) and reduces every window's samples (all series of the service's metric
-together) with ``aggregate``. A window without samples has no data. Then, in this order:
+one may be shorter) and computes every window's value (the signal's reader). A window without
+data has no value. Then, for every signal alike, in this order:
 
 - ``violated``: at least one window with data breaks the comparison (an observed violation is
   reported whatever the coverage);
@@ -55,28 +98,43 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from . import schema
+from .criteria_signals import READERS
 from .errors import CriterionError
+from .spans import ARROW
 from .store.records import iso
 
 SIGNALS = ("metric", "log_template", "span_edge")
-SUPPORTED_SIGNALS = ("metric",)
+#: Aggregates of ``signal: metric``.
 AGGREGATES = ("mean", "max", "min", "p50", "p95", "p99", "sum", "count")
+#: Aggregates of ``signal: log_template``.
+TEMPLATE_AGGREGATES = ("count", "share")
+#: Metrics of ``signal: span_edge``.
+EDGE_METRICS = ("error_rate", "count", "p50_ms", "p95_ms", "p99_ms")
 COMPARATORS = ("<", "<=", ">", ">=")
 VERDICTS = ("holds", "violated", "no_data", "inconclusive")
 #: Below this share of windows with data the verdict is ``no_data`` (unless a violation was seen).
 MIN_COVERAGE = 0.8
 DEFAULT_WINDOW = "5min"
-KEYS = ("signal", "service", "metric", "aggregate", "comparator", "threshold", "duration", "window", "environment")
-_REQUIRED = ("signal", "service", "metric", "aggregate", "comparator", "threshold", "duration")
+_COMMON = ("comparator", "threshold", "duration", "window")
+#: signal -> its keys, in the order of ``to_dict``.
+KEYS: dict[str, tuple[str, ...]] = {
+    "metric": ("signal", "service", "metric", "aggregate", *_COMMON, "environment"),
+    "log_template": ("signal", "service", "template", "aggregate", *_COMMON, "environment", "severity"),
+    "span_edge": ("signal", "caller", "callee", "metric", *_COMMON),
+}
+#: signal -> keys that may be left out (with their default, None: absent from ``to_dict``).
+_OPTIONAL: dict[str, dict[str, Any]] = {
+    "metric": {"window": DEFAULT_WINDOW, "environment": None},
+    "log_template": {"aggregate": "count", "window": DEFAULT_WINDOW, "environment": None, "severity": None},
+    "span_edge": {"window": DEFAULT_WINDOW},
+}
 _OPS: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
                                               ">=": operator.ge}
 _UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SPAN = re.compile(r"\s*(\d+)\s*([a-z]+)\s*")
-_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 
 
 def _fail(field: str, expected: str, value: Any) -> CriterionError:
@@ -103,17 +161,25 @@ def format_span(span: pd.Timedelta) -> str:
 
 @dataclass(frozen=True)
 class Criterion:
-    """A verification criterion (see the module docstring). Build it with :meth:`from_dict`."""
+    """A verification criterion (see the module docstring). Build it with :meth:`from_dict`.
+
+    Fields another signal uses are None (``template`` of a metric criterion, ``service`` of a
+    span-edge criterion ...); ``to_dict`` leaves them out.
+    """
 
     signal: str
-    service: str
-    metric: str
-    aggregate: str
-    comparator: str
-    threshold: float
-    duration: str
-    window: str = DEFAULT_WINDOW
+    service: str | None = None
+    metric: str | None = None
+    aggregate: str | None = None
+    comparator: str | None = None
+    threshold: float | None = None
+    duration: str | None = None
+    window: str | None = None
     environment: str | None = None
+    template: str | None = None
+    severity: str | None = None
+    caller: str | None = None
+    callee: str | None = None
 
     def __post_init__(self) -> None:
         # Validation on entry, whichever way the object is built; spans are kept in canonical form.
@@ -133,29 +199,16 @@ class Criterion:
         if isinstance(data, Criterion):
             return data
         if not isinstance(data, Mapping):
-            raise _fail("verification", f"a mapping with keys {', '.join(_REQUIRED)}", data)
-        signal = data.get("signal")
-        if signal not in SIGNALS:
-            raise _fail("signal", f"one of {', '.join(SIGNALS)}", signal)
-        if signal not in SUPPORTED_SIGNALS:
-            raise CriterionError(f"verification field 'signal': {signal!r} criteria are not yet supported "
-                                 f"(supported: {', '.join(SUPPORTED_SIGNALS)}); express the check on a metric")
-        for key in data:
-            if key not in KEYS:
-                close = difflib.get_close_matches(str(key), KEYS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise CriterionError(f"verification field {key!r}: unknown key{hint}; known: {', '.join(KEYS)}")
-        for key in _REQUIRED:
-            if data.get(key) is None:
-                raise CriterionError(f"verification field {key!r}: required")
-        return cls(**{k: data[k] for k in KEYS if data.get(k) is not None})
+            raise _fail("verification", f"a mapping with a 'signal' ({', '.join(SIGNALS)}) and its keys", data)
+        keys = _keys_of(data.get("signal"))
+        for key, value in data.items():
+            if value is not None or not any(key in other for other in KEYS.values()):
+                _known(key, data["signal"], keys)  # a null key of another signal is just absent
+        return cls(**{k: data[k] for k in keys if data.get(k) is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored in ``ActionItem.verification`` (``environment`` only when set)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["environment"] is None:
-            del out["environment"]
-        return out
+        """The JSON form stored in ``ActionItem.verification`` (the signal's keys; optional ones when set)."""
+        return {k: getattr(self, k) for k in KEYS[self.signal] if getattr(self, k) is not None}
 
     @property
     def duration_span(self) -> pd.Timedelta:
@@ -166,44 +219,116 @@ class Criterion:
         return parse_span(self.window, "window")
 
     def holds_for(self, value: float) -> bool:
-        """Does one window's aggregated value satisfy the comparison?"""
+        """Does one window's value satisfy the comparison?"""
         return bool(_OPS[self.comparator](value, self.threshold))
 
 
+def _keys_of(signal: Any) -> tuple[str, ...]:
+    if signal not in SIGNALS:
+        raise _fail("signal", f"one of {', '.join(SIGNALS)}", signal)
+    return KEYS[signal]
+
+
+def _known(key: Any, signal: str, keys: tuple[str, ...]) -> None:
+    if key in keys:
+        return
+    if any(key in other for other in KEYS.values()):
+        raise CriterionError(f"verification field {key!r}: not a key of {signal} criteria; their keys: "
+                             f"{', '.join(keys)}")
+    close = difflib.get_close_matches(str(key), keys, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise CriterionError(f"verification field {key!r}: unknown key{hint}; known: {', '.join(keys)}")
+
+
+def _name(values: Mapping[str, Any], key: str) -> str:
+    value = values[key]
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, "a non-empty name", value)
+    return value
+
+
+def _one_of(values: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    if values[key] not in allowed:
+        raise _fail(key, f"one of {', '.join(allowed)}", values[key])
+    return values[key]
+
+
 def _check(values: Mapping[str, Any]) -> dict[str, Any]:
+    signal = values["signal"]
+    keys = _keys_of(signal)
     out = dict(values)
-    if values["signal"] not in SUPPORTED_SIGNALS:
-        if values["signal"] in SIGNALS:
-            raise CriterionError(f"verification field 'signal': {values['signal']!r} criteria are not yet "
-                                 f"supported (supported: {', '.join(SUPPORTED_SIGNALS)})")
-        raise _fail("signal", f"one of {', '.join(SIGNALS)}", values["signal"])
-    for key in ("service", "metric"):
-        if not isinstance(values[key], str) or not values[key].strip():
-            raise _fail(key, "a non-empty name", values[key])
-    env = values.get("environment")
+    optional = _OPTIONAL[signal]
+    for key in KEYS["metric"] + KEYS["log_template"] + KEYS["span_edge"]:
+        if values.get(key) is None:
+            if key in optional:
+                out[key] = optional[key]
+            elif key in keys:
+                raise CriterionError(f"verification field {key!r}: required for {signal} criteria")
+        elif key not in keys:
+            _known(key, signal, keys)
+    if signal == "metric":
+        _name(values, "service")
+        _name(values, "metric")
+        _one_of(values, "aggregate", AGGREGATES)
+    elif signal == "log_template":
+        _name(values, "service")
+        template = values["template"]
+        if not isinstance(template, str) or not template.strip():
+            raise _fail("template", "the template text as the workbench shows it (e.g. 'charge <*> failed: "
+                        "InvalidFormatException') or a plain substring, not empty", template)
+        _one_of(out, "aggregate", TEMPLATE_AGGREGATES)
+        if out["severity"] is not None:
+            severity = schema.normalize_severity(out["severity"]) if isinstance(out["severity"], str) else None
+            if severity not in schema.SEVERITIES:
+                raise _fail("severity", f"one of {', '.join(schema.SEVERITIES)} (or nothing)", out["severity"])
+            out["severity"] = severity
+    else:
+        caller, callee = _name(values, "caller"), _name(values, "callee")
+        if callee == caller:
+            raise _fail("callee", f"a service other than the caller ({caller!r})", callee)
+        _one_of(values, "metric", EDGE_METRICS)
+    env = out.get("environment")
     if env is not None and (not isinstance(env, str) or not env.strip()):
         raise _fail("environment", "a non-empty name or nothing", env)
-    if values["aggregate"] not in AGGREGATES:
-        raise _fail("aggregate", f"one of {', '.join(AGGREGATES)}", values["aggregate"])
     if values["comparator"] not in COMPARATORS:
         raise _fail("comparator", f"one of {', '.join(repr(c) for c in COMPARATORS)}", values["comparator"])
     threshold = values["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise _fail("threshold", "a finite number", threshold)
     out["threshold"] = float(threshold)
-    duration, window = parse_span(values["duration"], "duration"), parse_span(values["window"], "window")
+    duration, window = parse_span(values["duration"], "duration"), parse_span(out["window"], "window")
     if window > duration:
-        raise _fail("window", f"a span no longer than duration ({format_span(duration)})", values["window"])
+        raise _fail("window", f"a span no longer than duration ({format_span(duration)})", out["window"])
     out["duration"], out["window"] = format_span(duration), format_span(window)
     return out
 
 
 def describe(criterion: Criterion | Mapping[str, Any]) -> str:
-    """``"max latency_p99_ms of checkout < 300 per 5min for 7d"`` (``in <environment>`` when set)."""
+    """One line for people, e.g. ``"max latency_p99_ms of checkout < 300 per 5min for 7d"``,
+    ``"count of log lines of payments matching 'InvalidFormatException' < 1 per 1h for 7d"``,
+    ``"error_rate of checkout→payments calls < 0.05 per 6h for 7d"``."""
     c = Criterion.from_dict(criterion)
-    where = f" in {c.environment}" if c.environment else ""
-    return (f"{c.aggregate} {c.metric} of {c.service}{where} {c.comparator} {_number(c.threshold)} "
-            f"per {c.window} for {c.duration}")
+    return f"{_subject(c, where=True)} {c.comparator} {_number(c.threshold)} per {c.window} for {c.duration}"
+
+
+def _subject(c: Criterion, where: bool) -> str:
+    """What is compared: ``max latency_p99_ms of checkout`` (``in <environment>`` with ``where``)."""
+    env = f" in {c.environment}" if where and c.environment else ""
+    if c.signal == "metric":
+        return f"{c.aggregate} {c.metric} of {c.service}{env}"
+    if c.signal == "log_template":
+        severe = f"{c.severity}+ " if c.severity else ""
+        return f"{c.aggregate} of {severe}log lines of {c.service}{env} matching {c.template!r}"
+    return f"{c.metric} of {c.caller}{ARROW}{c.callee} calls"
+
+
+def _data(c: Criterion) -> str:
+    """What a window with data holds: ``latency_p99_ms of checkout``, ``log lines of payments`` ..."""
+    if c.signal == "metric":
+        return f"{c.metric} of {c.service}"
+    if c.signal == "log_template":
+        return f"log lines of {c.service}" + (f" in {c.environment}" if c.environment else "")
+    return f"{c.caller}{ARROW}{c.callee} calls"
 
 
 def _number(value: float) -> str:
@@ -226,7 +351,7 @@ class Verdict:
     n_windows : int
         Aggregation windows in it.
     n_with_data : int
-        Windows with at least one sample.
+        Windows with data (a sample, a log line of the service, a call: module docstring).
     n_violations : int
         Windows whose value breaks the comparison.
     worst : float or None
@@ -269,15 +394,19 @@ class Verdict:
 
 
 def evaluate(criterion: Criterion | Mapping[str, Any], store: Any, since: Any = None, until: Any = None) -> Verdict:
-    """Check ``criterion`` against the metrics in ``store`` over ``[since, until)``.
+    """Check ``criterion`` against the telemetry in ``store`` over ``[since, until)``.
 
     Parameters
     ----------
     criterion : Criterion or mapping
         A criterion or its dict (``ActionItem.verification``).
     store : TelemetryStore
-        Read with ``store.query("metrics", since, until, services=[service], names=[metric])``;
-        columns used: ``timestamp``, ``environment``, ``value``.
+        Anything with ``query(table, start, end, services=None, names=None)`` returning the unified
+        tables (the recheck loop passes a memoised one). One query per evaluation, narrowed to the
+        criterion's services: ``metrics`` (``timestamp``, ``environment``, ``value``; ``names=[metric]``),
+        ``logs`` (``timestamp``, ``environment``, ``severity``, ``body``) or ``spans`` of caller and
+        callee together (``span_id``, ``parent_span_id``, ``service``, ``start``, ``duration_ms``,
+        ``status``). See :mod:`workbench.criteria_signals`. Frames are not modified.
     since : time, optional
         Start (aware); default ``until - duration``.
     until : time, optional
@@ -294,12 +423,14 @@ def evaluate(criterion: Criterion | Mapping[str, Any], store: Any, since: Any = 
         raise CriterionError(f"evaluation window: until ({iso(until_ts.to_pydatetime())}) must be after since "
                              f"({iso(since_ts.to_pydatetime())})")
     step = c.window_span
-    n_windows = int(math.ceil((until_ts - since_ts) / step))
-    frame = store.query("metrics", since_ts, until_ts, services=[c.service], names=[c.metric])
-    if c.environment is not None:
-        frame = frame[frame["environment"] == c.environment]
-    frame = frame[np.isfinite(frame["value"].to_numpy(dtype=float))]
-    values = _aggregate(frame, since_ts, step, c.aggregate)
+    values = READERS[c.signal](c, store, since_ts, until_ts, step)
+    return _judge(c, values, since_ts, until_ts, step)
+
+
+def _judge(c: Criterion, values: pd.Series, since: pd.Timestamp, until: pd.Timestamp, step: pd.Timedelta) -> Verdict:
+    """The verdict from the values of the windows with data (window number -> value): the same
+    rules for every signal (module docstring)."""
+    n_windows = int(math.ceil((until - since) / step))
     ok = values.map(c.holds_for) if len(values) else values.astype(bool)
     bad = values[~ok]
     n_with_data = len(values)
@@ -307,46 +438,31 @@ def evaluate(criterion: Criterion | Mapping[str, Any], store: Any, since: Any = 
     worst = worst_at = None
     if n_with_data:
         pos = values.idxmax() if c.comparator in ("<", "<=") else values.idxmin()
-        worst, worst_at = float(values[pos]), since_ts + pos * step
-    first_bad = since_ts + int(bad.index[0]) * step if len(bad) else None
+        worst, worst_at = float(values[pos]), since + int(pos) * step
+    first_bad = since + int(bad.index[0]) * step if len(bad) else None
     if len(bad):
         verdict = "violated"
     elif coverage < MIN_COVERAGE:
         verdict = "no_data"
-    elif until_ts - since_ts < c.duration_span:
+    elif until - since < c.duration_span:
         verdict = "inconclusive"
     else:
         verdict = "holds"
-    text = _explain(verdict, c, n_windows, n_with_data, len(bad), coverage, worst, worst_at, since_ts, until_ts)
-    return Verdict(verdict, c, since_ts, until_ts, n_windows, n_with_data, len(bad), worst, worst_at, first_bad,
+    text = _explain(verdict, c, n_windows, n_with_data, len(bad), coverage, worst, worst_at, since, until)
+    return Verdict(verdict, c, since, until, n_windows, n_with_data, len(bad), worst, worst_at, first_bad,
                    coverage, text)
-
-
-def _aggregate(frame: pd.DataFrame, since: pd.Timestamp, step: pd.Timedelta, aggregate: str) -> pd.Series:
-    """Window number -> aggregated value, for windows with samples only."""
-    if frame.empty:
-        return pd.Series([], dtype=float)
-    bins = ((frame["timestamp"] - since) // step).astype("int64")
-    grouped = frame["value"].astype(float).groupby(bins.to_numpy())
-    if aggregate in _QUANTILES:
-        out = grouped.quantile(_QUANTILES[aggregate])
-    elif aggregate == "count":
-        out = grouped.size().astype(float)
-    else:
-        out = getattr(grouped, aggregate)()
-    return out.sort_index()
 
 
 def _explain(verdict: str, c: Criterion, n: int, with_data: int, n_bad: int, coverage: float, worst: float | None,
              worst_at: pd.Timestamp | None, since: pd.Timestamp, until: pd.Timestamp) -> str:
-    what = f"{c.aggregate} {c.metric} of {c.service}"
+    what = _subject(c, where=False)
     when = "" if worst_at is None else f" at {iso(worst_at.to_pydatetime())}"
     if verdict == "violated":
         return (f"violated: {what} reached {_number(worst)}{when} (required {c.comparator} {_number(c.threshold)}; "
                 f"{n_bad} of {with_data} {c.window} windows with data broke it)")
     if verdict == "no_data":
-        return (f"no data: only {with_data} of {n} {c.window} windows ({coverage:.0%}) have {c.metric} of "
-                f"{c.service}; at least {MIN_COVERAGE:.0%} are needed to judge")
+        return (f"no data: only {with_data} of {n} {c.window} windows ({coverage:.0%}) have {_data(c)}; "
+                f"at least {MIN_COVERAGE:.0%} are needed to judge")
     span = format_span(pd.Timedelta(seconds=int((until - since).total_seconds())))
     tail = f"worst {_number(worst)}{when}, coverage {coverage:.0%}"
     if verdict == "inconclusive":
