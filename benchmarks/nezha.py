@@ -91,9 +91,15 @@ def case_window(tables: dict[str, pd.DataFrame], incident: dict, lead: pd.Timede
     return window
 
 
-def rank_of(ranking: list[str], truth: str) -> int:
-    """1-based rank of ``truth`` (len + 1 when absent)."""
-    return ranking.index(truth) + 1 if truth in ranking else len(ranking) + 1
+def rank_of(ranking: list[str], truth: str, size: int | None = None) -> int:
+    """1-based rank of ``truth``; when absent, ``size + 1`` (``size`` default ``len(ranking)``).
+
+    ``size`` (the number of services that could have been ranked) keeps an empty ranking from
+    counting as rank 1; this benchmark's rankings are never empty, ``benchmarks/speed.py``'s can be.
+    """
+    if truth in ranking:
+        return ranking.index(truth) + 1
+    return (len(ranking) if size is None else max(size, len(ranking))) + 1
 
 
 def summary(rows: list[dict]) -> dict:

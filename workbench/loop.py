@@ -113,9 +113,10 @@ analyze`` and run notebooks for) whose ``follow_up_of`` names the original
 (``kb.list_incidents(follow_up_of=id)`` lists them): id ``<original id>-R<n>``, status ``open``, the original's title prefixed
 ``Recurrence of <id>:``, its severity, environment, services, labels and links (runbooks,
 tickets), ``started`` = the current onset of the recurrence's origin (else the window start),
-``window_start``/``window_end`` = the checked window (so its analysis looks where the recheck
-looked), and a ``summary`` conclusion by ``who`` saying why it was opened and listing the
-suggestions. The original is also named by the note, the check's ``follow_up_id`` and the
+``window_start``/``window_end`` = the checked window (its analysis then starts a minute before
+the onset, the rest of the checked window, extended back to at least 60 min, being the
+baseline: :func:`workbench.windows.baseline_window`), and a ``summary`` conclusion by ``who``
+saying why it was opened and listing the suggestions. The original is also named by the note, the check's ``follow_up_id`` and the
 notification. The original's own reviewed content is not touched (only its status),
 so its sign-offs stay valid.
 

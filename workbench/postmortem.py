@@ -94,7 +94,8 @@ def _window(incident: Any, window_start: Any, window_end: Any) -> tuple[pd.Times
         values["window_start"] = start
     if end is not None:
         values["window_end"] = end
-    lo, hi = analysis_window(values)
+    # A reader's explicit window is taken as it is (no lead-in rule: that is for stored overrides).
+    lo, hi = analysis_window(values, lead_in=start is None and end is None)
     if hi <= lo:
         raise TemplateParameterError(f"the window [{schema.iso_utc(lo)}, {schema.iso_utc(hi)}) is empty: window_end must be after "
                                      f"window_start")
