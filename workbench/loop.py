@@ -110,15 +110,16 @@ What is recorded (parent process, one transaction per incident)
 
 The follow-up review is a new incident (a record a reviewer can open, analyse with ``workbench
 analyze`` and run notebooks for) whose ``follow_up_of`` names the original
-(``kb.list_incidents(follow_up_of=id)`` lists them): id ``<original id>-R<n>``, status ``open``, the original's title prefixed
-``Recurrence of <id>:``, its severity, environment, services, labels and links (runbooks,
-tickets), ``started`` = the current onset of the recurrence's origin (else the window start),
+(``kb.list_incidents(follow_up_of=id)`` lists them): id ``<original id>-R<n>``, status ``open``,
+the original's title prefixed ``Recurrence of <id>:``, its severity, environment, services,
+labels and links (runbooks, tickets), ``started`` = the current onset of the recurrence's origin
+(else the window start),
 ``window_start``/``window_end`` = the checked window (its analysis then starts a minute before
 the onset, the rest of the checked window, extended back to at least 60 min, being the
 baseline: :func:`workbench.windows.baseline_window`), and a ``summary`` conclusion by ``who``
-saying why it was opened and listing the suggestions. The original is also named by the note, the check's ``follow_up_id`` and the
-notification. The original's own reviewed content is not touched (only its status),
-so its sign-offs stay valid.
+saying why it was opened and listing the suggestions. The original is also named by the note,
+the check's ``follow_up_id`` and the notification. The original's own reviewed content is not
+touched (only its status), so its sign-offs stay valid.
 
 Action items whose criterion is evaluated: status ``open``, ``in_progress`` or ``done``
 (:data:`VERIFIED_ITEM_STATUSES`; a done fix is the one that must hold), over
@@ -127,8 +128,8 @@ reported, not recorded.
 
 Scale: executors and purity
 ---------------------------
-The per-incident computation :func:`check_incident` is a pure function of (workspace path,
-incident id, window): it reads the knowledge base and the telemetry, writes nothing, and returns
+The per-incident computation :func:`check_incident` (:mod:`workbench.checks`) is a pure function
+of (workspace path, incident id, window): it reads the knowledge base and the telemetry, writes nothing, and returns
 an :class:`IncidentCheck` that the parent records. So every executor gives identical results
 (:func:`workbench.executors.fan_out` runs them):
 
@@ -218,189 +219,42 @@ that many CPUs). The Dask workers mount the same volume at the same path and get
 ``--report`` to also execute the recurrence notebook of every incident that recurred (it needs
 the ``notebook`` extra).
 """
+
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from . import config, schema
+from . import config
+from .checks import (CACHE_SIZE, QUERY_CACHE_SIZE, RECUR_MIN, RECURRENCE_ITEM_STATUSES, VERIFIED_ITEM_STATUSES,
+                     CriterionCheck, IncidentCheck, RecheckError, check_incident, clear_caches, criterion_reason,
+                     recheck_time)
 from .config import Workspace
 from .errors import ConflictError, NotFoundError, WorkbenchError
 from .executors import ExecutorError, executor_name, fan_out
-from .signature import Signature, signature_from_incident, similarity_parts, with_cause
+from .schema import iso_utc
+from .signature import Signature
 from .store.models import ID_LENGTH
-from .windows import BASELINE, analysis_window, baseline_window
 
-#: Least similarity between the stored and the current signature that counts as a recurrence
-#: (chosen on the sample, see the module docstring).
-RECUR_MIN = 0.65
+__all__ = ["CACHE_SIZE", "DEFAULT_WINDOW", "QUERY_CACHE_SIZE", "RECUR_MIN", "RECURRENCE_ITEM_STATUSES",
+           "VERIFIED_ITEM_STATUSES", "WATCHED", "WHO", "CriterionCheck", "IncidentCheck", "RecheckError",
+           "RecheckReport", "check_incident", "recheck", "resolve_until"]
+
 #: Default length of the checked window.
 DEFAULT_WINDOW = timedelta(hours=6)
 #: Statuses checked by ``all=True``.
 WATCHED = ("resolved", "monitoring", "recurred")
-#: Action-item statuses whose verification criterion is evaluated.
-VERIFIED_ITEM_STATUSES = ("open", "in_progress", "done")
-#: Action-item statuses whose violated criterion counts as a recurrence: every evaluated one. A
-#: ``done`` item's violation says the fix did not hold; an ``open``/``in_progress`` one's says the
-#: symptom came back before the fix landed, which is a recurrence all the same (the recurrence
-#: rate before fixes is what the after-fix rate is compared with).
-RECURRENCE_ITEM_STATUSES = VERIFIED_ITEM_STATUSES
 #: Author recorded for checks, status changes, follow-ups.
 WHO = "recheck"
-#: Analyses of (service set, window) kept per worker process.
-CACHE_SIZE = 64
-#: Criterion metric queries kept per worker process.
-QUERY_CACHE_SIZE = 512
-
-
-class RecheckError(WorkbenchError):
-    """A recheck cannot run as asked (bad window, unknown executor, unreachable cluster)."""
 
 
 # --------------------------------------------------------------------------- results
-
-@dataclass
-class CriterionCheck:
-    """One action item's criterion, as evaluated by a worker.
-
-    Attributes
-    ----------
-    action_item_id, title, owner : str
-    status : str
-        The action item's status when checked.
-    verdict : workbench.verification.Verdict or None
-        None when the criterion was not evaluated (``error`` or ``note`` says why).
-    error : str or None
-        The criterion is malformed (:class:`~workbench.errors.CriterionError` text).
-    note : str or None
-        Why it was skipped (its window lies inside the incident's own window).
-    check_id : str or None
-        The recorded check (set by the parent).
-    """
-
-    action_item_id: str
-    title: str
-    owner: str
-    status: str = "open"
-    verdict: Any = None
-    error: str | None = None
-    note: str | None = None
-    check_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action_item_id": self.action_item_id, "title": self.title, "owner": self.owner,
-                "status": self.status, "verdict": None if self.verdict is None else self.verdict.verdict,
-                "explanation": None if self.verdict is None else self.verdict.explanation,
-                "error": self.error, "note": self.note, "check_id": self.check_id}
-
-
-@dataclass
-class IncidentCheck:
-    """What :func:`check_incident` found for one incident, and what the parent recorded.
-
-    Attributes
-    ----------
-    incident_id : str
-    window : (Timestamp, Timestamp) or None
-        The checked ``[start, end)`` (after clipping to the incident's own window end); None
-        when skipped.
-    baseline : (Timestamp, Timestamp) or None
-    verdict : str or None
-        ``clear``, ``recurred``, ``no_data``; None when nothing was checked (skipped or error).
-    similarity : float or None
-    threshold : float
-        The least similarity that counted as a recurrence.
-    parts : dict
-        :func:`workbench.signature.similarity_parts` (per-aspect similarities).
-    reasons : list of str
-        Why ``recurred``: ``signature`` and/or ``criterion <action item id>``.
-    signature_source : str or None
-        ``stored``, ``computed`` (from the incident's own window; the parent writes it) or
-        ``document`` (from the confirmed hypothesis).
-    computed_signature : dict or None
-        The signature to write (``signature_source == "computed"``).
-    current : dict or None
-        The current window's signature.
-    services : list of str
-        Services whose telemetry was analysed.
-    onset : Timestamp or None
-        Onset of the current origin service in the window.
-    criteria : list of CriterionCheck
-    suggestions : list of dict
-        :meth:`workbench.suggestions.Suggestion.to_dict` items.
-    detection_gap : dict or None
-        Facts of the detection-gap evaluation (first check of an incident only).
-    notes : list of str
-    error : str or None
-        Why the incident could not be checked (nothing recorded).
-    seconds : float
-        Worker time for this incident.
-    cached : bool
-        The current analysis came from the worker's cache.
-    check_id, follow_up_id : str or None
-        Set by the parent: the recorded recurrence check, the follow-up review opened.
-    status : str or None
-        The incident's status after recording.
-    notified : int
-        Notifications queued by the parent for this incident (recurrence only).
-    signature_path : str or None
-        Where a computed signature was written.
-    """
-
-    incident_id: str
-    window: tuple[pd.Timestamp, pd.Timestamp] | None = None
-    baseline: tuple[pd.Timestamp, pd.Timestamp] | None = None
-    verdict: str | None = None
-    similarity: float | None = None
-    threshold: float = RECUR_MIN
-    parts: dict[str, float] = field(default_factory=dict)
-    reasons: list[str] = field(default_factory=list)
-    signature_source: str | None = None
-    computed_signature: dict[str, Any] | None = None
-    current: dict[str, Any] | None = None
-    services: list[str] = field(default_factory=list)
-    onset: pd.Timestamp | None = None
-    criteria: list[CriterionCheck] = field(default_factory=list)
-    suggestions: list[dict[str, Any]] = field(default_factory=list)
-    detection_gap: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-    seconds: float = 0.0
-    cached: bool = False
-    check_id: str | None = None
-    follow_up_id: str | None = None
-    status: str | None = None
-    notified: int = 0
-    signature_path: str | None = None
-
-    @property
-    def recurred(self) -> bool:
-        return self.verdict == "recurred"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (times ISO 8601 with ``Z``)."""
-        return {
-            "incident_id": self.incident_id, "verdict": self.verdict, "similarity": self.similarity,
-            "threshold": self.threshold, "parts": dict(self.parts), "reasons": list(self.reasons),
-            "window": None if self.window is None else {"start": _iso(self.window[0]), "end": _iso(self.window[1])},
-            "baseline": None if self.baseline is None else {"start": _iso(self.baseline[0]),
-                                                            "end": _iso(self.baseline[1])},
-            "signature_source": self.signature_source, "services": list(self.services), "onset": _iso(self.onset),
-            "current": self.current, "criteria": [c.to_dict() for c in self.criteria],
-            "suggestions": list(self.suggestions), "detection_gap": self.detection_gap, "notes": list(self.notes),
-            "error": self.error, "seconds": round(self.seconds, 4), "cached": self.cached,
-            "check_id": self.check_id, "follow_up_id": self.follow_up_id, "status": self.status,
-            "notified": self.notified, "signature_path": self.signature_path,
-        }
-
 
 @dataclass
 class RecheckReport:
@@ -462,7 +316,7 @@ class RecheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, for ``workbench recheck --json``."""
-        return {"start": _iso(self.start), "until": _iso(self.until), "until_source": self.until_source,
+        return {"start": iso_utc(self.start), "until": iso_utc(self.until), "until_source": self.until_source,
                 "threshold": self.threshold, "executor": self.executor, "workers": self.workers,
                 "counts": self.counts(), "recurred": self.recurred, "follow_ups": self.follow_ups,
                 "results": [r.to_dict() for r in self.results], "runs": list(self.runs), "notes": list(self.notes),
@@ -471,7 +325,7 @@ class RecheckReport:
     def summary(self) -> str:
         """Text for people: one line per incident, then the notes."""
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items())) or "no incidents"
-        lines = [f"recheck [{_iso(self.start)}, {_iso(self.until)}) ({self.until_source}), threshold "
+        lines = [f"recheck [{iso_utc(self.start)}, {iso_utc(self.until)}) ({self.until_source}), threshold "
                  f"{self.threshold:g}, {self.executor}: {counts} in {self.timings.get('total', 0.0):.1f} s"]
         for r in self.results:
             if r.error:
@@ -570,9 +424,9 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
                 for inc in kb.list_incidents(status=status):
                     incidents.setdefault(inc.id, inc)
         end, source, notes = resolve_until(ws, until)
-        start = end - _span(window, "window") if since is None else _utc(since, "since")
+        start = end - _span(window, "window") if since is None else recheck_time(since, "since")
         if start >= end:
-            raise RecheckError(f"recheck window: since ({_iso(start)}) must be before until ({_iso(end)})")
+            raise RecheckError(f"recheck window: since ({iso_utc(start)}) must be before until ({iso_utc(end)})")
         report_ = RecheckReport(start=start, until=end, until_source=source, threshold=float(threshold),
                                 executor=executor_name(executor), notes=notes)
         order = sorted(incidents.values(), key=lambda i: i.id)
@@ -582,8 +436,8 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
         t0 = time.perf_counter()
         recording = 0.0
         try:
-            run = fan_out(check_incident, tasks, executor, workers, failed=_lost, preload=["workbench.loop"],
-                          after_serial=_clear, what="recheck")
+            run = fan_out(check_incident, tasks, executor, workers, failed=_lost, preload=["workbench.checks"],
+                          after_serial=clear_caches, what="recheck")
             for result in run:
                 t1 = time.perf_counter()
                 _record_safely(kb, ws, result, who)
@@ -614,8 +468,8 @@ def resolve_until(workspace: Workspace, until: Any = None, now: Any = None) -> t
     note saying how far behind now the telemetry ends).
     """
     if until is not None:
-        return _utc(until, "until"), "given", []
-    now_ts = _utc(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")
+        return recheck_time(until, "until"), "given", []
+    now_ts = recheck_time(now, "now") if now is not None else pd.Timestamp.now(tz="UTC")
     span = workspace.telemetry().time_range("metrics")
     if span is None:
         return now_ts, "now", ["the workspace holds no metrics: every window is empty (no_data)"]
@@ -623,289 +477,8 @@ def resolve_until(workspace: Workspace, until: Any = None, now: Any = None) -> t
     if now_ts <= last:
         return now_ts, "now", []
     behind = now_ts - last
-    return last, "telemetry end", [f"the telemetry ends at {_iso(last)}, {_human(behind)} before now: the window "
+    return last, "telemetry end", [f"the telemetry ends at {iso_utc(last)}, {_human(behind)} before now: the window "
                                    f"ends there (is ingestion running?)"]
-
-
-# --------------------------------------------------------------------------- the per-incident work
-
-def check_incident(root: str | os.PathLike[str], incident_id: str, start: Any, end: Any,
-                   threshold: float = RECUR_MIN, token: str | None = None) -> IncidentCheck:
-    """Check one incident over ``[start, end)``: the pure per-incident work of :func:`recheck`.
-
-    Reads the workspace at ``root`` (knowledge base and telemetry), writes nothing, and never
-    raises for a problem of this incident: it comes back in :attr:`IncidentCheck.error`.
-    ``token`` scopes the worker's caches to one run (None: no caching across calls).
-    """
-    t0 = time.perf_counter()
-    out = IncidentCheck(incident_id=incident_id, threshold=float(threshold))
-    try:
-        _scope(token)
-        _check(out, str(root), incident_id, _utc(start, "start"), _utc(end, "end"), float(threshold))
-    except WorkbenchError as exc:
-        out.error = str(exc)
-    except Exception as exc:  # one broken incident must not stop the others; the report names it
-        out.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if token is None:
-            _clear()
-    out.seconds = time.perf_counter() - t0
-    return out
-
-
-def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp, end: pd.Timestamp,
-           threshold: float) -> None:
-    from . import suggestions as sg
-    from .verification import criterion_of, evaluate
-
-    ws = _workspace(root)
-    kb = _kb(ws)
-    incident = kb.get_incident(incident_id)
-    _, own_end = analysis_window(incident)
-    stored, source, computed, notes = _stored_signature(ws, kb, incident)
-    out.notes.extend(notes)
-    out.signature_source = source
-    out.computed_signature = None if computed is None else computed.to_dict()
-
-    # Verification criteria of the incident's action items.
-    store = _CachedStore(ws.telemetry())
-    for item in kb.list_action_items(incident_id):
-        if item.verification is None or item.status not in VERIFIED_ITEM_STATUSES:
-            continue
-        check = CriterionCheck(item.id, item.title, item.owner, item.status)
-        out.criteria.append(check)
-        try:
-            criterion = criterion_of(item)
-        except WorkbenchError as exc:
-            check.error = str(exc)
-            continue
-        since = max(end - criterion.duration_span, own_end)
-        if since >= end:
-            check.note = f"its window ends before the incident's own window does ({_iso(own_end)}): not evaluated"
-            continue
-        check.verdict = evaluate(criterion, store, since=since, until=end)
-    violated = [c for c in out.criteria if c.verdict is not None and c.verdict.verdict == "violated"
-                and c.status in RECURRENCE_ITEM_STATUSES]
-
-    # The recurrence check.
-    begin = max(start, own_end)
-    if begin >= end:
-        out.notes.append(f"the checked window ends before the incident's own window does ({_iso(own_end)}): "
-                         f"no recurrence check")
-        return
-    out.window = (begin, end)
-    base = (begin - BASELINE, begin)
-    out.baseline = base
-    analysis = None
-    if stored is None:
-        out.verdict = "no_data"
-        out.notes.append("no signature: the incident was never analysed, its window holds no telemetry and no "
-                         "hypothesis is confirmed")
-    else:
-        analysis, out.cached = _current(ws, base[0], begin, end)
-        out.services = sorted(s.service for s in analysis.suspicions)
-        if analysis.signature is None:
-            out.verdict = "no_data"
-            out.notes.extend(analysis.notes)
-        else:
-            current = analysis.signature
-            out.current = current.to_dict()
-            out.parts = similarity_parts(stored, current)
-            out.similarity = out.parts.pop("similarity")
-            out.verdict = "recurred" if out.similarity >= threshold else "clear"
-            if out.verdict == "recurred":
-                out.reasons.append("signature")
-            out.onset = _origin_onset(analysis.suspicions, current.origin)
-    if violated:
-        out.verdict = "recurred"
-        out.reasons.extend(_criterion_reason(c) for c in violated)
-
-    # Suggestions: on a recurrence, and once per incident for a large detection gap.
-    found: list[Any] = []
-    if out.recurred:
-        if analysis is not None and analysis.signature is not None and "signature" in out.reasons:
-            origin = analysis.signature.origin
-            metrics = store.query("metrics", base[0], end, services=[origin]) if origin else None
-            found += sg.for_recurrence(incident, analysis.signature, analysis.suspicions, metrics, base,
-                                       window=out.window, step=ws.settings.step)
-        else:
-            book = sg.runbook(incident, stored, "recurrence",
-                              when=f"a verification criterion was violated ({', '.join(c.action_item_id for c in violated)})")
-            found += [book] if book is not None else []
-    if not any(c.action_item_id is None for c in kb.list_checks(incident_id)):
-        gap, out.detection_gap = sg.for_detection_gap(incident, kb.list_hypotheses(incident_id), store,
-                                                      signature=stored, step=ws.settings.step)
-        found += [s for s in gap if s.key not in {f.key for f in found}]
-    out.suggestions = [s.to_dict() for s in found]
-
-
-def _stored_signature(ws: Workspace, kb: Any, incident: Any) -> tuple[Signature | None, str | None,
-                                                                        Signature | None, list[str]]:
-    """(signature, source, signature to write, notes) of an incident (see the module docstring)."""
-    from .analysis import read_signature
-
-    stored = read_signature(ws, incident.id)
-    if stored is not None:
-        return stored, "stored", None, []
-    from .analysis import analyze_window
-    from .evidence import TelemetryWindow
-
-    decided = kb.list_hypotheses(incident.id, status="confirmed")
-    start, end = analysis_window(incident)
-    base_start, _ = baseline_window(incident)
-    result = None
-    if _has_telemetry(ws, start, end):
-        window = TelemetryWindow.from_store(ws.telemetry(), base_start, start, end, step=ws.settings.step)
-        result = analyze_window(window, incident, (), detector=ws.settings.detector)
-    if result is not None and result.signature is not None:
-        signature = result.signature
-        if decided:  # a human's decision beats the ranking, as analyze() stores it
-            signature = with_cause(signature, decided[0].service, decided[0].cause)
-        return signature, "computed", signature, ["no stored signature: computed from the incident's own window"]
-    if decided:
-        return (signature_from_incident(incident, decided), "document", None,
-                ["no stored signature and no telemetry in the incident's window: compared with the signature of "
-                 "its confirmed hypothesis"])
-    return None, None, None, []
-
-
-def _origin_onset(suspicions: Sequence[Any], origin: str | None) -> pd.Timestamp | None:
-    from .hypotheses import onsets
-
-    if origin is None:
-        return None
-    return onsets([s for s in suspicions if s.service == origin]).get(origin)
-
-
-# --------------------------------------------------------------------------- worker caches
-
-_LOCK = threading.RLock()
-_STATE: dict[str, Any] = {"token": None}
-_ANALYSES: "OrderedDict[tuple, Any]" = OrderedDict()
-_DAYS: dict[str, list[pd.Timestamp]] = {}
-_QUERIES: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
-_WORKSPACES: dict[str, Workspace] = {}
-_KBS: dict[str, Any] = {}
-
-
-def _scope(token: str | None) -> None:
-    with _LOCK:
-        if token is None or token != _STATE["token"]:
-            _clear()
-            _STATE["token"] = token
-
-
-def _clear() -> None:
-    """Drop every cache of this process and close its knowledge-base connections."""
-    with _LOCK:
-        _ANALYSES.clear()
-        _DAYS.clear()
-        _QUERIES.clear()
-        _WORKSPACES.clear()
-        for kb in _KBS.values():
-            kb.close()
-        _KBS.clear()
-        _STATE["token"] = None
-
-
-def _workspace(root: str) -> Workspace:
-    with _LOCK:
-        ws = _WORKSPACES.get(root)
-        if ws is None:
-            ws = _WORKSPACES[root] = config.open_workspace(root)
-        return ws
-
-
-def _kb(ws: Workspace) -> Any:
-    url = ws.database_url
-    with _LOCK:
-        kb = _KBS.get(url)
-        if kb is None:
-            kb = _KBS[url] = ws.knowledge_base()
-        return kb
-
-
-def _current(ws: Workspace, baseline_start: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp,
-             services: Sequence[str] | None = None) -> tuple[Any, bool]:
-    """(AnalysisResult, from cache) of the window (baseline included), over every service by default."""
-    from .analysis import analyze_window
-    from .evidence import TelemetryWindow
-
-    key = (str(ws.root), None if services is None else tuple(services), baseline_start, start, end,
-           ws.settings.step, ws.settings.detector)
-    with _LOCK:
-        hit = _ANALYSES.get(key)
-        if hit is not None:
-            _ANALYSES.move_to_end(key)
-    if hit is None:
-        # Only the analysis is kept (a few kB); the telemetry frames (tens of MB) are dropped. A
-        # failure is kept too: every incident of the window gets the same error without recomputing.
-        window = TelemetryWindow.from_store(ws.telemetry(), baseline_start, start, end,
-                                            services=None if services is None else list(services),
-                                            step=ws.settings.step)
-        try:
-            hit = analyze_window(window, None, (), detector=ws.settings.detector)
-        except Exception as exc:
-            what = "every service" if services is None else ", ".join(services)
-            hit = _Failure(f"the analysis of {what} over [{_iso(start)}, {_iso(end)}) failed: "
-                           f"{type(exc).__name__}: {exc}")
-        with _LOCK:
-            _ANALYSES[key] = hit
-            while len(_ANALYSES) > CACHE_SIZE:
-                _ANALYSES.popitem(last=False)
-        cached = False
-    else:
-        cached = True
-    if isinstance(hit, _Failure):
-        raise RecheckError(hit.message)
-    return hit, cached
-
-
-def _has_telemetry(ws: Workspace, start: pd.Timestamp, end: pd.Timestamp) -> bool:
-    """Whether any metrics, logs or spans day file overlaps ``[start, end)`` (a folder listing,
-    kept for the run: most past incidents lie before the stored telemetry)."""
-    root = ws.telemetry_dir
-    with _LOCK:
-        days = _DAYS.get(str(root))
-    if days is None:
-        # The store's documented layout: <root>/<table>/day=YYYY-MM-DD/part.parquet.
-        days = sorted({pd.Timestamp(d.name[4:], tz="UTC") for table in ("metrics", "logs", "spans")
-                       for d in (root / table).glob("day=*") if (d / "part.parquet").is_file()})
-        with _LOCK:
-            _DAYS[str(root)] = days
-    first = start.floor("D")
-    return any(first <= day < end for day in days)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    message: str
-
-
-class _CachedStore:
-    """A telemetry store whose queries are memoised for the run (criteria of many incidents ask the
-    same service, metric and span). Frames handed out are shared: callers must not modify them."""
-
-    def __init__(self, store: Any):
-        self.store = store
-        self.root = getattr(store, "root", None)
-
-    def query(self, table: str, start: Any = None, end: Any = None, services: Sequence[str] | None = None,
-              names: Sequence[str] | None = None) -> pd.DataFrame:
-        key = (str(self.root), table, None if start is None else pd.Timestamp(start),
-               None if end is None else pd.Timestamp(end), None if services is None else tuple(services),
-               None if names is None else tuple(names))
-        with _LOCK:
-            hit = _QUERIES.get(key)
-            if hit is not None:
-                _QUERIES.move_to_end(key)
-                return hit
-        frame = self.store.query(table, start, end, services=services, names=names)
-        with _LOCK:
-            _QUERIES[key] = frame
-            while len(_QUERIES) > QUERY_CACHE_SIZE:
-                _QUERIES.popitem(last=False)
-        return frame
 
 
 def _lost(task: tuple, exc: BaseException) -> IncidentCheck:
@@ -966,8 +539,8 @@ def _record(kb: Any, r: IncidentCheck, who: str) -> None:
         evidence: list[dict[str, Any]] = [{
             "kind": "recurrence", "similarity": r.similarity, "threshold": r.threshold, "parts": dict(r.parts),
             "reasons": list(r.reasons), "signature_source": r.signature_source, "services": list(r.services),
-            "baseline": None if r.baseline is None else {"start": _iso(r.baseline[0]), "end": _iso(r.baseline[1])},
-            "onset": _iso(r.onset), "current": r.current, "follow_up_id": r.follow_up_id, "notes": list(r.notes),
+            "baseline": None if r.baseline is None else {"start": iso_utc(r.baseline[0]), "end": iso_utc(r.baseline[1])},
+            "onset": iso_utc(r.onset), "current": r.current, "follow_up_id": r.follow_up_id, "notes": list(r.notes),
         }]
         if r.detection_gap is not None:
             evidence.append({"kind": "detection_gap", **r.detection_gap})
@@ -998,10 +571,10 @@ def _open_follow_up(kb: Any, incident: Any, r: IncidentCheck, suggestions: list[
     why = []
     if "signature" in r.reasons:
         current = r.current or {}
-        why.append(f"its signature came back in [{_iso(r.window[0])}, {_iso(r.window[1])}) with similarity {sim} "
+        why.append(f"its signature came back in [{iso_utc(r.window[0])}, {iso_utc(r.window[1])}) with similarity {sim} "
                    f"(threshold {r.threshold:g}; now origin {current.get('origin')}, cause "
                    f"{current.get('cause')}, symptom {current.get('symptom')})")
-    crit = [c for c in r.criteria if _criterion_reason(c) in r.reasons]
+    crit = [c for c in r.criteria if criterion_reason(c) in r.reasons]
     why += [f"the verification of {c.action_item_id} {c.title!r} ({_landed(c)}) was violated: {c.verdict.explanation}"
             for c in crit]
     text = (f"Opened by the scheduled recheck as the follow-up review of {incident.id} ({incident.title}): "
@@ -1011,11 +584,6 @@ def _open_follow_up(kb: Any, incident: Any, r: IncidentCheck, suggestions: list[
             f"({i}) {s['text']}" for i, s in enumerate(suggestions, start=1))
     kb.add_conclusion(follow.id, kind="summary", text=text, author=who, who=who)
     return follow
-
-
-def _criterion_reason(c: CriterionCheck) -> str:
-    """``criterion <item id> (<item status>)``: whether the fix had landed stays in the reason."""
-    return f"criterion {c.action_item_id} ({c.status})"
 
 
 def _landed(c: CriterionCheck) -> str:
@@ -1041,7 +609,7 @@ def _payload(incident: Any, r: IncidentCheck, suggestions: list[dict[str, Any]])
                    f"{r.follow_up_id} opened",
         "details": {"check_id": r.check_id, "follow_up_id": r.follow_up_id, "similarity": r.similarity,
                     "threshold": r.threshold, "parts": dict(r.parts), "reasons": list(r.reasons),
-                    "window": {"start": _iso(r.window[0]), "end": _iso(r.window[1])}, "onset": _iso(r.onset),
+                    "window": {"start": iso_utc(r.window[0]), "end": iso_utc(r.window[1])}, "onset": iso_utc(r.onset),
                     "current": {k: (r.current or {}).get(k) for k in ("origin", "cause", "symptom")},
                     "violated": [c.to_dict() for c in r.criteria if f"criterion {c.action_item_id}" in r.reasons],
                     "suggestions": [s["text"] for s in suggestions]},
@@ -1085,20 +653,6 @@ def _span(value: Any, name: str) -> pd.Timedelta:
     if pd.isna(span) or span <= pd.Timedelta(0):
         raise RecheckError(f"recheck {name}: expected a positive duration, got {value!r}")
     return span
-
-
-def _utc(value: Any, name: str) -> pd.Timestamp:
-    return schema.aware_time(value, f"recheck {name}", RecheckError)
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        return None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.isoformat().replace("+00:00", "Z")
 
 
 def _human(span: pd.Timedelta) -> str:
