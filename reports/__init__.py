@@ -14,10 +14,11 @@ Every data string reaches a pane through :mod:`workbench.reports.safe` (escaped)
 from .charts import ROBUST_Z, robust_z_scores
 from .export import ReportError, build_report, export_report, external_references, inline_resources, read_meta
 from .views import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView, ImpactView, IncidentHeader,
-                    LinksView, LogsView, MetricsView, Report, TimelineView)
+                    LinksView, LogsView, MetricsView, RecurrenceChecksView, Report, TimelineView)
 
 __all__ = [
     "build_report", "export_report", "ReportError", "Report", "IncidentHeader", "ImpactView", "TimelineView",
-    "MetricsView", "AnomalyHeatmap", "LogsView", "HypothesesView", "ConclusionsView", "ActionItemsView", "LinksView",
+    "MetricsView", "AnomalyHeatmap", "LogsView", "HypothesesView", "ConclusionsView", "ActionItemsView",
+    "RecurrenceChecksView", "LinksView",
     "robust_z_scores", "ROBUST_Z", "inline_resources", "external_references", "read_meta",
 ]

@@ -479,6 +479,44 @@ class ActionItemsView:
 
 
 @dataclass
+class RecurrenceChecksView:
+    """The scheduled recheck's history: one row per recurrence check, newest first.
+
+    Parameters
+    ----------
+    checks : sequence of workbench.store.Check
+        Checks of the incident; those without ``action_item_id`` are the recurrence checks (the
+        action items' own checks are in :class:`ActionItemsView`).
+    limit : int
+        Most rows shown (the section says how many checks there are in all).
+    """
+
+    checks: Sequence[Any] = ()
+    limit: int = 20
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        recurrence = sorted((c for c in self.checks if c.action_item_id is None), key=lambda c: c.at, reverse=True)
+        rows = []
+        for c in recurrence[:self.limit]:
+            facts = next((e for e in c.evidence if isinstance(e, dict) and e.get("kind") == "recurrence"), {})
+            reasons = ", ".join(str(r) for r in facts.get("reasons") or []) or "—"
+            follow = facts.get("follow_up_id")
+            rows.append((when(c.at), fmt("{0} → {1}", when(c.window_start), when(c.window_end)),
+                         badge(c.verdict, _VERDICT_CLASS.get(c.verdict, "")),
+                         "—" if c.score is None else f"{c.score:.2f}", reasons,
+                         fmt("{0}", follow) if follow else "—"))
+        return rows
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        total = sum(c.action_item_id is None for c in self.checks)
+        note = fmt('<p class="muted">{0} recurrence check(s) by the scheduled recheck; the newest {1} shown. Score: '
+                   'similarity of the checked window to this incident\'s signature.</p>', total, min(total, self.limit))
+        body = table(self.rows(), ("checked at", "window (UTC)", "verdict", "score", "why", "follow-up review"),
+                     "not rechecked yet", nowrap=(0, 1))
+        return _section("Recurrence checks", join([note, body]) if total else body, "recurrence-checks")
+
+
+@dataclass
 class LinksView:
     """Runbooks and tickets (http, https and mailto links only)."""
 
@@ -600,6 +638,7 @@ class Report:
             HypothesesView(self.hypotheses),
             ConclusionsView(self.conclusions),
             ActionItemsView(self.action_items, self.checks),
+            RecurrenceChecksView(self.checks),
             LinksView(self.incident.links),
         ]
 

@@ -446,3 +446,31 @@ def test_hostile_service_names_reach_charts_as_data(ws):
     assert set(scores["service"]) == set(HOSTILE_SERVICES)
     assert report.views()[3].chosen_services() == HOSTILE_SERVICES
     pn.panel(report).get_root()
+
+
+def test_recurrence_checks_view_lists_the_recheck_history_newest_first_and_escapes(tmp_path):
+    from workbench.reports import RecurrenceChecksView
+    from workbench.store import KnowledgeBase
+
+    hostile = "<img src=x onerror=window.__pwned=1>"
+    with KnowledgeBase(tmp_path / "kb.sqlite") as kb:
+        inc = kb.create_incident(title="Payments failing", started="2026-11-02T14:03:00Z", services=["payments"],
+                                 who="t")
+        item = kb.add_action_item(inc.id, title="Canary", owner="erin", kind="prevent", who="t")
+        kb.record_check(inc.id, window_start="2026-11-06T04:00Z", window_end="2026-11-06T10:00Z", verdict="clear",
+                        score=0.12, evidence=[{"kind": "recurrence", "reasons": []}], at="2026-11-06T10:07Z")
+        kb.record_check(inc.id, window_start="2026-11-06T10:07Z", window_end="2026-11-06T16:07Z", verdict="recurred",
+                        score=0.7943, evidence=[{"kind": "recurrence", "reasons": ["signature", hostile],
+                                                 "follow_up_id": f"{inc.id}-R1"}], at="2026-11-06T16:07Z")
+        kb.record_check(inc.id, window_start="2026-11-05T16:07Z", window_end="2026-11-06T16:07Z", verdict="holds",
+                        action_item_id=item.id, at="2026-11-06T16:07Z")
+        checks = kb.list_checks(incident_id=inc.id)
+    view = RecurrenceChecksView(checks)
+    rows = view.rows()
+    assert len(rows) == 2  # the action item's own check is not a recurrence check
+    newest = rows[0]
+    assert "recurred" in str(newest[2]) and newest[3] == "0.79" and f"{inc.id}-R1" in str(newest[5])
+    assert "clear" in str(rows[1][2]) and rows[1][4] == "—"
+    html = pn.panel(view).object
+    assert "2 recurrence check(s)" in html and hostile not in html and "&lt;img" in html
+    assert "not rechecked yet" in pn.panel(RecurrenceChecksView(())).object
