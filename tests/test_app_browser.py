@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HOSTILE_STRINGS
-from test_reports_browser import ARGS, ARTIFACTS, CHROMIUM
+from test_reports_browser import ARTIFACTS, CHROMIUM
 
 pytestmark = pytest.mark.browser
 
@@ -135,16 +135,6 @@ def served_auth(ws, tmp_path_factory):
     print(f"\nworkbench serve --basic-auth ready in {ready:.1f} s")
     yield origin
     stop(proc)
-
-
-@pytest.fixture(scope="module")
-def browser(ws):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Session:

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOSTILE_STRINGS, REPO
+from conftest import CHROMIUM, HOSTILE_STRINGS, REPO
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 ARTIFACTS = REPO / "test-artifacts"
 LOCAL_SCHEMES = ("file:", "data:", "blob:")
 
@@ -96,16 +93,6 @@ def reports(ws):
     from workbench.reports import export_report
 
     return {"sample": export_report(ws, SAMPLE_INCIDENT), "hostile": export_report(ws, HOSTILE_INCIDENT)}
-
-
-@pytest.fixture(scope="module")
-def browser(ws):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_report(browser, path: Path, screenshot: str):

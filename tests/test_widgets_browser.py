@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE
-from test_reports_browser import ARGS, ARTIFACTS, CANVAS_STATE, CHROMIUM  # one browser set-up for every browser test
+from test_reports_browser import ARTIFACTS, CANVAS_STATE, CHROMIUM  # one browser set-up for every browser test
 
 pytestmark = pytest.mark.browser
 
@@ -148,37 +148,33 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    from playwright.sync_api import sync_playwright
+def page(lab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    external = []
+    local = (lab["base"], "data:", "blob:", "ws://127.0.0.1", "about:")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        external = []
-        local = (lab["base"], "data:", "blob:", "ws://127.0.0.1", "about:")
+    def route(r):
+        if r.request.url.startswith(local):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
 
-        def route(r):
-            if r.request.url.startswith(local):
-                r.continue_()
-            else:
-                external.append(r.request.url)
-                r.abort()
-
-        page.route("**/*", route)
-        page.external = external
-        page.goto(f"{lab['base']}/lab/tree/review.ipynb?token={lab['token']}")
-        page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=60_000)
-        # Live widgets need a live kernel: run the notebook in the browser, as a reviewer would.
-        page.wait_for_function("() => { const w = window.jupyterapp.shell.currentWidget;"
-                               " return w && w.sessionContext && w.sessionContext.session &&"
-                               " w.sessionContext.session.kernel &&"
-                               " w.sessionContext.session.kernel.connectionStatus === 'connected'; }",
-                               timeout=60_000)
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        yield page
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "widgets-jupyterlab.png"), full_page=True)
-        browser.close()
+    page.route("**/*", route)
+    page.external = external
+    page.goto(f"{lab['base']}/lab/tree/review.ipynb?token={lab['token']}")
+    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=60_000)
+    # Live widgets need a live kernel: run the notebook in the browser, as a reviewer would.
+    page.wait_for_function("() => { const w = window.jupyterapp.shell.currentWidget;"
+                           " return w && w.sessionContext && w.sessionContext.session &&"
+                           " w.sessionContext.session.kernel &&"
+                           " w.sessionContext.session.kernel.connectionStatus === 'connected'; }",
+                           timeout=60_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "widgets-jupyterlab.png"), full_page=True)
+    page.close()
 
 
 def test_a_confirm_click_in_jupyterlab_reaches_the_store(lab, page):
