@@ -9,7 +9,8 @@ likes; a workbench served to a team network holds postmortems, so :func:`provide
 - counts failed attempts per client address (:class:`LoginThrottle`): after :data:`MAX_FAILURES`
   failures within :data:`WINDOW_S` seconds the address gets ``429 Too Many Requests`` with a
   ``Retry-After`` header for :data:`LOCKOUT_S` seconds, without the password being checked; a
-  successful login clears its count.
+  successful login clears its count;
+- sets its cookies ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
 
 The address is Tornado's ``request.remote_ip``: behind a reverse proxy every client shares the
 proxy's address (one client's failures lock out everyone behind it) unless the proxy's
@@ -99,6 +100,13 @@ def provider(password: str, *, login_template: str | None = None, logout_templat
     class Handler(BasicLoginHandler):
         def _validate(self, username: str, given: str) -> bool:
             return hmac.compare_digest(str(given).encode("utf-8"), secret)
+
+        def set_cookie(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+            # Over HTTPS the login cookies never travel in clear text, and no other site posts with them.
+            if self.request.protocol == "https":
+                kwargs.setdefault("secure", True)
+            kwargs.setdefault("samesite", "Lax")
+            super().set_cookie(name, value, *args, **kwargs)
 
         def post(self) -> None:
             key = self.request.remote_ip or "?"

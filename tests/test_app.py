@@ -362,3 +362,66 @@ def test_the_login_handler_refuses_a_locked_out_address_before_checking_the_pass
         holder["loop"].call_soon_threadsafe(holder["server"].stop)
         holder["loop"].call_soon_threadsafe(holder["loop"].stop)
         thread.join(10)
+
+
+def test_login_cookies_are_secure_over_https_and_lax_everywhere(tmp_path):
+    import asyncio
+    import shutil
+    import ssl
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    import tornado.web
+
+    from workbench.reports.auth import provider
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    handler = provider("a-long-enough-password").login_handler
+    plain_port, tls_port = _free_port(), _free_port()
+    started, holder = threading.Event(), {}
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        holder["loop"] = loop
+        application = tornado.web.Application([(r"/login", handler)], cookie_secret="x" * 32)
+        holder["servers"] = [application.listen(plain_port, address="127.0.0.1"),
+                             application.listen(tls_port, address="127.0.0.1", ssl_options=server_ctx)]
+        loop.call_soon(started.set)
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    def cookies(url, context=None):
+        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
+        body = urllib.parse.urlencode({"username": "sre", "password": "a-long-enough-password"}).encode()
+        try:
+            opener.open(url, data=body, timeout=10)
+        except urllib.error.HTTPError as e:  # the 302 after a good login
+            return [c for c in e.headers.get_all("Set-Cookie") if c.startswith(("user=", "id_token="))]
+        raise AssertionError("expected a redirect after the login")
+
+    try:
+        secure = cookies(f"https://127.0.0.1:{tls_port}/login", ssl.create_default_context(cafile=str(cert)))
+        plain = cookies(f"http://127.0.0.1:{plain_port}/login")
+        assert secure and all("Secure" in c and "SameSite=Lax" in c and "HttpOnly" in c for c in secure)
+        assert plain and all("Secure" not in c and "SameSite=Lax" in c for c in plain)
+    finally:
+        for server in holder["servers"]:
+            holder["loop"].call_soon_threadsafe(server.stop)
+        holder["loop"].call_soon_threadsafe(holder["loop"].stop)
+        thread.join(10)
