@@ -231,6 +231,34 @@ def signoff(incident_id: str = typer.Argument(..., help="Incident id."),
         typer.echo(f"{name} ({role}) signed {incident_id} at content hash {record.content_hash}")
 
 
+@app.command()
+def review(incident_id: str = typer.Argument(..., help="Incident id."),
+           confirm: Optional[str] = typer.Option(None, "--confirm", metavar="SERVICE/CAUSE", help="Confirm this hypothesis, e.g. payments/change."),
+           reject: Optional[str] = typer.Option(None, "--reject", metavar="SERVICE/CAUSE", help="Reject this hypothesis."),
+           name: str = typer.Option(..., "--as", help="Who decides (recorded as the reviewer)."),
+           why: str = typer.Option(..., "--why", help="The rationale (required: the next reviewer reads it)."),
+           add: bool = typer.Option(False, "--add", help="Record the cause even if the engine did not propose it."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           as_json: bool = JsonOpt) -> None:
+    """Confirm or reject a root-cause hypothesis (what the notebook's review buttons do)."""
+    from . import review as reviewing
+
+    if (confirm is None) == (reject is None):
+        raise typer.BadParameter("give exactly one of --confirm SERVICE/CAUSE or --reject SERVICE/CAUSE",
+                                 param_hint="--confirm")
+    status = "confirmed" if confirm is not None else "rejected"
+    service, cause = reviewing.parse_pair(confirm if confirm is not None else reject)
+    ws = config.open_workspace(workspace)
+    with ws.knowledge_base() as kb:
+        stored = reviewing.decide(kb, incident_id, service, cause, status, reviewer=name, rationale=why, add=add)
+    if as_json:
+        _echo_json(stored.to_dict())
+    else:
+        rank = "not ranked by the engine" if stored.rank is None else f"ranked #{stored.rank}"
+        typer.echo(f"{incident_id}: {stored.service}/{stored.cause} {stored.status} by {stored.reviewer} "
+                   f"({rank}; version {stored.version})")
+
+
 @app.command("run")
 def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Incident id (or --all)."),
                  template: str = typer.Option("postmortem", help="Template name in notebooks/templates/ or a path to an .ipynb."),
