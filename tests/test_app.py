@@ -2,6 +2,7 @@
 ``workbench serve`` refusals (tests/test_app_browser.py drives it in Chromium)."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import subprocess
@@ -244,19 +245,26 @@ def test_serve_off_loopback_needs_tls_or_an_explicit_proxy_and_refuses_bad_key_p
     assert f"cannot load the certificate {secret}" in capsys.readouterr().err
 
 
-def test_serve_speaks_https_with_a_certificate(ws, tmp_path):
+def _self_signed(folder):
+    """A certificate for 127.0.0.1 and its key, made with openssl (skipped without it)."""
     import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_serve_speaks_https_with_a_certificate(ws, tmp_path):
     import ssl
     import time
     import urllib.error
     import urllib.request
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = _self_signed(tmp_path)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--tls-cert", str(cert),
                              "--tls-key", str(key), "-w", str(ws.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -303,21 +311,16 @@ def test_login_throttle_locks_an_address_out_after_repeated_failures():
     assert throttle.retry_after("10.0.0.1") == 0
 
 
-def test_the_login_handler_refuses_a_locked_out_address_before_checking_the_password():
+@contextlib.contextmanager
+def _login_server(handler, tls=None):
+    """Tornado serving ``handler`` at /login on a free loopback port (and, given an
+    ``ssl.SSLContext`` as ``tls``, on a TLS one too), in a thread; yields ``(port, tls_port)``."""
     import asyncio
     import threading
-    import urllib.error
-    import urllib.parse
-    import urllib.request
 
     import tornado.web
 
-    from workbench.reports.auth import LoginThrottle, provider
-
-    now = [0.0]
-    throttle = LoginThrottle(max_failures=2, window=60, lockout=30, clock=lambda: now[0])
-    handler = provider("a-long-enough-password", throttle=throttle).login_handler
-    port = _free_port()
+    ports = (_free_port(), _free_port() if tls is not None else None)
     started, holder = threading.Event(), {}
 
     def run():
@@ -325,103 +328,79 @@ def test_the_login_handler_refuses_a_locked_out_address_before_checking_the_pass
         asyncio.set_event_loop(loop)
         holder["loop"] = loop
         application = tornado.web.Application([(r"/login", handler)], cookie_secret="x" * 32)
-        holder["server"] = application.listen(port, address="127.0.0.1")
+        holder["servers"] = [application.listen(ports[0], address="127.0.0.1")]
+        if tls is not None:
+            holder["servers"].append(application.listen(ports[1], address="127.0.0.1", ssl_options=tls))
         loop.call_soon(started.set)
         loop.run_forever()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert started.wait(10)
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-
-    def login(password):
-        body = urllib.parse.urlencode({"username": "sre", "password": password}).encode()
-        try:
-            with opener.open(f"http://127.0.0.1:{port}/login", data=body, timeout=10) as r:
-                return r.status, r.headers, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read().decode()
-
     try:
-        for _ in range(2):
-            status, headers, _ = login("wrong password!")
-            assert status == 302 and "error=" in headers["Location"]
-        status, headers, page = login("a-long-enough-password")  # right password, but locked out
-        assert status == 429 and headers["Retry-After"] == "31" and "Too many failed logins" in page
-        assert not headers.get_all("Set-Cookie")
-        now[0] = 31
-        status, headers, _ = login("a-long-enough-password")
-        assert status == 302 and "error=" not in headers["Location"]
-        assert any(c.startswith("user=") for c in headers.get_all("Set-Cookie"))
-    finally:
-        holder["loop"].call_soon_threadsafe(holder["server"].stop)
-        holder["loop"].call_soon_threadsafe(holder["loop"].stop)
-        thread.join(10)
-
-
-def test_login_cookies_are_secure_over_https_and_lax_everywhere(tmp_path):
-    import asyncio
-    import shutil
-    import ssl
-    import threading
-    import urllib.parse
-    import urllib.request
-
-    import tornado.web
-
-    from workbench.reports.auth import provider
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(str(cert), str(key))
-    handler = provider("a-long-enough-password").login_handler
-    plain_port, tls_port = _free_port(), _free_port()
-    started, holder = threading.Event(), {}
-
-    def run():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        holder["loop"] = loop
-        application = tornado.web.Application([(r"/login", handler)], cookie_secret="x" * 32)
-        holder["servers"] = [application.listen(plain_port, address="127.0.0.1"),
-                             application.listen(tls_port, address="127.0.0.1", ssl_options=server_ctx)]
-        loop.call_soon(started.set)
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    def cookies(url, context=None):
-        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
-        body = urllib.parse.urlencode({"username": "sre", "password": "a-long-enough-password"}).encode()
-        try:
-            opener.open(url, data=body, timeout=10)
-        except urllib.error.HTTPError as e:  # the 302 after a good login
-            return [c for c in e.headers.get_all("Set-Cookie") if c.startswith(("user=", "id_token="))]
-        raise AssertionError("expected a redirect after the login")
-
-    try:
-        secure = cookies(f"https://127.0.0.1:{tls_port}/login", ssl.create_default_context(cafile=str(cert)))
-        plain = cookies(f"http://127.0.0.1:{plain_port}/login")
-        assert secure and all("Secure" in c and "SameSite=Lax" in c and "HttpOnly" in c for c in secure)
-        assert plain and all("Secure" not in c and "SameSite=Lax" in c for c in plain)
+        yield ports
     finally:
         for server in holder["servers"]:
             holder["loop"].call_soon_threadsafe(server.stop)
         holder["loop"].call_soon_threadsafe(holder["loop"].stop)
         thread.join(10)
+
+
+def _post_login(url: str, password: str, context=None):
+    """POST the login form without following the redirect: ``(status, headers, body)``."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
+    body = urllib.parse.urlencode({"username": "sre", "password": password}).encode()
+    try:
+        with opener.open(url, data=body, timeout=10) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def test_the_login_handler_refuses_a_locked_out_address_before_checking_the_password():
+    from workbench.reports.auth import LoginThrottle, provider
+
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=2, window=60, lockout=30, clock=lambda: now[0])
+    handler = provider("a-long-enough-password", throttle=throttle).login_handler
+    with _login_server(handler) as (port, _):
+        url = f"http://127.0.0.1:{port}/login"
+        for _ in range(2):
+            status, headers, _ = _post_login(url, "wrong password!")
+            assert status == 302 and "error=" in headers["Location"]
+        status, headers, page = _post_login(url, "a-long-enough-password")  # right password, but locked out
+        assert status == 429 and headers["Retry-After"] == "31" and "Too many failed logins" in page
+        assert not headers.get_all("Set-Cookie")
+        now[0] = 31
+        status, headers, _ = _post_login(url, "a-long-enough-password")
+        assert status == 302 and "error=" not in headers["Location"]
+        assert any(c.startswith("user=") for c in headers.get_all("Set-Cookie"))
+
+
+def test_login_cookies_are_secure_over_https_and_lax_everywhere(tmp_path):
+    import ssl
+
+    from workbench.reports.auth import provider
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(cert), str(key))
+
+    def cookies(url, context=None):
+        status, headers, _ = _post_login(url, "a-long-enough-password", context)
+        assert status == 302, "expected a redirect after the login"
+        return [c for c in headers.get_all("Set-Cookie") if c.startswith(("user=", "id_token="))]
+
+    with _login_server(provider("a-long-enough-password").login_handler, tls=server_ctx) as (plain_port, tls_port):
+        secure = cookies(f"https://127.0.0.1:{tls_port}/login", ssl.create_default_context(cafile=str(cert)))
+        plain = cookies(f"http://127.0.0.1:{plain_port}/login")
+    assert secure and all("Secure" in c and "SameSite=Lax" in c and "HttpOnly" in c for c in secure)
+    assert plain and all("Secure" not in c and "SameSite=Lax" in c for c in plain)
