@@ -31,12 +31,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
 
+def require_browser(*modules: str) -> None:
+    """Skip unless Debian's Chromium, Playwright and ``modules`` are installed (before any set-up)."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    for name in ("playwright", *modules):
+        pytest.importorskip(name)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for every browser test of the session (skipped without it)."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

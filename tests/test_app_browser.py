@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOSTILE_STRINGS
-from test_reports_browser import ARTIFACTS, CHROMIUM
+from conftest import HOSTILE_STRINGS, require_browser
+from test_reports_browser import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
@@ -46,10 +46,7 @@ ALL_TEXT = """() => { const parts = []; const visit = (root) => {
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    pytest.importorskip("panel")
+    require_browser("panel")
     from test_reports import build_workspace
 
     # the reviewed sample incident's baseline and analysis window are all its report reads

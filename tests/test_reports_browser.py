@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHROMIUM, HOSTILE_STRINGS, REPO
+from conftest import HOSTILE_STRINGS, REPO, require_browser
 
 pytestmark = pytest.mark.browser
 
@@ -76,10 +76,7 @@ CANVAS_STATE = """
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    pytest.importorskip("panel")
+    require_browser("panel")
     from test_reports import build_workspace
 
     # the sample incident's baseline and analysis window are all its report reads

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE
-from test_reports_browser import ARTIFACTS, CANVAS_STATE, CHROMIUM  # one browser set-up for every browser test
+from conftest import SAMPLE, require_browser
+from test_reports_browser import ARTIFACTS, CANVAS_STATE  # one browser set-up for every browser test
 
 pytestmark = pytest.mark.browser
 
@@ -74,11 +74,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A workspace with the sample's incident window, an executed notebook, and JupyterLab serving it."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
-    pytest.importorskip("jupyterlab")
-    pytest.importorskip("panel")
+    require_browser("jupyterlab", "panel")
     import nbformat
     from nbclient import NotebookClient
 
