@@ -6,7 +6,7 @@ Usage (from the repo root)::
     python benchmarks/ingest.py --data data/sample --data nezha:../shared/data/nezha-trainticket --json out.json
 
 For each source: a fresh workspace in a temp folder, then
-- ``ingest_s``: wall time of ``workbench.ingest.ingest`` (read + validate + write + incidents),
+- ``ingest_s``: wall time of ``workbench.telemetry.ingest.ingest`` (read + validate + write + incidents),
 - ``rows`` and ``rows_per_s``,
 - ``reingest_s``: the same ingest again (adds nothing; the idempotence check costs this much),
 - ``parquet_read_s``: ``pyarrow.parquet.read_table`` of every Parquet file the ingest wrote (the
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from workbench import config
-from workbench.ingest import ingest
-from workbench.windows import analysis_window
+import workbench
+from workbench.telemetry.ingest import ingest
+from workbench.telemetry.windows import analysis_window
 
 REPO = Path(__file__).resolve().parents[1]
 NEZHA = REPO.parent / "shared" / "data" / "nezha-trainticket"
@@ -36,7 +36,7 @@ NEZHA = REPO.parent / "shared" / "data" / "nezha-trainticket"
 
 def bench_one(url: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
-        ws = config.init(Path(tmp) / "ws")
+        ws = workbench.init(Path(tmp) / "ws")
         t0 = time.perf_counter()
         result = ingest(ws, url, who="benchmark")
         ingest_s = time.perf_counter() - t0

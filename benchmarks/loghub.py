@@ -7,7 +7,7 @@ Usage (from the repo root)::
 
 Every folder of ``--data`` holding a ``*.log_structured.csv`` (loghub's layout: ``LineId, ...,
 Content, EventId, EventTemplate``) is a system. Its ``Content`` column (the message, as loghub
-defines it) is mined with :class:`workbench.logs.TemplateMiner` at its defaults, in file order,
+defines it) is mined with :class:`workbench.signals.logs.TemplateMiner` at its defaults, in file order,
 and compared with ``EventId``:
 
 - **grouping accuracy** (GA, the loghub/Drain definition): a line is correct when the set of lines
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.logs import TemplateMiner
+from workbench.signals.logs import TemplateMiner
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "loghub"

@@ -4,7 +4,7 @@ Usage (from the repo root)::
 
     python benchmarks/nezha.py --data ../shared/data/nezha-trainticket --json nezha.json
 
-Every fault case of the folder is one incident (:meth:`workbench.sources.nezha.NezhaSource.incidents`,
+Every fault case of the folder is one incident (:meth:`workbench.telemetry.sources.nezha.NezhaSource.incidents`,
 which carries no label). Its telemetry runs from the incident's ``window.start`` (the end of the
 previous fault, or the day's first sample) to ``window.end`` (inject time + 3 min) and is cut in
 memory from ONE read of the whole folder (faster than one windowed read per case: the metric
@@ -19,7 +19,7 @@ files start only ~1 min before the fault, so without them the log and span basel
 seconds long. Metrics are never taken from before ``window.start`` (other faults lie there).
 The construct window's times are read from those files' own records, not from a constant.
 
-Labels (:func:`workbench.sources.nezha.load_labels`) are read only to score. The output lists,
+Labels (:func:`workbench.telemetry.sources.nezha.load_labels`) are read only to score. The output lists,
 per case, the fault type, the true service, its rank and the top 3, then AS@1/3/5 (share of
 cases whose true service is within the top k; a service ranked after a tie counts at its worst
 position), the mean rank (services missing from the ranking count as rank = number of services
@@ -41,10 +41,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workbench.evidence import TelemetryWindow  # noqa: E402
-from workbench.localize import localize  # noqa: E402
-from workbench.sources import open_source  # noqa: E402
-from workbench.sources.nezha import load_labels  # noqa: E402
+from workbench.analysis.evidence import TelemetryWindow  # noqa: E402
+from workbench.analysis.localize import localize  # noqa: E402
+from workbench.telemetry.sources import open_source  # noqa: E402
+from workbench.telemetry.sources.nezha import load_labels  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nezha-trainticket"
 #: Seconds the analysis window starts before the incident's ``started`` (README trap 1).

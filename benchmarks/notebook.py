@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from workbench import config, notebook
-from workbench.ingest import ingest
+import workbench
+from workbench.postmortem import runner as notebook
+from workbench.telemetry.ingest import ingest
 
 REPO = Path(__file__).resolve().parents[1]
 ANALYSIS_CALLS = ("pm.evidence", "pm.analysis_notes", "pm.hypotheses", "pm.detection_gap")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="wb-nb-bench-") as tmp:
-        ws = config.init(Path(tmp) / "ws")
+        ws = workbench.init(Path(tmp) / "ws")
         ingest(ws, args.data, who="benchmark")
         runs = []
         for i in range(args.repeat):

@@ -6,7 +6,7 @@ Usage (from the repo root)::
     python benchmarks/prior.py --data ../shared/data/nezha-trainticket --json prior.json
     python benchmarks/prior.py --no-nezha --seeds 5
 
-The ranking (:mod:`workbench.hypotheses`) multiplies a hypothesis' score by
+The ranking (:mod:`workbench.analysis.hypotheses`) multiplies a hypothesis' score by
 ``1 + HISTORY_BONUS * H(s, c)``, where ``H`` is the highest similarity of a past incident whose
 confirmed cause is the same ``(service, cause)``. This benchmark asks whether that prior ranks the
 true cause higher when the history holds what reviewers really confirmed, and whether it does so
@@ -39,7 +39,7 @@ Protocol
    - ``shuffled_sig``: a second control, the permuted pair also written into each signature
      (``with_cause`` of the signature before confirmation), i.e. the knowledge base a team of
      random reviewers would leave behind (origin and cause of the fingerprints permuted too);
-   - ``prior@0.1``, ``prior@0.5``: sensitivity to :data:`workbench.hypotheses.HISTORY_BONUS`
+   - ``prior@0.1``, ``prior@0.5``: sensitivity to :data:`workbench.analysis.hypotheses.HISTORY_BONUS`
      (0.25 is ``prior``), informational only. The module attribute is set inside this process
      for those rankings and restored right after; the shipped constant is not changed.
 4. Measures per incident and condition: the rank of the true ``(service, cause)`` among all
@@ -54,8 +54,8 @@ Protocol
    the condition moved up or down against ``none`` (pair rank, margin).
 5. Sample part (``data/sample``): ingested into a temp workspace. Its six past incidents (no
    telemetry, a confirmed hypothesis in their documents) are history from the start, their
-   signatures built as :func:`workbench.analysis.load_history` builds them for an incident
-   without a stored signature (:func:`workbench.signature.signature_from_incident`). The four
+   signatures built as :func:`workbench.analysis.pipeline.load_history` builds them for an incident
+   without a stored signature (:func:`workbench.analysis.signature.signature_from_incident`). The four
    evaluation incidents (no confirmed cause) have their window read once like ``analyze`` does
    (``analysis_window``/``baseline_window``/``TelemetryWindow.from_store``), are localised once,
    then ranked per condition. Ground truth: ``labels.yaml`` (``root_cause_service``, ``cause``,
@@ -63,7 +63,7 @@ Protocol
 6. Nezha part (``--data``, skipped with a note when absent): each case cut exactly as
    ``benchmarks/nezha.py`` cuts it (its functions are imported: lead 60 s, the construct window's
    logs and spans added to the baseline), localised once, ranked per condition. Ground truth:
-   :func:`workbench.sources.nezha.load_labels`, the fault type mapped by :data:`FAULT_CAUSES`.
+   :func:`workbench.telemetry.sources.nezha.load_labels`, the fault type mapped by :data:`FAULT_CAUSES`.
 
 Reading the controls
 --------------------
@@ -71,7 +71,7 @@ A permutation keeps the set of confirmed pairs, so ``shuffled`` still boosts a p
 confirmed *somewhere* before (a base rate: ``H`` is then the similarity of a random entry, and a
 uniform permutation leaves about one entry with its own pair). ``prior - shuffled`` is what
 matching the *similar* incident adds. ``shuffled_sig`` also moves the origin into the signatures;
-since :func:`workbench.signature.similarity` gives the origin aspect 0.25 of its weight and the
+since :func:`workbench.analysis.signature.similarity` gives the origin aspect 0.25 of its weight and the
 ranking compares against a preliminary signature whose origin is the localiser's top service, an
 entry whose (permuted) pair names that service becomes similar whatever its telemetry: when
 ``shuffled_sig`` gets as much as ``prior``, the gain comes from the label's service agreeing with
@@ -101,12 +101,13 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workbench import correlate  # noqa: E402
-from workbench import hypotheses as hyp_module  # noqa: E402
-from workbench.analysis import analyze_window  # noqa: E402
+import workbench
+from workbench.analysis import correlate  # noqa: E402
+from workbench.analysis import hypotheses as hyp_module  # noqa: E402
+from workbench.analysis.pipeline import analyze_window  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
-from workbench.evidence import ServiceSuspicion, TelemetryWindow  # noqa: E402
-from workbench.signature import PastIncident, Signature, signature_from_incident, with_cause  # noqa: E402
+from workbench.analysis.evidence import ServiceSuspicion, TelemetryWindow  # noqa: E402
+from workbench.analysis.signature import PastIncident, Signature, signature_from_incident, with_cause  # noqa: E402
 
 SAMPLE = REPO / "data" / "sample"
 NEZHA = REPO.parent / "shared" / "data" / "nezha-trainticket"
@@ -403,16 +404,14 @@ def sample_part(sample: Path = SAMPLE, workdir: Path | None = None, *, seeds: in
     """The sample: ingest into a workspace under ``workdir`` (a temp folder when None), then
     :func:`evaluate` its evaluation incidents with its past incidents as the starting history."""
     import yaml
-
-    from workbench import config
-    from workbench.ingest import ingest
-    from workbench.windows import analysis_window, baseline_window
+    from workbench.telemetry.ingest import ingest
+    from workbench.telemetry.windows import analysis_window, baseline_window
 
     labels = {item["id"]: item for item in
               yaml.safe_load((sample / "labels.yaml").read_text(encoding="utf-8"))["incidents"]}
     with tempfile.TemporaryDirectory(prefix="wb-prior-") as tmp:
         t0 = time.perf_counter()
-        ws = config.init(Path(workdir or tmp) / "ws")
+        ws = workbench.init(Path(workdir or tmp) / "ws")
         ingest(ws, str(sample), who="benchmark")
         ingest_s = time.perf_counter() - t0
         kb = ws.knowledge_base()
@@ -460,8 +459,8 @@ def _nezha_benchmark() -> Any:
 def nezha_part(data: Path = NEZHA, *, seeds: int = DEFAULT_SEEDS,
                sensitivity: Sequence[float] = SENSITIVITY) -> dict[str, Any]:
     """Every Nezha case cut as ``benchmarks/nezha.py`` cuts it, then :func:`evaluate` (empty start)."""
-    from workbench.sources import open_source
-    from workbench.sources.nezha import load_labels
+    from workbench.telemetry.sources import open_source
+    from workbench.telemetry.sources.nezha import load_labels
 
     bench = _nezha_benchmark()
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ same window (the steady state: no first-check work, no new follow-ups).
 ``--cold K`` times K incidents without a stored signature (computed from their own window once).
 
 Calibration (``--calibrate``): for each evaluation incident of the sample, the loop's own
-per-incident computation (:func:`workbench.loop.check_incident`) over every ``--window`` window
+per-incident computation (:func:`workbench.loop.checks.check_incident`) over every ``--window`` window
 ending on the hour through the sample's week (after the first day, which is baseline); each
 (incident, window) pair is labelled from ``labels.yaml`` (benchmarks and tests may read it, the
 code never): ``same_cause`` (the window overlaps another evaluation incident with the same root-
@@ -32,7 +32,7 @@ cause service and cause: for the evaluation incidents exactly the labelled ``rec
 ``other`` (it overlaps another evaluation incident) or ``calm``; skipped when inside the incident's
 own window. ``--documents`` adds the six past incidents, known only by their confirmed hypothesis
 (document signatures). Reported: per label, signature kind and incident the max, the 99th and
-50th percentile of the similarity, and how many reach :data:`workbench.loop.RECUR_MIN`.
+50th percentile of the similarity, and how many reach :data:`workbench.loop.checks.RECUR_MIN`.
 """
 from __future__ import annotations
 
@@ -51,10 +51,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from workbench import config, loop
-from workbench.analysis import analyze, read_signature, write_signature
-from workbench.ingest import ingest
-from workbench.windows import analysis_window
+import workbench
+from workbench.loop import rechecks as loop
+from workbench.analysis.pipeline import analyze, read_signature, write_signature
+from workbench.telemetry.ingest import ingest
+from workbench.telemetry.windows import analysis_window
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -73,16 +74,16 @@ CRITERIA = [
 ]
 
 
-def prepare(root: Path, data: Path) -> config.Workspace:
+def prepare(root: Path, data: Path) -> workbench.Workspace:
     """A workspace with ``data`` ingested and the evaluation incidents analysed."""
-    ws = config.init(root)
+    ws = workbench.init(root)
     ingest(ws, str(data), who="benchmark")
     for iid in EVALUATION:
         analyze(ws, iid)
     return ws
 
 
-def add_watch_list(ws: config.Workspace, n: int, *, signatures: bool = True, prefix: str = "BENCH") -> list[str]:
+def add_watch_list(ws: workbench.Workspace, n: int, *, signatures: bool = True, prefix: str = "BENCH") -> list[str]:
     """``n`` copies of the sample's incidents (see the module docstring); returns their ids."""
     kb = ws.knowledge_base()
     try:
@@ -125,7 +126,7 @@ def add_watch_list(ws: config.Workspace, n: int, *, signatures: bool = True, pre
     return ids
 
 
-def fresh_copy(ws: config.Workspace, dest: Path) -> config.Workspace:
+def fresh_copy(ws: workbench.Workspace, dest: Path) -> workbench.Workspace:
     """A copy of the workspace with its own knowledge base and signatures, sharing the telemetry."""
     dest.mkdir(parents=True)
     for item in ws.root.iterdir():
@@ -135,10 +136,10 @@ def fresh_copy(ws: config.Workspace, dest: Path) -> config.Workspace:
             shutil.copytree(item, dest / item.name)
         else:
             shutil.copy2(item, dest / item.name)
-    return config.open_workspace(dest)
+    return workbench.open_workspace(dest)
 
 
-def timed(ws: config.Workspace, *, window: str, workers: int, executor: str = "local", ids=None) -> dict:
+def timed(ws: workbench.Workspace, *, window: str, workers: int, executor: str = "local", ids=None) -> dict:
     t0 = time.perf_counter()
     rep = loop.recheck(ws, ids, all=ids is None, until=UNTIL, window=window, executor=executor, workers=workers)
     wall = time.perf_counter() - t0

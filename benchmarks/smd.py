@@ -12,7 +12,7 @@ no header), ``test_label/<m>.txt`` (one 0/1 per test row) and ``interpretation_l
 ASD's inclusive; ``--segment-end auto`` (default) decides per machine from ``test_label``: ends
 are inclusive when the row at ``end`` is labelled in most segments.
 
-Per machine, ``workbench.detect.score_frame`` runs on the train rows followed by the test rows
+Per machine, ``workbench.signals.detect.score_frame`` runs on the train rows followed by the test rows
 (a synthetic 1-minute UTC index; ``baseline_end`` = first test row), exactly as in the product:
 fit on train, threshold = the ``--quantile`` of the TRAIN scores (no test label is used), score
 test. Reported per machine and as the mean over machines:
@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from workbench import detect  # noqa: E402
+from workbench.signals import detect  # noqa: E402
 
 KEYS = ("f1", "precision", "recall", "roc_auc", "pr_auc", "f1_pa", "event_recall", "false_alert_rate",
         "hitrate@100", "hitrate@150", "hitrate_flagged@150", "seconds")
@@ -110,7 +110,7 @@ def load_machine(data: Path, name: str, segment_end: str = "auto") -> Machine:
 
 def evaluate(machine: Machine, detector: str, params: dict | None = None, quantile: float = 0.995,
              reference_window: int = detect.base.REFERENCE_WINDOW, step: str = "1min") -> dict:
-    """Score one entity through :func:`workbench.detect.score_frame` and compute every metric."""
+    """Score one entity through :func:`workbench.signals.detect.score_frame` and compute every metric."""
     n_train, n_cols = machine.train.shape
     index = pd.date_range("2000-01-01", periods=n_train + len(machine.test), freq=step, tz="UTC")
     columns = [f"m{j + 1}" for j in range(n_cols)]

@@ -13,13 +13,13 @@ times with :func:`workbench.analysis.analyze` (``store=False``) and the median k
 
 - ``read_s``: :meth:`TelemetryWindow.from_store` of ``[baseline start, window end)`` - the time
   to merely read the incident's telemetry;
-- ``detect_s``: :func:`workbench.localize.localize`;
+- ``detect_s``: :func:`workbench.analysis.localize.localize`;
 - ``rank_s``: correlation, ranking, signature and similar incidents;
 - ``total_s``: the whole :func:`analyze` call (knowledge base reads included);
 - ``ratio``: (detect + rank) / read - how many times the analysis costs what reading costs.
 
 Nezha only, the accuracy of the same workspace path (labels from
-:func:`workbench.sources.nezha.load_labels`, read by the benchmark, never by the analysis), scored
+:func:`workbench.telemetry.sources.nezha.load_labels`, read by the benchmark, never by the analysis), scored
 with ``benchmarks/nezha.py``'s ``rank_of`` and ``summary`` so it compares with that benchmark's
 in-memory path: ``rank`` = rank of the injected service among the analysis' suspicions (the
 ranking benchmarks/nezha.py scores), ``rank_hypotheses`` = its rank among the distinct services of
@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+import workbench
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -59,10 +60,9 @@ def _nezha_benchmark():
 
 def prepare(url: str, root: Path) -> tuple[object, float | None]:
     """A workspace at ``root`` holding ``url``'s data (ingest skipped when already there)."""
-    from workbench import config
-    from workbench.ingest import ingest
+    from workbench.telemetry.ingest import ingest
 
-    ws = config.init(root)
+    ws = workbench.init(root)
     kb = ws.knowledge_base()
     try:
         present = bool(kb.list_incidents())
@@ -85,7 +85,7 @@ def evaluation_ids(ws) -> list[str]:
 
 
 def bench(ws, ids: list[str], repeat: int, detector: str | None, labels: dict | None = None) -> list[dict]:
-    from workbench.analysis import analyze
+    from workbench.analysis.pipeline import analyze
 
     nezha = _nezha_benchmark() if labels is not None else None
     if nezha is not None:
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         base = args.workspace_dir or Path(tmp)
         sets = [("sample", str(args.sample), None)]
         if not args.no_nezha and args.nezha.is_dir():
-            from workbench.sources.nezha import load_labels
+            from workbench.telemetry.sources.nezha import load_labels
 
             sets.append(("nezha", f"nezha:{args.nezha}", load_labels(args.nezha)))
         elif not args.no_nezha:

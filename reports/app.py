@@ -37,7 +37,7 @@ from typing import Any
 import panel as pn
 from tornado.ioloop import IOLoop
 
-from workbench.config import Workspace, open_workspace
+from workbench.workspace import Workspace, open_workspace
 from workbench.reports import auth, safe
 from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, filter_options, incident_frame
 from workbench.reports.charts import WIDTH
@@ -86,7 +86,7 @@ LOGOUT_PAGE = """<!DOCTYPE html>
 
 
 def _workspace(workspace: Workspace | str | os.PathLike[str]) -> Workspace:
-    return workspace if isinstance(workspace, Workspace) else open_workspace(workspace)
+    return open_workspace(workspace)
 
 
 class WorkbenchApp:

@@ -1,5 +1,5 @@
 """Cross-incident views of the served app: the incident list, overdue and open action items, and
-the metrics of :mod:`workbench.metrics`.
+the metrics of :mod:`workbench.kpis.metrics`.
 
 The ``*_frame`` functions are pure (core records or results in, a DataFrame of display strings
 out) so a notebook or a test can use them without a server; the views wrap them and render
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import panel as pn
 
-from workbench import metrics
+from workbench.kpis import metrics
 from workbench.store import INCIDENT_STATUSES, SEVERITIES
 
 from . import safe
@@ -67,7 +67,7 @@ def filter_options(incidents: Iterable[Any]) -> dict[str, dict[str, Any]]:
 
     Returns ``{"status": ..., "severity": ..., "service": ..., "label": ...}``; statuses and
     severities in their canonical order, services sorted, labels as ``"key: value"`` ->
-    ``(key, value)`` for the taxonomy keys :data:`workbench.metrics.COUNTED_LABELS`.
+    ``(key, value)`` for the taxonomy keys :data:`workbench.kpis.metrics.COUNTED_LABELS`.
     """
     incidents = list(incidents)
     statuses = {i.status for i in incidents}
@@ -89,7 +89,7 @@ def incident_frame(incidents: Iterable[Any]) -> pd.DataFrame:
     Columns: ``id``, ``title``, ``severity``, ``status``, ``services`` (comma-separated),
     ``started`` (``YYYY-MM-DD HH:MM``, UTC), ``time to detect``, ``time to resolve`` (``unknown``
     when the phase time is missing), ``labels`` (the values of the taxonomy labels
-    :data:`workbench.metrics.COUNTED_LABELS`, in that order, joined by `` · ``).
+    :data:`workbench.kpis.metrics.COUNTED_LABELS`, in that order, joined by `` · ``).
     """
     times = {t.incident_id: t for t in metrics.incident_times(incidents)}
     rows = []
@@ -262,7 +262,7 @@ class ActionItemsOverview:
 @dataclass
 class MetricsOverview:
     """The cross-incident view: durations, incidents per service and label, recurrence, action
-    items and the accuracy ledger (definitions in :mod:`workbench.metrics`)."""
+    items and the accuracy ledger (definitions in :mod:`workbench.kpis.metrics`)."""
 
     summary: metrics.Summary
     ledger: metrics.AccuracyLedger

@@ -1,6 +1,6 @@
 """HoloViews charts of the report and the scores they draw: timeline, key metrics, anomaly heatmap.
 
-Every chart takes unified tables (:mod:`workbench.schema`) whose times are timezone-aware UTC and
+Every chart takes unified tables (:mod:`workbench.telemetry.schema`) whose times are timezone-aware UTC and
 converts them to naive UTC at this edge only: HoloViews draws a datetime axis that carries a
 timezone as an empty plot, without any error (STACK.md). Axes say "UTC".
 
@@ -16,8 +16,8 @@ import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend with
 import numpy as np
 import pandas as pd
 
-from workbench.detect.base import robust_scale
-from workbench.detect.frame import align, sustained_onset
+from workbench.signals.detect.base import robust_scale
+from workbench.signals.detect.frame import align, sustained_onset
 
 #: Events that change the system (marked on metric charts as dashed lines).
 CHANGE_KINDS = ("deploy", "config_change", "feature_flag", "scale")
@@ -32,7 +32,7 @@ Z_CLIP = 10.0
 Z_FLOOR = 2.0
 #: A service's onset on the heatmap: the first sustained run of steps at or above this score.
 ONSET_Z = 5.0
-#: Name of the engine's heatmap score (:func:`workbench.detect.service_scores`), ``{detector}`` filled in.
+#: Name of the engine's heatmap score (:func:`workbench.signals.detect.service_scores`), ``{detector}`` filled in.
 ENGINE = ("{detector} detector: the service's anomaly score over the detector's threshold on its own baseline "
           "(1 = the cut-off, 2 = twice as far)")
 #: Colour scale and onset of each score: (floor, clip, onset). The engine's ratio reaches 1.5 on
@@ -69,11 +69,11 @@ def anomaly_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tup
                    detector: Any = None) -> tuple[pd.DataFrame, str, tuple[float, float, float]]:
     """The heatmap's scores, what they are, and their scale ``(floor, clip, onset)``.
 
-    The engine's (:func:`workbench.detect.service_scores` with ``detector``, the workspace's
+    The engine's (:func:`workbench.signals.detect.service_scores` with ``detector``, the workspace's
     setting), so the chart agrees with the analysis; :func:`robust_z_scores` only when the
     detector could score no service (a baseline too short for it).
     """
-    from workbench import detect
+    from workbench.signals import detect
 
     scores = detect.service_scores(metrics, baseline, window, step=step, detector=detector)
     if not scores.empty:
@@ -87,9 +87,9 @@ def robust_z_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tu
                     step: str = "1min") -> pd.DataFrame:
     """A simple anomaly score per service and step: the largest robust |z| of its metrics.
 
-    For each service, metrics are aligned to ``step`` (:func:`workbench.detect.frame.align`); each
+    For each service, metrics are aligned to ``step`` (:func:`workbench.signals.detect.frame.align`); each
     metric's baseline median and robust scale (1.4826·MAD, with the fallbacks of
-    :func:`workbench.detect.base.robust_scale`) come from the rows in ``baseline``; a step of
+    :func:`workbench.signals.detect.base.robust_scale`) come from the rows in ``baseline``; a step of
     ``window`` scores ``max_m |x_m - median_m| / scale_m``. Services without baseline rows are left
     out (there is nothing to compare with).
 
@@ -138,7 +138,7 @@ def robust_z_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tu
 
 
 def service_order(scores: pd.DataFrame, threshold: float = ONSET_Z) -> list[str]:
-    """Services by their sustained onset (:func:`workbench.detect.frame.sustained_onset` of
+    """Services by their sustained onset (:func:`workbench.signals.detect.frame.sustained_onset` of
     ``score >= threshold``; earliest first), then the rest by their 95th-percentile score: the
     likely origin ends up on top of the heatmap, a lone noisy step does not move a service up."""
     if scores.empty:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import panel as pn
 from bokeh.resources import INLINE
 
-from workbench.config import Workspace, open_workspace
+from workbench.workspace import Workspace, open_workspace
 from workbench.errors import WorkbenchError
 
 from .views import Report
@@ -248,4 +248,4 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _workspace(workspace: Workspace | str | os.PathLike[str]) -> Workspace:
-    return workspace if isinstance(workspace, Workspace) else open_workspace(workspace)
+    return open_workspace(workspace)

@@ -18,9 +18,9 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from workbench import schema
-from workbench.config import Workspace, open_workspace
-from workbench.windows import analysis_window, baseline_window
+from workbench.telemetry import schema
+from workbench.workspace import Workspace, open_workspace
+from workbench.telemetry.windows import analysis_window, baseline_window
 
 from . import charts, safe
 from .safe import Markup, badge, fmt, join, table
@@ -172,7 +172,7 @@ class TimelineView:
     events : pandas.DataFrame
         Unified ``events`` rows (``timestamp``, ``service``, ``kind``, ``summary``).
     window : tuple of pandas.Timestamp, optional
-        ``[start, end)`` of the axis; default :func:`workbench.windows.analysis_window`.
+        ``[start, end)`` of the axis; default :func:`workbench.telemetry.windows.analysis_window`.
     """
 
     incident: Any
@@ -312,7 +312,7 @@ class LogsView:
 
     def templates(self) -> pd.DataFrame:
         """``service``, ``template``, ``count``, ``first_seen``, ``example`` of WARN+ lines."""
-        from workbench.logs import mine  # drain3 costs an import only when logs are shown
+        from workbench.signals.logs import mine  # drain3 costs an import only when logs are shown
 
         cols = ["service", "template", "count", "first_seen", "example"]
         bad = self.logs[self.logs["severity"].isin(["WARN", "ERROR", "FATAL"])] if not self.logs.empty else self.logs
@@ -540,7 +540,7 @@ class Report:
     Attributes
     ----------
     events, metrics, logs : pandas.DataFrame
-        Unified tables (:mod:`workbench.schema`): events of the analysis window, metrics of the
+        Unified tables (:mod:`workbench.telemetry.schema`): events of the analysis window, metrics of the
         baseline and the analysis window, logs of the incident's services (all services when it
         names none) while it lasted.
     scores : pandas.DataFrame or None
@@ -548,7 +548,7 @@ class Report:
     detector : str or None
         Metric detector of the engine's scores (the workspace's ``detector`` setting).
     window, baseline : tuple of pandas.Timestamp
-        Default :func:`workbench.windows.analysis_window` / :func:`~workbench.windows.baseline_window`.
+        Default :func:`workbench.telemetry.windows.analysis_window` / :func:`~workbench.telemetry.windows.baseline_window`.
     step : str
         Alignment step of the robust-z scores (the workspace's ``step`` setting).
     """
@@ -581,7 +581,7 @@ class Report:
         NotFoundError
             No incident ``incident_id`` in the workspace's knowledge base.
         """
-        ws = workspace if isinstance(workspace, Workspace) else open_workspace(workspace)
+        ws = open_workspace(workspace)
         kb = ws.knowledge_base()
         try:
             incident = kb.get_incident(incident_id)

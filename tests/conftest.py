@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import workbench
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -62,6 +63,5 @@ def shared_data() -> Path:
 @pytest.fixture
 def workspace(tmp_path):
     """A fresh, initialised workspace in a temp folder."""
-    from workbench import config
 
-    return config.init(tmp_path / "ws")
+    return workbench.init(tmp_path / "ws")

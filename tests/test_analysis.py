@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from workbench import config
-from workbench.analysis import AnalysisError, analyze, load_history, read_signature, signature_path
+import workbench
+from workbench.analysis.pipeline import AnalysisError, analyze, load_history, read_signature, signature_path
 from workbench.cli import main
 from workbench.errors import NotFoundError, WorkbenchError
-from workbench.ingest import ingest
-from workbench.signature import signature_from_incident, similarity
+from workbench.telemetry.ingest import ingest
+from workbench.analysis.signature import signature_from_incident, similarity
 
 from conftest import SAMPLE
 
@@ -33,7 +33,7 @@ def labels() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     """The sample ingested once, every evaluation incident analysed and stored once."""
-    ws = config.init(tmp_path_factory.mktemp("analysis") / "ws")
+    ws = workbench.init(tmp_path_factory.mktemp("analysis") / "ws")
     ingest(ws, str(SAMPLE), who="test")
     results = {iid: analyze(ws, iid) for iid in EVALUATION}
     return ws, results

@@ -18,10 +18,11 @@ pn = pytest.importorskip("panel")
 from conftest import HOSTILE_STRINGS  # noqa: E402
 from test_reports import (HOSTILE_INCIDENT, HOSTILE_SERVICES, HOSTILE_SHOWN, HOSTILE_TITLE,  # noqa: E402
                           add_hostile_incident)
+import workbench
 from workbench.errors import NotFoundError  # noqa: E402
 from workbench.reports.app import TABS, WorkbenchApp, app, serve  # noqa: E402
-from workbench.reports.app_views import (ANY, ActionItemsOverview, MetricsOverview, filter_options,  # noqa: E402
-                                         incident_frame, open_items_frame, overdue_frame, owner_frame, seconds_text)
+from workbench.reports.app_views import (ANY, ActionItemsOverview, MetricsOverview, filter_options, incident_frame,
+                                         open_items_frame, overdue_frame, owner_frame, seconds_text)
 
 TODAY = date(2026, 11, 27)
 
@@ -29,9 +30,8 @@ TODAY = date(2026, 11, 27)
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """The hostile incident and three plain ones: one without a resolved time, two labelled."""
-    from workbench import config
 
-    ws = config.init(tmp_path_factory.mktemp("app") / "ws")
+    ws = workbench.init(tmp_path_factory.mktemp("app") / "ws")
     add_hostile_incident(ws)
     with ws.knowledge_base() as kb:
         kb.create_incident(id="INC-A", title="Checkout errors", started="2026-10-01T10:00:00Z",
@@ -177,14 +177,13 @@ def test_filters_narrow_the_list_through_the_knowledge_base(ws, records):
 
 
 def test_app_opens_on_the_report_of_a_given_incident_and_refuses_unknown_ones(ws, tmp_path):
-    from workbench import config
 
     assert app(ws, "INC-A") is not None
     with pytest.raises(NotFoundError):
         app(ws, "INC-NOPE")
     with pytest.raises(NotFoundError):
         serve(ws, incident_id="INC-NOPE", port=1)  # before any server starts
-    empty = app(config.init(tmp_path / "empty"))
+    empty = app(workbench.init(tmp_path / "empty"))
     assert "No incidents" in empty.object
 
 

@@ -10,6 +10,7 @@ import pytest
 import typer
 
 from conftest import SAMPLE
+import workbench
 from workbench.cli import app, main
 
 
@@ -47,10 +48,9 @@ def run(args, ws, capsys, code=0):
 @pytest.fixture(scope="module")
 def sample_ws(tmp_path_factory):
     """A workspace with the committed sample ingested once (about 10 s)."""
-    from workbench import config
-    from workbench.ingest import ingest
+    from workbench.telemetry.ingest import ingest
 
-    ws = config.init(tmp_path_factory.mktemp("cli") / "ws")
+    ws = workbench.init(tmp_path_factory.mktemp("cli") / "ws")
     result = ingest(ws, str(SAMPLE))
     return ws, result
 

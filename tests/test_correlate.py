@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import correlate
-from workbench.correlate import Topology, changes_before, changes_for, onset_order
-from workbench.evidence import ServiceSuspicion
+from workbench.analysis import correlate
+from workbench.analysis.correlate import Topology, changes_before, changes_for, onset_order
+from workbench.analysis.evidence import ServiceSuspicion
 
 T0 = pd.Timestamp("2026-11-02T14:03:00Z")
 
@@ -62,7 +62,7 @@ def test_changes_before_window_lag_and_no_change_after_onset():
 def test_changes_before_every_service_and_naive_onset_refused():
     found = changes_before(EVENTS, None, T0)
     assert {"payments", "catalog"} <= set(found["service"])
-    with pytest.raises(ValueError, match="timezone"):
+    with pytest.raises(ValueError, match="no time zone"):
         changes_before(EVENTS, "payments", pd.Timestamp("2026-11-02T14:03:00"))
 
 

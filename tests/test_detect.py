@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import detect
-from workbench.detect import DetectionError
+from workbench.signals import detect
+from workbench.signals.detect import DetectionError
 from workbench.errors import SchemaError, UnknownNameError, WorkbenchError
 
 from conftest import REPO
@@ -383,6 +383,6 @@ def test_asd_segment_ends_are_detected_as_inclusive(shared_data):
 
 def test_workspace_default_detector_is_the_benchmarked_default():
     from workbench.config import Settings
-    from workbench.detect import DEFAULT_DETECTOR
+    from workbench.signals.detect import DEFAULT_DETECTOR
 
     assert Settings().detector == DEFAULT_DETECTOR

@@ -1,4 +1,4 @@
-"""workbench.executors.fan_out: every executor gives the same results; a dead worker is reported, not lost."""
+"""workbench.loop.executors.fan_out: every executor gives the same results; a dead worker is reported, not lost."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from workbench.executors import ExecutorError, fan_out
+from workbench.loop.executors import ExecutorError, fan_out
 
 TASKS = [(2, i) for i in range(7)]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import schema
-from workbench.evidence import Evidence, ServiceSuspicion, TelemetryWindow
-from workbench.hypotheses import Hypothesis, PastIncident, rank, similar_incidents
-from workbench.signature import signature_from_document
+from workbench.telemetry import schema
+from workbench.analysis.evidence import Evidence, ServiceSuspicion, TelemetryWindow
+from workbench.analysis.hypotheses import Hypothesis, PastIncident, rank, similar_incidents
+from workbench.analysis.signature import signature_from_document
 
 T0 = pd.Timestamp("2026-11-02T14:03:00Z")
 START = T0 - pd.Timedelta(minutes=60)

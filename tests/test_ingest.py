@@ -8,7 +8,7 @@ import json
 import pytest
 
 from workbench.errors import SchemaError, SourceError
-from workbench.ingest import ingest
+from workbench.telemetry.ingest import ingest
 
 HEADER = "timestamp,service,environment,name,value\n"
 GOOD = "2026-11-01T00:00:00Z,checkout,production,cpu,0.5\n"

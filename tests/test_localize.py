@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import schema
-from workbench.evidence import EVIDENCE_KINDS, ServiceSuspicion, TelemetryWindow
-from workbench.localize import localization, localize
+from workbench.telemetry import schema
+from workbench.analysis.evidence import EVIDENCE_KINDS, ServiceSuspicion, TelemetryWindow
+from workbench.analysis.localize import localization, localize
 
 REPO = Path(__file__).resolve().parents[1]
 NEZHA = REPO.parent / "shared" / "data" / "nezha-trainticket"
@@ -186,8 +186,8 @@ CASES = ["nezha-20230129-0903", "nezha-20230129-1104", "nezha-20230129-1331"]
 def test_nezha_cases_put_the_injected_service_in_the_top_three():
     if not (NEZHA / "rca_data").is_dir():
         pytest.skip("../shared/data/nezha-trainticket is not beside the repo")
-    from workbench.sources import open_source
-    from workbench.sources.nezha import load_labels
+    from workbench.telemetry.sources import open_source
+    from workbench.telemetry.sources.nezha import load_labels
 
     spec = importlib.util.spec_from_file_location("nezha_benchmark", REPO / "benchmarks" / "nezha.py")
     bench = importlib.util.module_from_spec(spec)
@@ -216,9 +216,9 @@ def test_a_window_of_one_service_without_edges_does_not_crash(tmp_path):
     """Spans of one service (no caller/callee edges) once crashed span ranking (object-dtype nlargest)."""
     import pandas as pd
 
-    from workbench import schema
-    from workbench.evidence import TelemetryWindow
-    from workbench.localize import localize
+    from workbench.telemetry import schema
+    from workbench.analysis.evidence import TelemetryWindow
+    from workbench.analysis.localize import localize
 
     t0 = pd.Timestamp("2026-11-01T00:00:00Z")
     rows = []

@@ -7,10 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import schema
+from workbench.telemetry import schema
 from workbench.errors import SchemaError
-from workbench.logs import (DEFAULT_MASKS, TemplateMiner, error_templates, mine, new_templates,
-                            template_counts)
+from workbench.signals.logs import DEFAULT_MASKS, TemplateMiner, error_templates, mine, new_templates, template_counts
 
 REPO = Path(__file__).resolve().parents[1]
 LOGHUB = REPO.parent / "shared" / "data" / "loghub"

@@ -13,11 +13,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from workbench import config, postmortem, suggestions
-from workbench.analysis import analyze, read_signature, signature_path
+import workbench
+from workbench import config
+from workbench.postmortem import chapters as postmortem
+from workbench.loop import suggestions
+from workbench.analysis.pipeline import analyze, read_signature, signature_path
 from workbench.errors import NotFoundError, StoreError
-from workbench.ingest import ingest
-from workbench.loop import RECUR_MIN, RecheckError, check_incident, recheck, resolve_until
+from workbench.telemetry.ingest import ingest
+from workbench.loop.rechecks import RECUR_MIN, RecheckError, check_incident, recheck, resolve_until
 from workbench.store import KnowledgeBase
 
 from conftest import SAMPLE
@@ -36,10 +39,10 @@ def labels() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     """The sample ingested, INC-20261102-001 analysed (signature stored) and under watch."""
-    ws = config.init(tmp_path_factory.mktemp("loop") / "pristine")
+    ws = workbench.init(tmp_path_factory.mktemp("loop") / "pristine")
     with open(ws.root / config.CONFIG_FILE, "a", encoding="utf-8") as fh:
         fh.write(WEBHOOKS)
-    ws = config.open_workspace(ws.root)
+    ws = workbench.open_workspace(ws.root)
     ingest(ws, str(SAMPLE), who="test")
     analyze(ws, ORIGINAL)
     with ws.knowledge_base() as kb:
@@ -51,7 +54,7 @@ def pristine(tmp_path_factory):
 def _copy(ws, tmp_path_factory, name):
     dest = tmp_path_factory.mktemp(name) / "ws"
     shutil.copytree(ws.root, dest)
-    return config.open_workspace(dest)
+    return workbench.open_workspace(dest)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +234,7 @@ class _FailingOutbox(KnowledgeBase):
 
 
 def test_status_follow_up_check_and_notification_commit_together(pristine, until, tmp_path_factory):
-    from workbench.loop import _record
+    from workbench.loop.rechecks import _record
 
     ws = _copy(pristine, tmp_path_factory, "atomic")
     result = check_incident(ws.root, ORIGINAL, until - pd.Timedelta(hours=6), until)

@@ -21,12 +21,12 @@ open due 03-01 (overdue); b1 (B, web) wont_do; b2 (B, web) done on 03-01 then re
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from workbench import metrics
+from workbench.kpis import metrics
 from workbench.errors import NotFoundError, StoreError
 from workbench.store import KnowledgeBase
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import schema
+from workbench.telemetry import schema
 from workbench.errors import ConfigError, SourceError, UnknownNameError
-from workbench.sources import open_source
-from workbench.sources.nezha import load_labels, service_of
+from workbench.telemetry.sources import open_source
+from workbench.telemetry.sources.nezha import load_labels, service_of
 
 NEZHA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nezha-trainticket"
 LABEL_KEYS = {"inject_pod", "inject_type", "inject_time", "inject_timestamp", "labels", "fault_type", "pod"}
@@ -237,7 +237,7 @@ def _dataset(root: Path, faults: list[str] | None = None) -> Path:
 
 def test_small_data_set_maps_every_table(tmp_path, caplog):
     source = open_source(f"nezha:{_dataset(tmp_path)}")
-    with caplog.at_level(logging.WARNING, logger="workbench.sources.nezha"):
+    with caplog.at_level(logging.WARNING, logger="workbench.telemetry.sources.nezha"):
         tel = source.read()
     logs = tel.logs.set_index(tel.logs["timestamp"].dt.strftime("%H:%M:%S.%f"))
     assert list(logs["severity"]) == ["INFO", "ERROR", "INFO", "WARN"]

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import HOSTILE_STRINGS, SAMPLE
-from workbench import notebook
+import workbench
+from workbench.postmortem import runner as notebook
+from workbench.postmortem import templates
 from workbench.errors import MissingDependencyError, NotFoundError, TemplateParameterError, UnknownNameError
-from workbench.notebook import NotebookExecutionError
+from workbench.postmortem.runner import NotebookExecutionError
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
@@ -30,10 +32,9 @@ BANNED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.Asyn
 @pytest.fixture(scope="module")
 def sample_ws(tmp_path_factory):
     """A workspace with the committed sample ingested once."""
-    from workbench import config
-    from workbench.ingest import ingest
+    from workbench.telemetry.ingest import ingest
 
-    ws = config.init(tmp_path_factory.mktemp("notebook") / "ws")
+    ws = workbench.init(tmp_path_factory.mktemp("notebook") / "ws")
     ingest(ws, str(SAMPLE))
     return ws
 
@@ -87,7 +88,7 @@ def _runs(ws, incident_id=None):
 
 @pytest.mark.parametrize("name", ["postmortem", "recurrence"])
 def test_templates_follow_the_notebook_rules(name):
-    raw = json.loads(notebook.template_path(name).read_text(encoding="utf-8"))
+    raw = json.loads(templates.template_path(name).read_text(encoding="utf-8"))
     tagged = [c for c in raw["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
     for cell in raw["cells"]:
@@ -95,14 +96,14 @@ def test_templates_follow_the_notebook_rules(name):
             source = "".join(cell["source"])
             assert not [n for n in ast.walk(ast.parse(source)) if isinstance(n, BANNED)], source
             assert cell["outputs"] == [] and cell["execution_count"] is None
-    assert notebook.lint_template(name) == []
+    assert templates.lint_template(name) == []
 
 
 def test_template_parameters_are_the_declared_defaults():
-    assert notebook.template_parameters("postmortem") == {
+    assert templates.template_parameters("postmortem") == {
         "incident_id": "", "workspace": "", "window_start": None, "window_end": None, "baseline_hours": 24,
         "detector": None, "output_dir": None, "note": ""}
-    assert notebook.template_parameters("recurrence") == {
+    assert templates.template_parameters("recurrence") == {
         "incident_id": "", "workspace": "", "since": None, "window_hours": 24}
 
 
@@ -113,7 +114,7 @@ def test_lint_names_every_broken_rule(tmp_path):
     nb.cells = [first, second]
     path = tmp_path / "two.ipynb"
     nbformat.write(nb, str(path))
-    assert "exactly one cell tagged 'parameters', found 2" in notebook.lint_template(path)[0]
+    assert "exactly one cell tagged 'parameters', found 2" in templates.lint_template(path)[0]
 
     params = nbformat.v4.new_code_cell('incident_id = ""\nworkspace = ""')
     params.metadata["tags"] = ["parameters"]
@@ -121,14 +122,14 @@ def test_lint_names_every_broken_rule(tmp_path):
     looped.outputs = [nbformat.v4.new_output("stream", name="stdout", text="0\n")]
     nb.cells = [params, nbformat.v4.new_code_cell("def f():\n    return [x for x in ()]"), looped]
     nbformat.write(nb, str(path))
-    problems = "\n".join(notebook.lint_template(path))
+    problems = "\n".join(templates.lint_template(path))
     assert "FunctionDef" in problems and "ListComp" in problems and "For" in problems
     assert "stored outputs" in problems and "execution count" in problems
 
 
 def test_unknown_template_suggests_the_close_name():
     with pytest.raises(UnknownNameError, match="did you mean 'postmortem'"):
-        notebook.template_path("postmortm")
+        templates.template_path("postmortm")
 
 
 # --------------------------------------------------------------------------- parameters (no kernel)
@@ -156,12 +157,12 @@ def test_unknown_template_suggests_the_close_name():
 ])
 def test_unsafe_parameters_are_refused(params, message):
     with pytest.raises(TemplateParameterError, match=message):
-        notebook.validate_parameters("postmortem", params)
+        templates.validate_parameters("postmortem", params)
 
 
 def test_allowed_values_come_back_as_copies():
     value = {"k": [1, 2.5, None, True, "t", {"n": []}]}
-    checked = notebook.validate_parameters("postmortem", {"output_dir": value, "note": "x"})
+    checked = templates.validate_parameters("postmortem", {"output_dir": value, "note": "x"})
     assert checked == {"output_dir": value, "note": "x"}
     assert checked["output_dir"] is not value and checked["output_dir"]["k"] is not value["k"]
 
@@ -318,9 +319,8 @@ def test_run_many_carries_on_past_failures(sample_ws, tiny_template):
 
 def test_workspace_folder_with_braces(tmp_path, tiny_template):
     # papermill formats paths with the parameters: braces in a folder name must stay braces.
-    from workbench import config
 
-    ws = config.init(tmp_path / "ws{incident_id}")
+    ws = workbench.init(tmp_path / "ws{incident_id}")
     with ws.knowledge_base() as kb:
         kb.create_incident(id="INC-1", title="t", started="2026-11-02T14:03:00Z", services=["a"], who="test")
     result = notebook.run(ws, "INC-1", tiny_template)

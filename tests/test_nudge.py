@@ -7,7 +7,7 @@ import pytest
 
 from workbench import config
 from workbench.errors import ConfigError, StoreError
-from workbench.nudge import load_config, nudge, overdue
+from workbench.loop.nudge import load_config, nudge, overdue
 from workbench.store import KnowledgeBase
 
 CONFIG = """

@@ -16,8 +16,8 @@ import pytest
 
 from workbench import config
 from workbench.errors import ConfigError, ConflictError, NotFoundError, StoreError
-from workbench.outbox import (Backoff, Webhook, attach, body_bytes, deliver, describe, list_outbox, load_webhooks,
-                              resend, targets_for, verify_signature)
+from workbench.loop.notify import (Backoff, Webhook, attach, body_bytes, deliver, describe, list_outbox,
+                                   load_webhooks, resend, targets_for, verify_signature)
 from workbench.store import KnowledgeBase
 
 SECRET = "s3cret-for-tests"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.signature import PastIncident, Signature
+from workbench.analysis.signature import PastIncident, Signature
 
 from conftest import REPO, SAMPLE
 

@@ -16,11 +16,12 @@ import pytest
 pn = pytest.importorskip("panel")
 
 from conftest import HOSTILE_STRINGS, SAMPLE  # noqa: E402
-from workbench import config, schema  # noqa: E402
+import workbench
+from workbench.telemetry import schema  # noqa: E402
 from workbench.errors import NotFoundError  # noqa: E402
-from workbench.reports import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView,  # noqa: E402
-                               ImpactView, IncidentHeader, LinksView, LogsView, MetricsView, Report, TimelineView,
-                               build_report, export_report, inline_resources, read_meta, robust_z_scores, safe)
+from workbench.reports import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView, ImpactView,
+                               IncidentHeader, LinksView, LogsView, MetricsView, Report, TimelineView, build_report,
+                               export_report, inline_resources, read_meta, robust_z_scores, safe)
 from workbench.reports.export import panel_dist  # noqa: E402
 
 SAMPLE_INCIDENT = "INC-20261102-001"
@@ -46,7 +47,7 @@ HOSTILE_SHOWN = {
 
 # --------------------------------------------------------------------------- workspace builders
 
-def review_sample_incident(ws: config.Workspace, incident_id: str = SAMPLE_INCIDENT) -> None:
+def review_sample_incident(ws: workbench.Workspace, incident_id: str = SAMPLE_INCIDENT) -> None:
     """Give a sample incident a reviewed postmortem: cause, alternatives, lessons, actions, sign-off."""
     kb = ws.knowledge_base()
     try:
@@ -86,7 +87,7 @@ def review_sample_incident(ws: config.Workspace, incident_id: str = SAMPLE_INCID
         kb.close()
 
 
-def add_hostile_incident(ws: config.Workspace) -> str:
+def add_hostile_incident(ws: workbench.Workspace) -> str:
     """An incident whose every data string is hostile, with metrics, events and logs."""
     start = HOSTILE_START
     steps = pd.date_range(start - pd.Timedelta(hours=26), start + pd.Timedelta(hours=2), freq="1min")
@@ -146,12 +147,12 @@ def add_hostile_incident(ws: config.Workspace) -> str:
     return HOSTILE_INCIDENT
 
 
-def build_workspace(root: Path, start: str | None = None, end: str | None = None) -> config.Workspace:
+def build_workspace(root: Path, start: str | None = None, end: str | None = None) -> workbench.Workspace:
     """The sample ingested (all of it, or ``[start, end)``), one sample incident reviewed, and the
     hostile incident."""
-    from workbench.ingest import ingest
+    from workbench.telemetry.ingest import ingest
 
-    ws = config.init(root)
+    ws = workbench.init(root)
     ingest(ws, str(SAMPLE), start=None if start is None else pd.Timestamp(start),
            end=None if end is None else pd.Timestamp(end))
     review_sample_incident(ws)
@@ -160,7 +161,7 @@ def build_workspace(root: Path, start: str | None = None, end: str | None = None
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> config.Workspace:
+def ws(tmp_path_factory) -> workbench.Workspace:
     return build_workspace(tmp_path_factory.mktemp("reports") / "ws")
 
 
@@ -348,7 +349,7 @@ def test_app_picks_an_incident(ws, tmp_path):
     view.get_root()
     with pytest.raises(NotFoundError, match="INC-NOPE"):
         app(ws, "INC-NOPE")
-    assert "No incidents" in app(config.init(tmp_path / "empty")).object
+    assert "No incidents" in app(workbench.init(tmp_path / "empty")).object
 
 
 # --------------------------------------------------------------------------- safe

@@ -1,13 +1,14 @@
-"""Reviewing hypotheses without JupyterLab: `workbench review` and workbench.review.decide."""
+"""Reviewing hypotheses without JupyterLab: `workbench review` and workbench.postmortem.review.decide."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
+import workbench
 from workbench.cli import main
 from workbench.errors import NotFoundError, StoreError
-from workbench.review import ReviewError, decide, parse_pair
+from workbench.postmortem.review import ReviewError, decide, parse_pair
 from workbench.store import KnowledgeBase
 
 
@@ -52,9 +53,8 @@ def test_a_pair_needs_service_and_cause(text):
 
 
 def test_the_cli_confirms_and_reports(tmp_path, capsys):
-    from workbench import config
 
-    ws = config.init(tmp_path / "ws")
+    ws = workbench.init(tmp_path / "ws")
     with ws.knowledge_base() as store:
         inc = store.create_incident(title="Orders slow", started="2026-11-03T10:42:00Z", services=["orders"], who="t")
         store.add_hypothesis(inc.id, service="orders", cause="change", summary="config", score=0.8, rank=1, who="t")

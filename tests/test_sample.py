@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from workbench import schema
-from workbench.sample import FILES, generate
+from workbench.telemetry import schema
+from workbench.telemetry.sample import FILES, generate
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 EVAL_KEYS = {"id", "title", "severity", "status", "environment", "services", "started", "detected", "mitigated",
@@ -181,7 +181,7 @@ def test_incident_documents_pass_the_store_validation():
 
 
 def test_files_source_reads_the_sample_through_its_manifest(sample):
-    sources = pytest.importorskip("workbench.sources")
+    sources = pytest.importorskip("workbench.telemetry.sources")
     telemetry = sources.open_source(str(SAMPLE)).read()
     assert {t: len(f) for t, f in telemetry.tables().items()} == {t: len(f) for t, f in sample.items()}
     assert len(telemetry.incidents) == len(list((SAMPLE / "incidents").glob("*.yaml")))

@@ -24,9 +24,10 @@ import yaml
 
 from conftest import SAMPLE
 from test_outbox import SECRET, Receiver
+import workbench
 from workbench import config
 from workbench.cli import main
-from workbench.windows import analysis_window
+from workbench.telemetry.windows import analysis_window
 
 ORIGINAL = "INC-20261102-001"
 #: cron's ``7 * * * *`` on the recurrence's day: before it (14:07, 15:07), during and after it.
@@ -75,7 +76,7 @@ def scheduled(tmp_path_factory, receiver):
     for incident_id, truth in labels.items():
         _confirm_as_reviewer(ws, incident_id, truth)
     # A fix of the orders incident (done) with a criterion the following days must hold.
-    with config.open_workspace(ws).knowledge_base() as kb:
+    with workbench.open_workspace(ws).knowledge_base() as kb:
         kb.add_action_item("INC-20261103-001", title="Pool size changes need review", owner="dave", kind="prevent",
                            status="done", who="carol",
                            verification={"signal": "metric", "service": "orders", "metric": "db_pool_usage",
@@ -112,7 +113,7 @@ def _cron(ws: Path, until: pd.Timestamp) -> dict:
 
 
 def _own_end(ws: Path, incident_id: str) -> pd.Timestamp:
-    with config.open_workspace(ws).knowledge_base() as kb:
+    with workbench.open_workspace(ws).knowledge_base() as kb:
         return analysis_window(kb.get_incident(incident_id))[1]
 
 
@@ -122,7 +123,7 @@ def _results(run: dict) -> dict[str, dict]:
 
 def test_every_scheduled_run_checks_every_watched_incident_and_records_it(scheduled):
     ws, labels, runs, _ = scheduled
-    with config.open_workspace(ws).knowledge_base() as kb:
+    with workbench.open_workspace(ws).knowledge_base() as kb:
         for incident_id in labels:
             checks = [c for c in kb.list_checks(incident_id) if c.action_item_id is None]
             # a run whose window would end inside the incident's own window checks nothing for it
@@ -147,7 +148,7 @@ def test_the_recurrence_is_flagged_from_the_first_run_that_sees_it_and_opens_one
     flagged = [u for u, v in verdicts.items() if v == "recurred"]
     assert flagged and flagged[0] == min(u for u in SCHEDULE if u > onset)  # the next hourly run after the onset
     assert all(u in flagged for u in SCHEDULE if u > flagged[0])  # and every run while it is in the window
-    with config.open_workspace(ws).knowledge_base() as kb:
+    with workbench.open_workspace(ws).knowledge_base() as kb:
         assert kb.get_incident(ORIGINAL).status == "recurred"
         follow_ups = kb.list_incidents(follow_up_of=ORIGINAL)
     assert [f.id for f in follow_ups] == [f"{ORIGINAL}-R1"]  # one episode, one review, however many runs saw it
@@ -159,14 +160,14 @@ def test_other_incidents_stay_clear_in_every_run(scheduled, incident_id):
     ws, _, runs, _ = scheduled
     seen = [_results(run)[incident_id] for run in runs.values()]
     assert all(r["verdict"] in ("clear", None) for r in seen)
-    with config.open_workspace(ws).knowledge_base() as kb:
+    with workbench.open_workspace(ws).knowledge_base() as kb:
         assert kb.get_incident(incident_id).status == "resolved"
         assert kb.list_incidents(follow_up_of=incident_id) == []
 
 
 def test_the_done_fix_is_verified_by_every_run(scheduled):
     ws, _, runs, _ = scheduled
-    with config.open_workspace(ws).knowledge_base() as kb:
+    with workbench.open_workspace(ws).knowledge_base() as kb:
         checks = [c for c in kb.list_checks("INC-20261103-001") if c.action_item_id is not None]
     assert len(checks) == len(SCHEDULE) and {c.verdict for c in checks} == {"holds"}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import schema
+from workbench.telemetry import schema
 from workbench.errors import SchemaError, UnknownNameError
 
 

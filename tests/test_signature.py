@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from workbench.evidence import Evidence, ServiceSuspicion
-from workbench.signature import (Signature, parse_signal, rank_similar, signature_from_analysis,
-                                 signature_from_document, similarity, similarity_parts, with_cause)
+from workbench.analysis.evidence import Evidence, ServiceSuspicion
+from workbench.analysis.signature import (Signature, parse_signal, rank_similar, signature_from_analysis,
+                                          signature_from_document, similarity, similarity_parts, with_cause)
 
 T0 = pd.Timestamp("2026-11-02T14:03:00Z")
 

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 
-from workbench import schema, sources
+from workbench.telemetry import schema, sources
 from workbench.store import validate_document
 
 

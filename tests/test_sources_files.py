@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from conftest import HOSTILE_STRINGS
-from workbench import schema, sources
+from workbench.telemetry import schema, sources
 from workbench.errors import SchemaError, SourceError, UnknownNameError
-from workbench.sources.files import FilesSource
+from workbench.telemetry.sources.files import FilesSource
 
 T0 = pd.Timestamp("2026-11-01T00:00:00Z")
 

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from workbench import schema, sources
+from workbench.telemetry import schema, sources
 from workbench.errors import SchemaError, SourceError
-from workbench.sources.otlp import OtlpSource, histogram_quantile, severity
+from workbench.telemetry.sources.otlp import OtlpSource, histogram_quantile, severity
 
 T0_NS = 1_793_491_200_000_000_000  # 2026-11-01T00:00:00Z
 T0 = pd.Timestamp("2026-11-01T00:00:00Z")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench import schema, spans
+from workbench.telemetry import schema
+from workbench.signals import spans
 from workbench.errors import SchemaError
 
 T0 = pd.Timestamp("2026-01-01T10:00:00Z")
@@ -79,7 +80,7 @@ def test_span_stats_per_service_and_edge(frame):
 
 
 def test_span_stats_become_metric_rows_the_detectors_align(frame):
-    from workbench import detect
+    from workbench.signals import detect
 
     rows = spans.as_metrics(spans.span_stats(frame))
     assert {"timestamp", "service", "name", "value"} <= set(rows.columns)

@@ -31,7 +31,7 @@ import pg
 import test_outbox as outbox_tests
 import test_store as store_tests
 from workbench.errors import ConflictError, NotFoundError, StoreError
-from workbench.outbox import deliver
+from workbench.loop.notify import deliver
 from workbench.store import KnowledgeBase, migrations
 from workbench.store.models import Base
 

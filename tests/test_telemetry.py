@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench import schema
+from workbench.telemetry import schema
 from workbench.errors import SchemaError
-from workbench.telemetry import TelemetryStore
+from workbench.telemetry.store import TelemetryStore
 
 
 def metric_rows(start="2026-11-01T22:00:00Z", periods=240, service="checkout", value=1.0):

@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import schema
-from workbench.criteria_signals import template_matches
-from workbench.sources import open_source
+from workbench.telemetry import schema
+from workbench.loop.readers import template_matches
+from workbench.telemetry.sources import open_source
 from workbench.store import KnowledgeBase
-from workbench.telemetry import TelemetryStore
-from workbench.verification import (MIN_COVERAGE, Criterion, CriterionError, criterion_of, describe, evaluate,
-                                    record)
+from workbench.telemetry.store import TelemetryStore
+from workbench.loop.criteria import MIN_COVERAGE, Criterion, CriterionError, criterion_of, describe, evaluate, record
 
 from conftest import SAMPLE
 

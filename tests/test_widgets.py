@@ -19,10 +19,9 @@ pytest.importorskip("ipywidgets")
 import ipywidgets as w  # noqa: E402
 
 from conftest import HOSTILE_STRINGS, REPO, SAMPLE  # noqa: E402
-from workbench import config  # noqa: E402
+import workbench
 from workbench.store import KnowledgeBase  # noqa: E402
-from workbench.widgets import (ActionItemsEditor, ConclusionsEditor, HypothesisReview, LabelsEditor,  # noqa: E402
-                               review_tabs)
+from workbench.widgets import ActionItemsEditor, ConclusionsEditor, HypothesisReview, LabelsEditor, review_tabs
 
 SAMPLE_INCIDENT = "INC-20261102-001"
 STARTED = "2026-11-02T14:03:00Z"
@@ -35,10 +34,10 @@ CRITERION = {"service": "payments", "metric": "error_rate", "aggregate": "max", 
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> config.Workspace:
-    from workbench.ingest import ingest
+def ws(tmp_path_factory) -> workbench.Workspace:
+    from workbench.telemetry.ingest import ingest
 
-    workspace = config.init(tmp_path_factory.mktemp("widgets") / "ws")
+    workspace = workbench.init(tmp_path_factory.mktemp("widgets") / "ws")
     # The sample incident's 24 h baseline and its window: what the explorer and the heatmap read.
     ingest(workspace, str(SAMPLE), start=pd.Timestamp("2026-11-01T12:00:00Z"), end=pd.Timestamp("2026-11-02T16:00:00Z"))
     return workspace

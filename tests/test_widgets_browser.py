@@ -30,6 +30,7 @@ import pytest
 
 from conftest import SAMPLE, require_browser
 from test_reports_browser import ARTIFACTS, CANVAS_STATE  # one browser set-up for every browser test
+import workbench
 
 pytestmark = pytest.mark.browser
 
@@ -77,12 +78,10 @@ def lab(tmp_path_factory):
     require_browser("jupyterlab", "panel")
     import nbformat
     from nbclient import NotebookClient
-
-    from workbench import config
-    from workbench.ingest import ingest
+    from workbench.telemetry.ingest import ingest
 
     root = tmp_path_factory.mktemp("lab")
-    ws = config.init(root / "ws")
+    ws = workbench.init(root / "ws")
     ingest(ws, str(SAMPLE), start=pd.Timestamp("2026-11-01T13:00:00Z"), end=pd.Timestamp("2026-11-02T15:15:00Z"))
     with ws.knowledge_base() as kb:
         hyps = kb.replace_proposed_hypotheses(SAMPLE_INCIDENT, [

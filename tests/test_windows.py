@@ -9,11 +9,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench import config
-from workbench.analysis import analyze
-from workbench.ingest import ingest
-from workbench.windows import (BASELINE, LEAD, LEAD_GUARD, LEAD_IN_BASELINE, TAIL, analysis_window,
-                               baseline_window, lead_in_span)
+import workbench
+from workbench.analysis.pipeline import analyze
+from workbench.telemetry.ingest import ingest
+from workbench.telemetry.windows import (BASELINE, LEAD, LEAD_GUARD, LEAD_IN_BASELINE, TAIL, analysis_window,
+                                         baseline_window, lead_in_span)
 
 from conftest import SAMPLE
 
@@ -72,7 +72,7 @@ def test_a_reader_can_take_the_override_as_it_is():
 
 def test_analyze_scores_against_the_lead_in_and_still_finds_the_bad_deploy(tmp_path):
     """The sample's bad deploy, with a 2 h override before it: the engine's baseline is the lead-in."""
-    ws = config.init(tmp_path / "ws")
+    ws = workbench.init(tmp_path / "ws")
     ingest(ws, str(SAMPLE), who="test")
     with ws.knowledge_base() as kb:
         original = kb.get_incident("INC-20261102-001")
@@ -87,7 +87,7 @@ def test_analyze_scores_against_the_lead_in_and_still_finds_the_bad_deploy(tmp_p
     plain = analyze(ws, original.id, store=False)  # no override: the 24 h rule
     assert plain.baseline == (started - LEAD - BASELINE, started - LEAD)
     # A notebook's own window parameter is a reader's choice: taken as given, no lead-in rule.
-    from workbench import postmortem
+    from workbench.postmortem import chapters as postmortem
 
     given = started - pd.Timedelta(hours=2)
     assert postmortem.window(ws, original.id, window_start=given.isoformat()) == (

@@ -14,7 +14,7 @@ cell is one call::
     wbw.anomaly_heatmap(ws, incident_id)          # services × time; a click opens the explorer below
     wbw.telemetry_explorer(ws, incident_id)       # metrics / log templates with anomaly scores
 
-``ws`` is a :class:`~workbench.config.Workspace` or its folder. The charts need the ``reports``
+``ws`` is a :class:`~workbench.Workspace` or its folder. The charts need the ``reports``
 extra (Panel, HoloViews); the editors need only ipywidgets.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import ipywidgets as w
 import pandas as pd
 
-from workbench.config import Workspace
+from workbench.workspace import Workspace, open_workspace  # noqa: F401 (the widgets' import)
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
 
 #: Colours of the status line per kind of message.
@@ -100,13 +100,6 @@ class Status:
     def clear(self) -> None:
         self.kind = self.text = ""
         self.widget.value = ""
-
-
-def open_workspace(workspace: Workspace | str | Any) -> Workspace:
-    """A :class:`Workspace` as is, else the folder opened (``""``/None: ``$WORKBENCH_HOME``, then ``.``)."""
-    from workbench.postmortem import open_workspace as _open
-
-    return _open(workspace)
 
 
 def blank(value: Any) -> bool:

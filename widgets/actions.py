@@ -1,13 +1,13 @@
 """Action items editor: owner, due date, kind, status and how the fix will be verified.
 
 The verification criterion is built from a small form (service, metric, aggregate, comparator,
-threshold, duration, window) and checked by :class:`workbench.verification.Criterion` before
+threshold, duration, window) and checked by :class:`workbench.loop.criteria.Criterion` before
 anything is written: an invalid criterion shows the checker's message and saves nothing, so an
 item is never stored half-way. A saved item is one :meth:`KnowledgeBase.add_action_item` or
 version-checked :meth:`KnowledgeBase.update_action_item` call (history kept by the store).
 
 The form builds ``signal: metric`` criteria, e.g. "max latency_p99_ms of checkout < 300 per 5min
-for 7d". Log-template and span-edge criteria (see :mod:`workbench.verification`) are listed with
+for 7d". Log-template and span-edge criteria (see :mod:`workbench.loop.criteria`) are listed with
 their description but entered as JSON, e.g. with ``kb.add_action_item(..., verification=...)``::
 
     {"signal": "log_template", "service": "payments", "template": "InvalidFormatException",
@@ -26,10 +26,10 @@ from typing import Any
 
 import ipywidgets as w
 
-from workbench.config import Workspace
+from workbench.workspace import Workspace
 from workbench.store import ACTION_KINDS, ACTION_STATUSES
-from workbench.verification import AGGREGATES, COMPARATORS, DEFAULT_WINDOW, Criterion, CriterionError, describe
-from workbench.windows import analysis_window
+from workbench.loop.criteria import AGGREGATES, COMPARATORS, DEFAULT_WINDOW, Criterion, CriterionError, describe
+from workbench.telemetry.windows import analysis_window
 
 from ._common import CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, blank, table
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from workbench.config import Workspace
+from workbench.workspace import Workspace
 from workbench.store import CONCLUSION_KINDS
 
 from ._common import CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, blank, table

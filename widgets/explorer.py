@@ -4,7 +4,7 @@ anomaly scores beside them and the incident, the onsets and the changes marked.
 What is drawn (HoloViews elements kept in :attr:`TelemetryExplorer.charts`, so scripts and tests
 can inspect them):
 
-- ``score``: each chosen service's anomaly score from :func:`workbench.detect.score_frame`
+- ``score``: each chosen service's anomaly score from :func:`workbench.signals.detect.score_frame`
   (the workspace's detector, fitted on the 24 hours before the range start, scoring the range)
   divided by the detector's threshold, so 1 is the line every service crosses when it turns
   anomalous; dotted lines are the services' sustained onsets;
@@ -13,7 +13,7 @@ can inspect them):
 - ``contribution:<name>``: beside it, how much that metric contributed to each service's
   anomaly score (signed, -1 to 1, :meth:`Detector.contributions`);
 - ``templates`` (log mode): lines per step of the chosen log templates
-  (:func:`workbench.logs.mine` and :func:`workbench.logs.template_counts`; not scored).
+  (:func:`workbench.signals.logs.mine` and :func:`workbench.signals.logs.template_counts`; not scored).
 
 Rendering: the charts are shown as ``panel.pane.HoloViews`` (Bokeh) inside an
 ``ipywidgets.Output``. That renders offline in JupyterLab 4 through the ``@pyviz/jupyterlab_pyviz``
@@ -33,8 +33,8 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
-from workbench.config import Workspace
-from workbench.windows import BASELINE, analysis_window
+from workbench.workspace import Workspace
+from workbench.telemetry.windows import BASELINE, analysis_window
 
 from ._common import CSS, SAVE_ERRORS, Status, StoreWidget, escape, in_kernel, table, when
 
@@ -81,7 +81,7 @@ class TelemetryExplorer(StoreWidget):
     show_button : ipywidgets.Button
     charts : dict of str to holoviews element
         What :meth:`update` drew last (keys described in the module docstring).
-    detections : dict of str to workbench.detect.DetectionResult
+    detections : dict of str to workbench.signals.detect.DetectionResult
         Per chosen service (metrics mode).
     range : tuple of pandas.Timestamp
         The ``[start, end)`` drawn last.
@@ -208,7 +208,7 @@ class TelemetryExplorer(StoreWidget):
         return True
 
     def _draw_metrics(self, services: list[str], start: pd.Timestamp, end: pd.Timestamp) -> None:
-        from workbench import detect
+        from workbench.signals import detect
         from workbench.reports import charts
 
         frame = self.store.query("metrics", start - BASELINE, end, services=services)
@@ -253,7 +253,7 @@ class TelemetryExplorer(StoreWidget):
         pandas.DataFrame
             ``template_id``, ``service``, ``template``, ``lines``, most lines first.
         """
-        from workbench.logs import mine
+        from workbench.signals.logs import mine
 
         start, end = _utc(self.start.value, "From"), _utc(self.end.value, "To")
         logs = self.store.query("logs", start, end, services=list(self.services.value))
@@ -274,7 +274,7 @@ class TelemetryExplorer(StoreWidget):
     def _draw_templates(self, services: list[str], start: pd.Timestamp, end: pd.Timestamp) -> None:
         import holoviews as hv
 
-        from workbench.logs import template_counts
+        from workbench.signals.logs import template_counts
         from workbench.reports.charts import incident_end, naive_utc
 
         table_ = self.load_templates()

@@ -22,8 +22,8 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
-from workbench.config import Workspace
-from workbench.windows import analysis_window, baseline_window
+from workbench.workspace import Workspace
+from workbench.telemetry.windows import analysis_window, baseline_window
 
 from ._common import CSS, Status, StoreWidget, escape, in_kernel, when
 from .explorer import TelemetryExplorer, _panel_extension, _text, _utc

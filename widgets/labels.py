@@ -15,7 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from workbench.config import Workspace
+from workbench.workspace import Workspace
 from workbench.store import LABEL_KEYS
 
 from ._common import CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, badge, blank, escape

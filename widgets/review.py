@@ -22,9 +22,9 @@ from typing import Any, Callable
 import ipywidgets as w
 import pandas as pd
 
-from workbench.config import Workspace
+from workbench.workspace import Workspace
 
-from ._common import (CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, badge, blank, escape, table, when)
+from ._common import CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, badge, blank, escape, table, when
 
 #: Button -> the status it sets, and how the outcome is worded.
 DECISIONS = {"confirmed": ("confirm", "Confirmed"), "rejected": ("reject", "Rejected"),

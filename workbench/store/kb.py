@@ -25,7 +25,7 @@ Guarantees
   writers queue for the file instead of failing half-way.
 - Notifications (:meth:`KnowledgeBase.enqueue_notification`) are outbox rows written like any other
   record: inside ``kb.transaction()`` they commit together with the change that causes them (see
-  :mod:`workbench.store.outbox`); sending them is :func:`workbench.outbox.deliver`'s job.
+  :mod:`workbench.store.outbox`); sending them is :func:`workbench.loop.notify.deliver`'s job.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..errors import ConflictError, NotFoundError, StoreError
+from ..formats import key_value
 from . import documents, migrations, writes
 from .engine import connect
 from .importer import apply_document
@@ -578,8 +579,6 @@ def _label_filter(label: Mapping[str, Any] | str | None) -> dict[str, Any]:
     if label is None:
         return {}
     if isinstance(label, str):
-        key, sep, value = label.partition("=")
-        if not sep:
-            raise fail("label", "key=value or a mapping", label)
-        label = {key.strip(): value.strip()}
+        key, value = key_value(label, "field 'label'", StoreError)
+        label = {key: value}
     return dict(label)

@@ -3,7 +3,7 @@
 The transactional-outbox pattern: a state change (a recurrence marked, a criterion violated, an
 overdue action item) and the notifications about it are committed in ONE transaction, so a crash
 can never keep the change and lose the notification, or send a notification about a change that
-was rolled back. Sending happens later (:func:`workbench.outbox.deliver`) and only reads and marks
+was rolled back. Sending happens later (:func:`workbench.loop.notify.deliver`) and only reads and marks
 these rows.
 
 Row life cycle
@@ -24,7 +24,7 @@ Stored payload
 ``{"summary": text, "details": JSON object, "links": [{title, url}], "recipients": [text],
 "incident": {id, title, severity, status, services} | null}``. The incident part is a snapshot
 taken in the enqueueing transaction (the status the change produced). The wire formats built from
-it are documented in :mod:`workbench.outbox`. No secret is ever part of a row.
+it are documented in :mod:`workbench.loop.notify`. No secret is ever part of a row.
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ class OutboxMethods:
 
     def set_notification_targets(self, targets: Mapping[str, Iterable[str] | None] | Iterable[str]) -> None:
         """Set :attr:`notification_targets`: a mapping webhook name -> kinds it takes (``None``: every
-        kind), or an iterable of names taking every kind. ``workbench.outbox.attach`` sets it from
+        kind), or an iterable of names taking every kind. ``workbench.loop.notify.attach`` sets it from
         ``workbench.toml``."""
         items = targets.items() if isinstance(targets, Mapping) else ((name, None) for name in targets)
         out: dict[str, tuple[str, ...] | None] = {}

@@ -1,0 +1,440 @@
+"""The chapters of a postmortem as tables: what each cell of ``postmortem.ipynb`` shows.
+
+Every function takes the workspace (a :class:`~workbench.Workspace` or its folder) and an
+incident id and returns a pandas DataFrame (or a small dict), so a notebook cell is one call and
+the same tables serve widgets, reports and tests. Pure pandas: nothing here imports Jupyter.
+
+The chapters follow the postmortem of the SRE book: summary and impact, timeline, detection,
+evidence, hypotheses, contributing factors, action items, lessons.
+
+The analysis engine (:func:`workbench.analysis.analyze`) runs at most once per process for a
+(workspace, incident, detector): :func:`analysis` keeps its result, so the detection, evidence and
+hypotheses chapters share one run whatever order the cells execute in. A notebook kernel is one
+process per run, so each executed notebook analyses afresh. While the engine is not installed
+(a module of ``workbench`` it needs is missing) those chapters show empty tables and
+:func:`analysis_notes` says why.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from ..workspace import Workspace, open_workspace
+from ..errors import TemplateParameterError
+from ..telemetry.windows import BASELINE, analysis_window
+from ..formats import aware_time, iso_utc
+
+#: Columns of :func:`timeline`.
+TIMELINE_COLUMNS = ("time", "source", "service", "kind", "summary")
+#: Columns of :func:`evidence`.
+EVIDENCE_COLUMNS = ("service", "suspicion", "kind", "signal", "time", "magnitude", "direction", "explanation")
+#: Columns of :func:`hypotheses`.
+HYPOTHESIS_COLUMNS = ("rank", "service", "cause", "score", "status", "summary", "evidence", "similar", "reviewer",
+                      "rationale", "id")
+#: Columns of :func:`conclusions`.
+CONCLUSION_COLUMNS = ("kind", "text", "author", "created", "id")
+#: Columns of :func:`action_items`.
+ACTION_COLUMNS = ("title", "owner", "kind", "due", "status", "verification", "id")
+#: Columns of :func:`checks`.
+CHECK_COLUMNS = ("at", "verdict", "score", "window_start", "window_end", "action_item_id", "evidence", "id")
+#: Columns of :func:`suggestions`.
+SUGGESTION_COLUMNS = ("kind", "service", "reason", "text", "key", "proposed", "check_id")
+#: The incident's own milestones, in the order they happen.
+MILESTONES = ("started", "detected", "mitigated", "resolved")
+
+# (workspace root, incident id, detector) -> (AnalysisResult or None, notes)
+_ANALYSES: dict[tuple[str, str, str | None], tuple[Any, list[str]]] = {}
+
+
+def _incident(ws: Workspace, incident_id: str) -> Any:
+    if not isinstance(incident_id, str) or not incident_id.strip():
+        raise TemplateParameterError("parameter 'incident_id' is empty: give the incident to analyse, "
+                                     "e.g. `workbench run INC-20261102-001`")
+    with ws.knowledge_base() as kb:
+        return kb.get_incident(incident_id)
+
+
+def _time_param(value: Any, name: str) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    return aware_time(value, f"parameter {name!r}", TemplateParameterError)
+
+
+def window(ws: Workspace | str, incident_id: str, window_start: Any = None,
+           window_end: Any = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end)`` shown by the chapters: the notebook's overrides, else
+    :func:`workbench.telemetry.windows.analysis_window` of the incident.
+
+    Raises
+    ------
+    TemplateParameterError
+        An override is not a time with a zone, or the window is empty.
+    """
+    incident = _incident(open_workspace(ws), incident_id)
+    return _window(incident, window_start, window_end)
+
+
+def _window(incident: Any, window_start: Any, window_end: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    values = incident.to_dict()
+    start, end = _time_param(window_start, "window_start"), _time_param(window_end, "window_end")
+    if start is not None:
+        values["window_start"] = start
+    if end is not None:
+        values["window_end"] = end
+    # A reader's explicit window is taken as it is (no lead-in rule: that is for stored overrides).
+    lo, hi = analysis_window(values, lead_in=start is None and end is None)
+    if hi <= lo:
+        raise TemplateParameterError(f"the window [{iso_utc(lo)}, {iso_utc(hi)}) is empty: window_end must be after "
+                                     f"window_start")
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- summary and impact
+
+def summary(ws: Workspace | str, incident_id: str, *, window_start: Any = None, window_end: Any = None,
+            baseline_hours: float = BASELINE / pd.Timedelta(hours=1)) -> pd.DataFrame:
+    """The incident at a glance.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``field`` and ``value`` (text): id, title, severity, status, environment, services,
+        started, detected, mitigated, resolved, time to detect / mitigate / resolve, the window
+        and baseline the chapters use, labels and links.
+    """
+    ws = open_workspace(ws)
+    incident = _incident(ws, incident_id)
+    start, end = _window(incident, window_start, window_end)
+    hours = _hours(baseline_hours)
+    rows = [
+        ("id", incident.id), ("title", incident.title), ("severity", incident.severity),
+        ("status", incident.status), ("environment", incident.environment),
+        ("services", ", ".join(incident.services)),
+    ]
+    rows += [(m, iso_utc(getattr(incident, m))) for m in MILESTONES]
+    for name, end_field in (("time to detect", "detected"), ("time to mitigate", "mitigated"),
+                            ("time to resolve", "resolved")):
+        rows.append((name, _duration(incident.started, getattr(incident, end_field))))
+    rows += [("analysis window", f"{iso_utc(start)} to {iso_utc(end)}"),
+             ("baseline", f"{iso_utc(start - pd.Timedelta(hours=hours))} to {iso_utc(start)} ({hours:g} h)"),
+             ("labels", ", ".join(f"{k}={v}" for k, v in sorted(incident.labels.items())) or "-"),
+             ("links", ", ".join(f"{link.get('title', '')} <{link.get('url', '')}>" for link in incident.links) or "-")]
+    return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": "object"})
+
+
+def conclusions(ws: Workspace | str, incident_id: str, kind: str | None = None) -> pd.DataFrame:
+    """The incident's written conclusions, oldest first, optionally of one ``kind`` (summary,
+    impact, contributing_factor, lesson, conclusion).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`CONCLUSION_COLUMNS` (``created`` aware UTC).
+    """
+    from ..store.records import CONCLUSION_KINDS, check_enum
+
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    if kind is not None:
+        check_enum(kind, "kind", CONCLUSION_KINDS)
+    with ws.knowledge_base() as kb:
+        rows = [c for c in kb.list_conclusions(incident_id) if kind is None or c.kind == kind]
+    return _frame([{c_: getattr(c, c_) for c_ in CONCLUSION_COLUMNS} for c in rows], CONCLUSION_COLUMNS,
+                  times=("created",))
+
+
+# --------------------------------------------------------------------------- timeline
+
+def timeline(ws: Workspace | str, incident_id: str, *, window_start: Any = None,
+             window_end: Any = None) -> pd.DataFrame:
+    """What happened, in order: the telemetry's events (deploys, config changes, flags, scaling,
+    alerts, pages ...) inside the window, and the incident's own milestones.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``time`` (aware UTC), ``source`` (``incident`` or ``telemetry``), ``service``,
+        ``kind`` (an event kind, or started/detected/mitigated/resolved), ``summary``; ordered by
+        time, a milestone before an event at the same instant.
+    """
+    ws = open_workspace(ws)
+    incident = _incident(ws, incident_id)
+    start, end = _window(incident, window_start, window_end)
+    events = ws.telemetry().query("events", start, end)
+    telemetry = pd.DataFrame({"time": events["timestamp"], "source": "telemetry", "service": events["service"],
+                              "kind": events["kind"], "summary": events["summary"]})
+    marks = [{"time": pd.Timestamp(getattr(incident, m)), "source": "incident",
+              "service": ", ".join(incident.services), "kind": m, "summary": f"incident {m}"}
+             for m in MILESTONES if getattr(incident, m) is not None]
+    frames = [f for f in (pd.DataFrame(marks, columns=list(TIMELINE_COLUMNS)), telemetry) if not f.empty]
+    if not frames:
+        return _frame([], TIMELINE_COLUMNS, times=("time",))
+    out = pd.concat(frames, ignore_index=True)
+    out["time"] = pd.to_datetime(out["time"], utc=True)
+    out["_order"] = (out["source"] != "incident").astype(int)
+    return out.sort_values(["time", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- analysis
+
+def analysis(ws: Workspace | str, incident_id: str, *, detector: str | None = None, refresh: bool = False) -> Any:
+    """The incident's :class:`~workbench.analysis.AnalysisResult`, computed once per process.
+
+    The engine stores its ranking as proposed hypotheses (``store=True``). Returns None while the
+    engine is not installed; :func:`analysis_notes` then says what is missing.
+    """
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    key = (str(ws.root), incident_id, detector or None)
+    if refresh or key not in _ANALYSES:
+        _ANALYSES[key] = _run_analysis(ws, incident_id, detector)
+    return _ANALYSES[key][0]
+
+
+def _run_analysis(ws: Workspace, incident_id: str, detector: str | None) -> tuple[Any, list[str]]:
+    try:
+        from ..analysis.pipeline import analyze
+
+        result = analyze(ws, incident_id, detector=detector, store=True)
+    except ModuleNotFoundError as exc:
+        # Only a missing part of the workbench itself means "engine not there yet"; a missing
+        # third-party package is a broken installation and must surface.
+        if not (exc.name or "").startswith("workbench."):
+            raise
+        return None, [f"analysis engine not available ({exc.name} is missing): the detection, evidence and "
+                      f"hypotheses chapters show what the knowledge base already holds"]
+    return result, list(result.notes)
+
+
+def analysis_notes(ws: Workspace | str, incident_id: str, *, detector: str | None = None) -> pd.DataFrame:
+    """What a reader should know about the analysis: notes and timings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``topic`` (``note`` or ``seconds``) and ``text``.
+    """
+    ws = open_workspace(ws)
+    result = analysis(ws, incident_id, detector=detector)
+    notes = _ANALYSES[(str(ws.root), incident_id, detector or None)][1]
+    rows = [{"topic": "note", "text": n} for n in notes]
+    if result is not None:
+        rows += [{"topic": "seconds", "text": f"{k}: {v:.2f}"} for k, v in result.timings.items()]
+    return _frame(rows, ("topic", "text"))
+
+
+def detection_gap(ws: Workspace | str, incident_id: str, *, detector: str | None = None) -> dict[str, Any]:
+    """How long the incident went unnoticed, and what noticed it first.
+
+    Returns
+    -------
+    dict
+        ``started``, ``origin`` (the most suspicious service), ``first_anomaly`` (its onset as the
+        analysis found it; both None without the analysis),
+        ``first_alert`` (first ``alert`` or ``page`` event at or after the window start),
+        ``detected`` (ISO 8601 UTC or None); and in minutes: ``time_to_detect`` (detected -
+        started), ``alert_delay`` (first alert - started), ``anomaly_lead`` (detected - first
+        anomaly: how much earlier telemetry showed it).
+    """
+    ws = open_workspace(ws)
+    incident = _incident(ws, incident_id)
+    start, end = _window(incident, None, None)
+    events = ws.telemetry().query("events", start, end)
+    alerts = events[events["kind"].isin(["alert", "page"])]
+    first_alert = alerts["timestamp"].min() if not alerts.empty else None
+    result = analysis(ws, incident_id, detector=detector)
+    # The most suspicious service's onset, not the earliest of all: weakly suspicious services
+    # wobble long before the incident and would make the lead look better than it was.
+    top = result.suspicions[0] if result is not None and result.suspicions else None
+    first_anomaly = None if top is None or top.onset is None else pd.Timestamp(top.onset)
+    return {
+        "started": iso_utc(incident.started), "origin": None if top is None else top.service,
+        "first_anomaly": iso_utc(first_anomaly), "first_alert": iso_utc(first_alert), "detected": iso_utc(incident.detected),
+        "time_to_detect": _minutes(incident.started, incident.detected),
+        "alert_delay": _minutes(incident.started, first_alert),
+        "anomaly_lead": _minutes(first_anomaly, incident.detected),
+    }
+
+
+def evidence(ws: Workspace | str, incident_id: str, *, detector: str | None = None) -> pd.DataFrame:
+    """What moved: every evidence item of every suspicious service, most suspicious service first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`EVIDENCE_COLUMNS`: ``service``, ``suspicion`` (the service's combined
+        score), ``kind`` (metric, log, span, change, topology, traffic, history), ``signal``,
+        ``time`` (aware UTC), ``magnitude``, ``direction``, ``explanation``. Empty while the
+        engine is absent (see :func:`analysis_notes`).
+    """
+    result = analysis(ws, incident_id, detector=detector)
+    rows = []
+    for suspicion in (result.suspicions if result is not None else []):
+        for item in suspicion.evidence:
+            rows.append({"service": suspicion.service, "suspicion": float(suspicion.score), "kind": item.kind,
+                         "signal": item.signal, "time": item.time, "magnitude": item.magnitude,
+                         "direction": item.direction, "explanation": item.explanation})
+    return _frame(rows, EVIDENCE_COLUMNS, times=("time",))
+
+
+def hypotheses(ws: Workspace | str, incident_id: str, *, detector: str | None = None) -> pd.DataFrame:
+    """The ranked root-cause hypotheses as the knowledge base holds them (after the analysis has
+    stored its proposals; confirmed and rejected ones included).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`HYPOTHESIS_COLUMNS`; ``evidence`` is the number of evidence items,
+        ``similar`` the ids of similar past incidents.
+    """
+    ws = open_workspace(ws)
+    analysis(ws, incident_id, detector=detector)
+    with ws.knowledge_base() as kb:
+        rows = kb.list_hypotheses(incident_id)
+    return _frame([{
+        "rank": h.rank, "service": h.service, "cause": h.cause, "score": h.score, "status": h.status,
+        "summary": h.summary, "evidence": len(h.evidence),
+        "similar": ", ".join(str(s.get("incident_id", s)) if isinstance(s, dict) else str(s) for s in h.similar),
+        "reviewer": h.reviewer, "rationale": h.rationale, "id": h.id} for h in rows], HYPOTHESIS_COLUMNS)
+
+
+# --------------------------------------------------------------------------- follow-up
+
+def action_items(ws: Workspace | str, incident_id: str) -> pd.DataFrame:
+    """The incident's action items in creation order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`ACTION_COLUMNS`; ``due`` is a date or None, ``verification`` the criterion
+        as JSON text (None when the item has none).
+    """
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    with ws.knowledge_base() as kb:
+        rows = kb.list_action_items(incident_id)
+    return _frame([{
+        "title": a.title, "owner": a.owner, "kind": a.kind, "due": a.due, "status": a.status,
+        "verification": None if a.verification is None else json.dumps(a.verification, sort_keys=True,
+                                                                         ensure_ascii=False),
+        "id": a.id} for a in rows], ACTION_COLUMNS)
+
+
+def verification_criteria(ws: Workspace | str, incident_id: str) -> pd.DataFrame:
+    """The action items that say how their fix will be verified (what the recheck loop evaluates).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``title``, ``status``, ``verification`` (JSON text), ``id``.
+    """
+    items = action_items(ws, incident_id)
+    return items.loc[items["verification"].notna(), ["title", "status", "verification", "id"]].reset_index(drop=True)
+
+
+def suggestions(ws: Workspace | str, incident_id: str) -> pd.DataFrame:
+    """Runbook and alert updates the recheck proposed for the incident (:mod:`workbench.loop.suggestions`).
+
+    Read from the evidence of its recurrence checks, once per suggestion ``key`` (the first
+    proposal; the loop proposes each at most once per incident). They stay proposals: a person
+    accepts one by adding the action item (the action items editor above), drops one by not
+    doing so.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUGGESTION_COLUMNS`; ``proposed`` is the check's time (aware UTC),
+        ``check_id`` the check whose evidence holds it.
+    """
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    with ws.knowledge_base() as kb:
+        rows = kb.list_checks(incident_id)
+    seen: dict[str, dict[str, Any]] = {}
+    for check in rows:
+        for item in check.evidence:
+            s = item.get("suggestion") if isinstance(item, dict) and item.get("kind") == "suggestion" else None
+            if isinstance(s, dict) and s.get("key") not in seen:
+                seen[s.get("key")] = {"kind": s.get("kind"), "service": s.get("service"), "reason": s.get("reason"),
+                                      "text": s.get("text"), "key": s.get("key"), "proposed": check.at,
+                                      "check_id": check.id}
+    return _frame(list(seen.values()), SUGGESTION_COLUMNS, times=("proposed",))
+
+
+def checks(ws: Workspace | str, incident_id: str, *, since: Any = None) -> pd.DataFrame:
+    """The recurrence and verification checks recorded for the incident, oldest first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`CHECK_COLUMNS` (times aware UTC; ``evidence`` is the number of items).
+    """
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    since_ts = _time_param(since, "since")
+    with ws.knowledge_base() as kb:
+        rows = kb.list_checks(incident_id, since=since_ts)
+    return _frame([{
+        "at": c.at, "verdict": c.verdict, "score": c.score, "window_start": c.window_start, "window_end": c.window_end,
+        "action_item_id": c.action_item_id, "evidence": len(c.evidence), "id": c.id} for c in rows], CHECK_COLUMNS,
+        times=("at", "window_start", "window_end"))
+
+
+def recurrence_summary(ws: Workspace | str, incident_id: str, *, since: Any = None,
+                       window_hours: float = 24) -> pd.DataFrame:
+    """Where the incident's follow-up stands: checks so far, last verdict, the next window to check.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``field`` and ``value`` (text).
+    """
+    ws = open_workspace(ws)
+    incident = _incident(ws, incident_id)
+    hours = _hours(window_hours, "window_hours")
+    history = checks(ws, incident_id, since=since)
+    with ws.knowledge_base() as kb:
+        follow_ups = [i.id for i in kb.list_incidents(follow_up_of=incident_id)]
+    recurrence = history[history["action_item_id"].isna()]
+    last = recurrence.iloc[-1] if not recurrence.empty else None
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    rows = [("incident", f"{incident.id}: {incident.title}"), ("status", incident.status),
+            ("checks", str(len(history))),
+            ("recurrences found", str(int((recurrence["verdict"] == "recurred").sum()))),
+            ("last recurrence check", "-" if last is None else f"{iso_utc(last['at'])}: {last['verdict']}"),
+            ("follow-up reviews", ", ".join(follow_ups) or "-"),
+            ("follow-up of", incident.follow_up_of or "-"),
+            ("next window", f"{iso_utc(now - pd.Timedelta(hours=hours))} to {iso_utc(now)} ({hours:g} h)")]
+    return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": "object"})
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...], times: tuple[str, ...] = ()) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns))
+    for col in times:
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def _hours(value: Any, name: str = "baseline_hours") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise TemplateParameterError(f"parameter {name!r}: expected a positive number of hours, got {value!r}")
+    return float(value)
+
+
+
+
+def _minutes(start: Any, end: Any) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(minutes=1), 2)
+
+
+def _duration(start: Any, end: Any) -> str:
+    minutes = _minutes(start, end)
+    if minutes is None:
+        return "-"
+    return f"{minutes:g} min" if abs(minutes) < 120 else f"{minutes / 60:.1f} h"

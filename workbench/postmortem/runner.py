@@ -1,0 +1,538 @@
+"""Run parameterised notebook templates with papermill, and record every run in the knowledge base.
+
+``run(workspace, "INC-20261102-001")`` executes ``notebooks/templates/postmortem.ipynb`` into
+``<workspace>/incidents/INC-20261102-001/postmortem.ipynb``; ``run_many`` does it for several
+incidents and carries on past failures. Templates and their parameters are found, read and
+checked by :mod:`workbench.postmortem.templates` (its names are re-exported here). This is the one core module that imports papermill, and it
+does so lazily: without the ``notebook`` extra only running fails, with
+:class:`~workbench.errors.MissingDependencyError` naming ``postmortem-workbench[notebook]``.
+
+Guarantees
+----------
+- Parameters are checked against the template before anything else happens (no kernel, no
+  knowledge-base write, no file): papermill pastes parameter *names* into code unescaped and turns
+  values of types it does not know into code with ``str()``, so only names the template's
+  ``parameters`` cell declares, that are identifiers and not keywords, are accepted, with values of
+  exactly ``str``, ``int``, ``float`` (finite), ``bool``, ``None``, ``list`` and ``dict`` (string
+  keys), nested. Strings reach the notebook byte-identically, as data.
+- ``incident_id`` and ``workspace`` are passed automatically; every template declares them.
+- The kernel is the interpreter running this code (``sys.executable``), whatever kernelspec named
+  ``python3`` a user or system folder holds; ``kernel="name"`` picks a kernelspec by name instead.
+  It starts in the incident folder; its own console output goes to a temporary file whose tail is
+  quoted when the kernel dies.
+- Every run is recorded: ``running`` before the kernel starts, then ``succeeded`` or ``failed`` with
+  the failing cell's index (in the executed notebook on disk, where that cell shows the error) and
+  the output path relative to the workspace. A failed run keeps its executed notebook and raises
+  :class:`NotebookExecutionError`; nothing else in the knowledge base is changed by the runner.
+- Re-running keeps the previous executed notebook, renamed ``<template>.<UTC start>.ipynb``
+  (``postmortem.20261127T031500Z.ipynb``) after the time its run started; its metadata
+  (``workbench.run_id``) ties it to its run record (see :func:`notebook_for_run`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Iterable, Mapping
+
+from ..errors import MissingDependencyError, StoreError, TemplateParameterError, UnknownNameError, WorkbenchError
+from ..formats import iso_utc
+from ..workspace import Workspace, open_workspace
+from .templates import AUTO_PARAMETERS, cell_source, read_notebook, template_parameters, template_path, validate_parameters
+
+#: The pip extra that provides papermill, nbclient and ipykernel.
+EXTRA = "postmortem-workbench[notebook]"
+_STAMP = "%Y%m%dT%H%M%SZ"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class NotebookExecutionError(WorkbenchError):
+    """A notebook run failed: a cell raised, or the kernel could not start or died.
+
+    Attributes
+    ----------
+    cell_index : int or None
+        Index of the failing cell in the executed notebook on disk (None when no cell failed, e.g.
+        the kernel did not start).
+    execution_count : int or None
+        The ``In [n]`` label of the failing cell.
+    ename, evalue : str
+        The exception's type name and message (as the kernel reported them).
+    traceback : list of str
+        The kernel's traceback lines without terminal colours.
+    result : RunResult
+        The recorded run (status ``failed``, the notebook's path, the run id).
+    """
+
+    def __init__(self, message: str, *, cell_index: int | None, ename: str, evalue: str,
+                 execution_count: int | None = None, traceback: Iterable[str] = (), result: "RunResult | None" = None):
+        super().__init__(message)
+        self.cell_index = cell_index
+        self.execution_count = execution_count
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = list(traceback)
+        self.result = result
+
+
+@dataclass
+class RunResult:
+    """One notebook run.
+
+    Attributes
+    ----------
+    incident_id, template : str
+    output_path : str or None
+        Absolute path of the executed notebook (None when nothing was executed).
+    status : str
+        ``succeeded`` or ``failed``.
+    error : dict or None
+        ``cell_index``, ``execution_count``, ``ename``, ``evalue`` of a failed run.
+    seconds : float
+        Wall time of the whole call.
+    run_id : str or None
+        The knowledge-base run record (None when the run could not be recorded, e.g. an unknown
+        incident in :func:`run_many`).
+    timings : dict
+        Seconds: ``kernel_start`` (kernel start-up until the first cell ran), ``cells`` (sum of
+        the cells' durations), ``total`` (as ``seconds``).
+    archived : str or None
+        Where the previous executed notebook of this template was moved.
+    """
+
+    incident_id: str
+    template: str
+    output_path: str | None
+    status: str
+    error: dict[str, Any] | None
+    seconds: float
+    run_id: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+    archived: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of the fields."""
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        data["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return data
+
+
+# --------------------------------------------------------------------------- running
+
+def run(workspace: Workspace | str | os.PathLike[str], incident_id: str,
+        template: str | os.PathLike[str] = "postmortem", parameters: Mapping[str, Any] | None = None, *,
+        kernel: str | None = None, who: str = "workbench", progress: bool = False,
+        timeout: float | None = None) -> RunResult:
+    """Execute ``template`` for one incident into ``incidents/<id>/<template>.ipynb`` and record the run.
+
+    Parameters
+    ----------
+    workspace : Workspace or path
+    incident_id : str
+    template : str or path
+        A bundled template's name (``postmortem``, ``recurrence``) or a notebook path.
+    parameters : mapping, optional
+        Values for parameters the template declares (``incident_id`` and ``workspace`` are set
+        from the arguments).
+    kernel : str, optional
+        A kernelspec name; default: a kernel of the interpreter running this code.
+    who : str
+        Recorded as the author of the run record.
+    progress : bool
+        Show papermill's per-cell progress bar on stderr.
+    timeout : float, optional
+        Seconds a single cell may run (default: no limit).
+
+    Returns
+    -------
+    RunResult
+        Status ``succeeded``.
+
+    Raises
+    ------
+    TemplateParameterError, UnknownNameError
+        Bad parameters or template; nothing was started or recorded.
+    NotFoundError
+        No such incident; nothing was started or recorded.
+    MissingDependencyError
+        papermill (the ``notebook`` extra) is not installed.
+    NotebookExecutionError
+        A cell failed or the kernel died: the run is recorded ``failed`` with the cell index and
+        the executed notebook stays on disk (``exc.result`` is the :class:`RunResult`).
+    """
+    t0 = time.perf_counter()
+    ws = open_workspace(workspace)
+    path = template_path(template)
+    name = path.stem
+    declared = template_parameters(path)
+    missing = [p for p in AUTO_PARAMETERS if p not in declared]
+    if missing:
+        raise TemplateParameterError(f"template {path.name} does not declare {', '.join(missing)} in its parameters "
+                                     f"cell; the runner sets them")
+    given = validate_parameters(path, parameters)
+    clash = [p for p in AUTO_PARAMETERS if p in given]
+    if clash:
+        raise TemplateParameterError(f"parameter {clash[0]!r} is set by the runner from its arguments; do not pass it")
+    values = {**given, "incident_id": incident_id, "workspace": str(ws.root)}
+    kernel_class = _kernel_check(kernel)
+    with ws.knowledge_base() as kb:
+        kb.get_incident(incident_id)  # NotFoundError before anything is written
+        out_dir = ws.incidents_dir / incident_id
+        if out_dir.resolve().parent != ws.incidents_dir.resolve():
+            raise StoreError(f"incident id {incident_id!r} cannot name a folder under {ws.incidents_dir}")
+        papermill = _papermill()
+        output = ws.incident_dir(incident_id) / f"{name}.ipynb"
+        started = datetime.now(timezone.utc)
+        record = kb.start_run(incident_id, template=name, parameters=_storable(values), started=started, who=who)
+        result = RunResult(incident_id, name, str(output), "failed", None, 0.0, record.id)
+        failure: NotebookExecutionError | None = None
+        try:
+            archived = _archive(output)
+            result.archived = None if archived is None else str(archived)
+            failure = _execute(papermill, kernel_class, kernel, path, output, values, out_dir, progress, timeout)
+            _stamp_metadata(output, {"run_id": record.id, "incident_id": incident_id, "template": name,
+                                     "template_path": str(path), "started": iso_utc(started), "who": who})
+            result.timings = notebook_timings(output) if output.exists() else {}
+        except Exception as exc:  # whatever broke, the run is recorded as failed
+            failure = NotebookExecutionError(f"{type(exc).__name__}: {exc}", cell_index=None,
+                                             ename=type(exc).__name__, evalue=str(exc))
+            failure.__cause__ = exc
+        except BaseException:
+            # Interrupted: the record must not stay "running" for ever.
+            kb.finish_run(record.id, "failed", output_path=_relative(output, ws) if output.exists() else None, who=who)
+            raise
+        result.seconds = time.perf_counter() - t0
+        result.timings["total"] = result.seconds
+        if failure is None:
+            result.status = "succeeded"
+            kb.finish_run(record.id, "succeeded", output_path=_relative(output, ws), who=who)
+            return result
+        result.error = {"cell_index": failure.cell_index, "execution_count": failure.execution_count,
+                        "ename": failure.ename, "evalue": failure.evalue}
+        result.output_path = str(output) if output.exists() else None
+        kb.finish_run(record.id, "failed", error_cell=failure.cell_index,
+                      output_path=_relative(output, ws) if output.exists() else None, who=who)
+        failure.result = result
+        where = "the kernel" if failure.cell_index is None else f"cell {failure.cell_index}"
+        if failure.execution_count is not None:
+            where += f" (In [{failure.execution_count}])"
+        failure.args = (f"{incident_id}: {name} failed in {where}: {failure.ename}: {_first_line(failure.evalue)}"
+                        + (f"; see {output}" if output.exists() else ""),)
+        raise failure
+
+
+def run_many(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterable[str] | None = None, *,
+             since: Any = None, template: str | os.PathLike[str] = "postmortem",
+             parameters: Mapping[str, Any] | None = None, kernel: str | None = None, who: str = "workbench",
+             progress: bool = True, timeout: float | None = None) -> list[RunResult]:
+    """Run ``template`` for several incidents, one after the other, carrying on past failures.
+
+    Parameters
+    ----------
+    incident_ids : iterable of str, optional
+        The incidents; with ``since`` only those that started at or after it.
+    since : str or datetime, optional
+        Without ``incident_ids``: every incident that started at or after ``since``.
+    progress : bool
+        A progress bar over the incidents on stderr.
+
+    Other parameters are those of :func:`run` (the same ``parameters`` for every incident).
+
+    Returns
+    -------
+    list of RunResult
+        One per incident, in order; failed ones carry ``error`` (an unknown incident has
+        ``run_id`` None). :func:`summarize` turns the list into counts.
+
+    Raises
+    ------
+    TemplateParameterError, UnknownNameError, MissingDependencyError
+        Before any run: bad template or parameters, no papermill.
+    """
+    from tqdm import tqdm
+
+    ws = open_workspace(workspace)
+    path = template_path(template)
+    validate_parameters(path, parameters)
+    _kernel_check(kernel)
+    _papermill()
+    with ws.knowledge_base() as kb:
+        if incident_ids is None:
+            if since is None:
+                raise WorkbenchError("run_many needs incident ids or since= (a time); neither was given")
+            ids = [i.id for i in kb.list_incidents(since=since)]
+        else:
+            ids = list(dict.fromkeys(incident_ids))
+            if since is not None:
+                recent = {i.id for i in kb.list_incidents(since=since)}
+                ids = [i for i in ids if i in recent]
+    results: list[RunResult] = []
+    failed = 0
+    with tqdm(ids, desc=f"run {path.stem}", unit="incident", file=sys.stderr, disable=not progress) as bar:
+        for incident_id in bar:
+            bar.set_postfix_str(f"{incident_id} ({failed} failed)")
+            t0 = time.perf_counter()
+            try:
+                results.append(run(ws, incident_id, path, parameters, kernel=kernel, who=who, timeout=timeout))
+            except NotebookExecutionError as exc:
+                results.append(exc.result or _failed(incident_id, path.stem, exc, t0))
+            except WorkbenchError as exc:  # unknown incident, store error: this incident only
+                results.append(_failed(incident_id, path.stem, exc, t0))
+            failed += results[-1].status == "failed"
+    return results
+
+
+def summarize(results: Iterable[RunResult]) -> dict[str, Any]:
+    """Counts of a :func:`run_many` list: ``total``, ``succeeded``, ``failed``, ``seconds`` and
+    ``failures`` (``incident_id``, ``ename``, ``evalue``, ``cell_index``, ``output_path``)."""
+    results = list(results)
+    failures = [{"incident_id": r.incident_id, "output_path": r.output_path, **(r.error or {})}
+                for r in results if r.status != "succeeded"]
+    return {"total": len(results), "succeeded": len(results) - len(failures), "failed": len(failures),
+            "seconds": round(sum(r.seconds for r in results), 3), "failures": failures}
+
+
+# --------------------------------------------------------------------------- executed notebooks
+
+def cell_timings(notebook_path: str | os.PathLike[str]) -> list[tuple[int, str, float | None]]:
+    """Per-cell execution times papermill recorded in an executed notebook.
+
+    Returns
+    -------
+    list of (int, str, float or None)
+        ``(index, first line of the source, seconds)`` for every code cell, in notebook order;
+        seconds is None for a cell that did not run.
+    """
+    out = []
+    for i, cell in enumerate(read_notebook(Path(notebook_path))["cells"]):
+        if cell.get("cell_type") == "code":
+            duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+            lines = cell_source(cell).strip().splitlines()
+            out.append((i, lines[0] if lines else "", None if duration is None else float(duration)))
+    return out
+
+
+def notebook_timings(notebook_path: str | os.PathLike[str]) -> dict[str, float]:
+    """Seconds of an executed notebook: ``kernel_start`` (from papermill's start until the first
+    cell started: kernel launch and start-up), ``cells`` (sum of cell durations) and ``notebook``
+    (papermill's whole duration, including kernel shutdown)."""
+    nb = read_notebook(Path(notebook_path))
+    meta = nb.get("metadata", {}).get("papermill", {})
+    starts = [c["metadata"]["papermill"]["start_time"] for c in nb["cells"]
+              if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    out: dict[str, float] = {"cells": sum(d for _, _, d in cell_timings(notebook_path) if d is not None)}
+    if meta.get("start_time") and starts:
+        out["kernel_start"] = (_parse_time(min(starts)) - _parse_time(meta["start_time"])).total_seconds()
+    if meta.get("duration") is not None:
+        out["notebook"] = float(meta["duration"])
+    return out
+
+
+def archived_notebooks(workspace: Workspace | str | os.PathLike[str], incident_id: str,
+                       template: str = "postmortem") -> list[Path]:
+    """Earlier executed notebooks of ``template`` for the incident, oldest first."""
+    ws = open_workspace(workspace)
+    folder = ws.incidents_dir / incident_id
+    pattern = re.compile(re.escape(template) + r"\.\d{8}T\d{6}Z(-\d+)?\.ipynb")
+    return sorted(p for p in folder.glob(f"{template}.*.ipynb") if pattern.fullmatch(p.name))
+
+
+def notebook_for_run(workspace: Workspace | str | os.PathLike[str], run: Any) -> Path | None:
+    """The executed notebook of a run record (``kb.list_runs()`` item): the current one, or the
+    archived one whose metadata carries the run's id; None when it is gone."""
+    ws = open_workspace(workspace)
+    current = ws.incidents_dir / run.incident_id / f"{run.template}.ipynb"
+    for path in [current, *reversed(archived_notebooks(ws, run.incident_id, run.template))]:
+        if path.is_file() and _metadata(path).get("run_id") == run.id:
+            return path
+    return None
+
+
+# --------------------------------------------------------------------------- internals
+
+def _papermill() -> Any:
+    try:
+        import papermill
+    except ImportError as exc:
+        raise MissingDependencyError(f"running notebooks needs papermill ({exc.name} is missing): "
+                                     f"pip install '{EXTRA}'") from None
+    return papermill
+
+
+def _kernel_check(kernel: str | None) -> Any:
+    """Check the kernel before anything is recorded; return the kernel manager base class."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import AsyncKernelManager
+        if kernel is None:
+            import ipykernel.kernelspec  # noqa: F401  (the kernel of this interpreter)
+    except ImportError as exc:
+        raise MissingDependencyError(f"running notebooks needs a Jupyter kernel ({exc.name} is missing): "
+                                     f"pip install '{EXTRA}'") from None
+    if kernel is not None:
+        known = KernelSpecManager().find_kernel_specs()
+        if kernel not in known:
+            raise UnknownNameError("kernel", kernel, list(known))
+    return AsyncKernelManager
+
+
+def _kernel_manager_class(base: Any, kernel: str | None, log: IO[bytes], cwd: Path) -> Any:
+    """A kernel manager that starts the kernel in ``cwd`` with its console output in ``log`` and,
+    without a kernel name, runs ``sys.executable``.
+
+    Why not the ``python3`` kernelspec: it is looked up in user and system folders first, and one
+    there may point at another interpreter that lacks this workbench.
+    """
+    from jupyter_client.kernelspec import KernelSpec
+
+    class WorkbenchKernelManager(base):  # type: ignore[misc, valid-type]
+        if kernel is None:
+            @property
+            def kernel_spec(self) -> KernelSpec:
+                if self._kernel_spec is None:
+                    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+
+                    self._kernel_spec = KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
+                return self._kernel_spec
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw.update(stdout=log, stderr=log, cwd=str(cwd))
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return WorkbenchKernelManager
+
+
+def _execute(papermill: Any, base: Any, kernel: str | None, path: Path, output: Path, values: dict[str, Any],
+             cwd: Path, progress: bool, timeout: float | None) -> NotebookExecutionError | None:
+    """Execute; return the failure (a cell error or a dead kernel) or None."""
+    from papermill.exceptions import PapermillExecutionError
+
+    with tempfile.TemporaryFile() as log:
+        try:
+            # papermill runs str.format(**parameters) on both paths: braces in a folder name must
+            # stay braces.
+            # shutdown_kernel="immediate": every output has arrived when the last cell ends, and a
+            # graceful stop of a kernel holding pandas, DuckDB and scikit-learn took ~3 s per run.
+            papermill.execute_notebook(_escape_braces(str(path)), _escape_braces(str(output)), parameters=values,
+                                       kernel_name=kernel or "python3", progress_bar=progress, log_output=False,
+                                       start_timeout=120, execution_timeout=timeout, shutdown_kernel="immediate",
+                                       kernel_manager_class=_kernel_manager_class(base, kernel, log, cwd))
+        except PapermillExecutionError as exc:
+            index = _error_cell(output)
+            return NotebookExecutionError(str(exc), cell_index=exc.cell_index if index is None else index,
+                                          execution_count=exc.exec_count, ename=exc.ename, evalue=exc.evalue,
+                                          traceback=[_ANSI.sub("", line) for line in exc.traceback or []])
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            # nbclient's DeadKernelError and CellTimeoutError are RuntimeErrors; a kernel that
+            # cannot start raises RuntimeError or OSError. Quote what the kernel printed.
+            log.seek(0)
+            tail = _tail(log.read().decode("utf-8", "replace"))
+            detail = f"{exc}" + (f" (kernel output: {tail})" if tail else "")
+            return NotebookExecutionError(detail, cell_index=_error_cell(output, last_started=True),
+                                          ename=type(exc).__name__, evalue=detail)
+    return None
+
+
+def _storable(value: Any) -> Any:
+    """The parameters as the knowledge base can hold them: NUL, which PostgreSQL cannot store in
+    text, becomes U+2400 (the notebook itself gets the exact value)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\u2400")
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    try:
+        return read_notebook(path).get("metadata", {}).get("workbench", {}) or {}
+    except TemplateParameterError:
+        return {}
+
+
+def _stamp_metadata(output: Path, values: dict[str, Any]) -> None:
+    """Tie the executed notebook to its run record (``metadata.workbench``)."""
+    if not output.exists():
+        return
+    nb = read_notebook(output)
+    nb.setdefault("metadata", {})["workbench"] = values
+    tmp = output.with_name(f".{output.name}.tmp")
+    # nbformat's own layout (so diffs stay small), without its schema validation pass.
+    tmp.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, output)
+
+
+def _archive(output: Path) -> Path | None:
+    """Move the previous executed notebook aside, named after the time its run started."""
+    if not output.exists():
+        return None
+    started = _metadata(output).get("started")
+    if not started:
+        try:
+            started = read_notebook(output).get("metadata", {}).get("papermill", {}).get("start_time")
+        except TemplateParameterError:
+            started = None
+    when = _parse_time(started) if started else datetime.fromtimestamp(output.stat().st_mtime, timezone.utc)
+    stem = f"{output.stem}.{when.astimezone(timezone.utc).strftime(_STAMP)}"
+    target, n = output.with_name(f"{stem}.ipynb"), 1
+    while target.exists():  # two runs started within one second
+        n += 1
+        target = output.with_name(f"{stem}-{n}.ipynb")
+    os.replace(output, target)
+    return target
+
+
+def _error_cell(output: Path, last_started: bool = False) -> int | None:
+    """Index of the first cell with an error output in the notebook on disk; with
+    ``last_started``, else the last cell that started (a timeout or a dead kernel leaves no error
+    output, and cells run one after the other)."""
+    try:
+        cells = read_notebook(output)["cells"] if output.exists() else []
+    except TemplateParameterError:
+        return None
+    for i, cell in enumerate(cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs") or []):
+            return i
+    started = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    return started[-1] if last_started and started else None
+
+
+def _failed(incident_id: str, template: str, exc: WorkbenchError, t0: float) -> RunResult:
+    return RunResult(incident_id, template, None, "failed",
+                     {"cell_index": getattr(exc, "cell_index", None), "execution_count": None,
+                      "ename": type(exc).__name__, "evalue": str(exc)}, time.perf_counter() - t0, None)
+
+
+def _relative(path: Path, ws: Workspace) -> str:
+    # Relative to the workspace: the record stays valid when the folder moves or is shared.
+    try:
+        return path.resolve().relative_to(ws.root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _escape_braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    kept = [line for line in text.strip().splitlines() if "without encryption" not in line]
+    return " | ".join(kept[-lines:])

@@ -1,0 +1,721 @@
+"""The ``nezha`` source: the Nezha TrainTicket data set (injected faults; metrics, logs, traces).
+
+``open_source("nezha:../shared/data/nezha-trainticket")`` reads the data set folder laid out as in
+its README: ``rca_data/<day>/{metric,log,trace}/`` and ``construct_data/<day>/{log,trace}/``, with
+one ``rca_data/<day>/<day>-fault_list.json`` per day. Every time is UTC.
+
+Options
+-------
+days : list of str, optional
+    Days to read (``"2023-01-29"``); default every ``rca_data/<YYYY-MM-DD>`` folder found. A
+    comma-separated string is accepted (URL query strings).
+cases : list of str, optional
+    Case ids (see :meth:`NezhaSource.incidents`) whose log and trace files are read and whose
+    incidents are listed; other cases' files are not opened. The construct ("fault-free") files
+    are still read when they overlap the window. Metrics are not restricted (whole-day files).
+labels : bool
+    Must be ``False`` (the default): incidents never carry the injected fault. Labels are for
+    scoring only, through :func:`load_labels`.
+
+Mapping to the unified schema
+-----------------------------
+Metrics (``rca_data/<day>/metric/<pod>_metric.csv.gz``, one row a minute per pod)
+    ``timestamp`` = ``TimeStamp`` (Unix seconds; the Go ``Time`` text is not read),
+    ``service`` = ``PodName`` minus its last two ``-`` parts (:func:`service_of`),
+    ``attributes`` = ``{"pod": PodName}``, ``environment`` = ``"trainticket"``. One row per
+    (pod, metric, minute) with a value; an empty cell (PodServerLatency is empty in 31-41 % of
+    rows, PodClientLatency in a few; the files write ``NaN``) is a missing sample and gives no row.
+
+    ===========================  =========================  ==========  ==========================
+    column                       name                       unit        note
+    ===========================  =========================  ==========  ==========================
+    ``CpuUsage(m)``              cpu_usage                  millicores
+    ``CpuUsageRate(%)``          cpu_usage_rate             %           of the pod's CPU limit
+    ``MemoryUsage(Mi)``          memory_usage               MiB
+    ``MemoryUsageRate(%)``       memory_usage_rate          %
+    ``SyscallRead``              syscall_read               (none)      no unit in the data set
+    ``SyscallWrite``             syscall_write              (none)      no unit in the data set
+    ``NetworkReceiveBytes``      network_receive_bytes      bytes       fractional: a rate, period
+    ``NetworkTransmitBytes``     network_transmit_bytes     bytes       not documented
+    ``PodClientLatencyP90(s)``   client_latency_p90         s           has 3,600 s spikes
+    ``PodClientLatencyP95(s)``   client_latency_p95         s
+    ``PodClientLatencyP99(s)``   client_latency_p99         s
+    ``PodServerLatencyP90(s)``   server_latency_p90         s           often empty
+    ``PodServerLatencyP95(s)``   server_latency_p95         s
+    ``PodServerLatencyP99(s)``   server_latency_p99         s
+    ``PodWorkload(Ops)``         workload                   ops
+    ``NodeCpuUsageRate(%)``      node_cpu_usage_rate        %           the pod's node, repeated
+    ``NodeMemoryUsageRate(%)``   node_memory_usage_rate     %           on every pod of the node
+    ``NodeNetworkReceiveBytes``  node_network_receive_bytes bytes
+    ``PodSuccessRate(%)``        (skipped)                              always 0 in the data set
+    ===========================  =========================  ==========  ==========================
+
+    ``front_service.csv.gz`` is the entry service: ``service`` = its ``ServiceName``
+    (``Frontend``), ``attributes`` = ``{}``; ``LatencyP50/90/95/99(s)`` → ``latency_p50`` …
+    ``latency_p99`` (unit ``s``); ``SuccessRate(%)`` is skipped (always 0 as well).
+Logs (``rca_data/<day>/log/HH_MM_log.csv.gz`` and ``construct_data/<day>/log/…``)
+    ``timestamp`` = the ``Timestamp`` text. It is RFC 3339 with ``Z``, except on some multi-line
+    ERROR rows where it has no zone (and ``TimeUnixNano`` overflowed to 1677): those texts are UTC
+    as well, so ``Z`` is added. ``TimeUnixNano`` and the UTC+8 clock inside the line are not used.
+    ``body`` = the ``log`` field of the container runtime's JSON in ``Log`` without its trailing
+    newline (the raw ``Log`` text when it is not that JSON). ``severity`` = the level token after
+    the line's clock (``16:42:22.382 INFO  …``) through :func:`~workbench.telemetry.schema.normalize_severity`,
+    ``INFO`` when there is none. ``service`` from ``PodName``; ``trace_id`` = ``TraceID``;
+    ``attributes`` = ``{"pod", "span_id", "container", "node"}``, plus ``"truncated": true`` on a
+    line the container runtime cut at 16 KiB (no trailing newline; the rest is not in the data
+    set).
+Spans (``…/trace/HH_MM_trace.csv.gz``)
+    ``trace_id``, ``span_id``; ``parent_span_id`` = ``ParentID`` (``""`` for ``root``);
+    ``service`` from ``PodName``; ``name`` = ``OperationName``; ``start`` =
+    ``StartTimeUnixNano``; ``duration_ms`` = (``EndTimeUnixNano`` − ``StartTimeUnixNano``) / 1e6.
+    ``Duration`` is the same interval truncated to whole µs (checked on every span: End − Start −
+    Duration·1000 is always in [0, 1000) ns), so it is used only when the end time is unusable.
+    The data set has no span status; ``status`` = ``"error"`` for error-handler spans, i.e. an
+    operation name matching :data:`ERROR_OPERATION` (in this data set only
+    ``BasicErrorController.error``: Spring forwards a request that threw to ``/error``, so the
+    failed server span is that span's parent), else ``"ok"``. ``attributes`` = ``{"pod"}``.
+Topology
+    One ``caller -> callee`` row per distinct pair of services where a span's parent span (looked
+    up among all spans of the files opened) belongs to another service.
+Events
+    None: the data set has no deploys or other changes.
+
+The ``traceid`` folders (bare trace-id lists) are not read: every id is in the trace files.
+
+Windows and duplicates
+----------------------
+Log and trace files are chosen by name: file ``HH_MM`` holds records from about 2 min before to
+70 s after ``HH:MM``, so a file is opened when ``[HH:MM − 3 min, HH:MM + 3 min]`` overlaps the
+window; records are then filtered by their own times. Adjacent files overlap, one file repeats
+rows, and the 2023-01-29 construct window overlaps the first case's files: rows are built
+identically from identical input, so :func:`workbench.telemetry.schema.validate` drops those exact
+duplicates and counts them in the read's reports.
+
+Malformed input
+---------------
+A CSV row with the wrong number of fields or broken quoting, a row without a usable time, id or
+pod, and a metric value that is neither a number nor missing are skipped, counted in
+:attr:`NezhaSource.skipped` (relative file path → count; reset by each
+:meth:`~NezhaSource.frames` call) and logged as a warning naming the file (and the lines of
+malformed rows). Undecodable bytes are replaced (U+FFFD). None of the shared files has a
+malformed row; the README reports one in the full data set.
+
+Metric files are whole days, so each is parsed once per source instance and kept in memory
+(about 1.3 M values for both days); later windows only select rows.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import re
+import sys
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ...errors import ConfigError, SourceError, UnknownNameError
+from . import register
+from .base import RawFrame, Source
+from .files import window
+from ...formats import iso_utc
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENT = "trainticket"
+#: Each fault lasts 3 minutes (README).
+FAULT_DURATION = pd.Timedelta(minutes=3)
+#: Margin around a log/trace file's HH:MM name when choosing files for a window.
+FILE_MARGIN = pd.Timedelta(minutes=3)
+#: Operation names of error-handler spans (the data set's stand-in for span status).
+ERROR_OPERATION = re.compile(r"error|exception", re.IGNORECASE)
+#: Times before this are overflowed or corrupt values (the 1677 trap), never real records.
+EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
+
+#: Pod metric columns -> (name, unit). Columns not listed (Time, PodSuccessRate(%)) are not read.
+POD_METRICS: dict[str, tuple[str, str]] = {
+    "CpuUsage(m)": ("cpu_usage", "millicores"),
+    "CpuUsageRate(%)": ("cpu_usage_rate", "%"),
+    "MemoryUsage(Mi)": ("memory_usage", "MiB"),
+    "MemoryUsageRate(%)": ("memory_usage_rate", "%"),
+    "SyscallRead": ("syscall_read", ""),
+    "SyscallWrite": ("syscall_write", ""),
+    "NetworkReceiveBytes": ("network_receive_bytes", "bytes"),
+    "NetworkTransmitBytes": ("network_transmit_bytes", "bytes"),
+    "PodClientLatencyP90(s)": ("client_latency_p90", "s"),
+    "PodClientLatencyP95(s)": ("client_latency_p95", "s"),
+    "PodClientLatencyP99(s)": ("client_latency_p99", "s"),
+    "PodServerLatencyP90(s)": ("server_latency_p90", "s"),
+    "PodServerLatencyP95(s)": ("server_latency_p95", "s"),
+    "PodServerLatencyP99(s)": ("server_latency_p99", "s"),
+    "PodWorkload(Ops)": ("workload", "ops"),
+    "NodeCpuUsageRate(%)": ("node_cpu_usage_rate", "%"),
+    "NodeMemoryUsageRate(%)": ("node_memory_usage_rate", "%"),
+    "NodeNetworkReceiveBytes": ("node_network_receive_bytes", "bytes"),
+}
+#: Entry-service columns of ``front_service.csv.gz`` -> (name, unit); SuccessRate(%) is always 0.
+FRONT_METRICS: dict[str, tuple[str, str]] = {
+    "LatencyP50(s)": ("latency_p50", "s"),
+    "LatencyP90(s)": ("latency_p90", "s"),
+    "LatencyP95(s)": ("latency_p95", "s"),
+    "LatencyP99(s)": ("latency_p99", "s"),
+}
+FRONT_FILE = "front_service.csv.gz"
+
+_LOG_COLUMNS = ("Timestamp", "Node", "PodName", "Container", "TraceID", "SpanID", "Log")
+_TRACE_COLUMNS = ("TraceID", "SpanID", "ParentID", "PodName", "OperationName",
+                  "StartTimeUnixNano", "EndTimeUnixNano", "Duration")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FILE_MINUTE = re.compile(r"^(\d{2})_(\d{2})_(log|trace)\.csv\.gz$")
+_HAS_ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_LEVEL = re.compile(r"^\s*\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\s+([A-Za-z]+)\b")
+_OPTIONS = ("days", "cases", "labels")
+#: Longest field accepted by the CSV reader; a longer one is a broken quote swallowing lines.
+_FIELD_LIMIT = 16 * 1024 * 1024
+_WARN_LINES = 5
+
+
+def service_of(pod: str) -> str:
+    """The service of a Kubernetes pod name: the name minus its last two ``-`` parts.
+
+    ``ts-basic-service-5dc8d4f9fd-46997`` → ``ts-basic-service``; a name with fewer parts is
+    returned unchanged.
+    """
+    parts = pod.rsplit("-", 2)
+    return parts[0] if len(parts) == 3 and parts[0] else pod
+
+
+@register("nezha")
+class NezhaSource(Source):
+    """Reader of the Nezha TrainTicket data set (see the module docstring for the mapping).
+
+    Parameters
+    ----------
+    location : str
+        The data set folder (holding ``rca_data/`` and ``construct_data/``).
+    days, cases, labels
+        See the module docstring.
+
+    Attributes
+    ----------
+    skipped : dict of str to int
+        Input rows skipped by the last :meth:`frames` call, by file (relative to ``location``).
+    """
+
+    def __init__(self, location: str, days: Iterable[str] | str | None = None,
+                 cases: Iterable[str] | str | None = None, labels: bool | str = False, **options: Any):
+        if options:
+            raise ConfigError(f"nezha source: unknown option(s) {', '.join(sorted(options))} "
+                              f"(known: {', '.join(_OPTIONS)})")
+        if labels not in (False, None, 0, "", "0", "false", "False", "no"):
+            raise ConfigError("nezha source: labels must be false; incidents never carry the injected "
+                              "fault (use workbench.telemetry.sources.nezha.load_labels to score a benchmark)")
+        super().__init__(location, **{k: v for k, v in (("days", days), ("cases", cases)) if v})
+        self.root = Path(location)
+        if not (self.root / "rca_data").is_dir():
+            raise SourceError(f"{self.root}: not a Nezha data set folder (no rca_data/ inside)")
+        found = _days_in(self.root)
+        wanted = _as_list(days)
+        if wanted is None:
+            self.days = found
+        else:
+            for day in wanted:
+                if day not in found:
+                    raise UnknownNameError("nezha day", day, found)
+            self.days = sorted(set(wanted))
+        self.skipped: dict[str, int] = {}
+        self._cases: list[dict[str, Any]] | None = None
+        self._metric_cache: dict[Path, dict[str, Any]] = {}
+        wanted_cases = _as_list(cases)
+        if wanted_cases is not None:
+            known = {c["id"]: c for c in self._case_list()}
+            for cid in wanted_cases:
+                if cid not in known:
+                    raise UnknownNameError("nezha case", cid, list(known))
+        self.cases = wanted_cases
+
+    # ------------------------------------------------------------------ reading
+
+    def frames(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> Iterator[RawFrame]:
+        """Yield one raw frame per table (metrics, logs, spans, topology) for ``[start, end)``.
+
+        Yields
+        ------
+        RawFrame
+            ``frame`` holds the unified columns of its table (see :mod:`workbench.telemetry.schema`); its
+            ``origin`` names the folders read. Tables without rows are not yielded.
+        """
+        start, end = window(start, end)
+        self.skipped = {}
+        metrics = self._metrics(start, end)
+        if len(metrics):
+            yield RawFrame("metrics", metrics, origin=f"{self.root}/rca_data/{{{','.join(self.days)}}}/metric")
+        logs = self._logs(start, end)
+        if len(logs):
+            yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log")
+        spans, topology = self._spans(start, end)
+        if len(spans):
+            yield RawFrame("spans", spans, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
+        if len(topology):
+            yield RawFrame("topology", topology, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
+
+    def files(self, kind: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> list[Path]:
+        """The ``log`` or ``trace`` files to open for ``[start, end)`` (window pushed down by name).
+
+        Returns
+        -------
+        list of pathlib.Path
+            Construct files first, then case files, each in time order.
+        """
+        if kind not in ("log", "trace"):
+            raise ValueError(f"kind must be 'log' or 'trace', got {kind!r}")
+        start, end = window(start, end)
+        owned = None
+        if self.cases is not None:
+            owned = set()
+            for case in self._case_list():
+                if case["id"] in self.cases:
+                    minute = case["started"].floor("min")
+                    owned |= {(case["day"], minute + pd.Timedelta(minutes=k)) for k in range(3)}
+        out = []
+        for part in ("construct_data", "rca_data"):
+            for day in self.days:
+                folder = self.root / part / day / kind
+                if not folder.is_dir():
+                    continue
+                for path in sorted(folder.iterdir()):
+                    m = _FILE_MINUTE.match(path.name)
+                    if not m or m.group(3) != kind:
+                        continue
+                    named = pd.Timestamp(f"{day}T{m.group(1)}:{m.group(2)}:00Z")
+                    if start is not None and named + FILE_MARGIN < start:
+                        continue
+                    if end is not None and named - FILE_MARGIN >= end:
+                        continue
+                    if owned is not None and part == "rca_data" and (day, named) not in owned:
+                        continue
+                    out.append(path)
+        return out
+
+    def _metrics(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+        lo, hi = _ns_bounds(start, end)
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("timestamp", "service", "name", "value", "unit", "attributes")}
+        for day in self.days:
+            folder = self.root / "rca_data" / day / "metric"
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.csv.gz")):
+                parsed = self._metric_file(path)
+                for why, count in parsed["skipped"].items():
+                    self._count(path, count, why)
+                keep = (parsed["stamp"] >= lo) & (parsed["stamp"] < hi)
+                if not keep.any():
+                    continue
+                for name, unit, values in parsed["series"]:
+                    has = keep & np.isfinite(values)
+                    if not has.any():
+                        continue
+                    cols["timestamp"].append(parsed["stamp"][has])
+                    cols["service"].append(parsed["service"][has])
+                    cols["name"].append(np.full(int(has.sum()), name, dtype=object))
+                    cols["value"].append(values[has])
+                    cols["unit"].append(np.full(int(has.sum()), unit, dtype=object))
+                    cols["attributes"].append(parsed["attributes"][has])
+        if not cols["timestamp"]:
+            return schema.empty("metrics")
+        data = {k: np.concatenate(v) for k, v in cols.items()}
+        return pd.DataFrame({
+            "timestamp": pd.to_datetime(data["timestamp"], unit="ns", utc=True),
+            "service": data["service"], "environment": np.full(len(data["value"]), ENVIRONMENT, dtype=object),
+            "name": data["name"], "value": data["value"], "unit": data["unit"], "attributes": data["attributes"],
+        })
+
+    def _metric_file(self, path: Path) -> dict[str, Any]:
+        """One metric file parsed once per source (whole-day files; windows only select rows).
+
+        Returns a dict: ``stamp`` (int64 ns), ``service``, ``attributes`` (object arrays),
+        ``series`` (list of (name, unit, float array with NaN for missing)) and ``skipped``
+        (reason -> rows).
+        """
+        if path in self._metric_cache:
+            return self._metric_cache[path]
+        front = path.name == FRONT_FILE
+        columns = FRONT_METRICS if front else POD_METRICS
+        who = "ServiceName" if front else "PodName"
+        table, bad_lines = _read_csv(path, ("TimeStamp", who))
+        skipped: Counter[str] = Counter()
+        if bad_lines:
+            skipped[_malformed(bad_lines)] += len(bad_lines)
+        seconds = pd.to_numeric(table["TimeStamp"], errors="coerce").to_numpy(dtype="float64")
+        usable = np.isfinite(seconds) & (seconds >= EARLIEST.timestamp()) & (seconds < 2**33)
+        ok = usable & table[who].ne("").to_numpy(dtype=bool)
+        if (~ok).any():
+            skipped[f"row(s) with no usable TimeStamp or {who}"] += int((~ok).sum())
+        table, seconds = table[ok], seconds[ok]
+        names = table[who]
+        series = []
+        for column, (name, unit) in columns.items():
+            if column not in table.columns:
+                continue
+            raw = table[column]
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
+            missing = ~np.isfinite(values)
+            if missing.any():
+                # "NaN" (Prometheus' answer over no samples) or an empty cell is a missing
+                # sample (documented); anything else unparseable or infinite is bad input.
+                bad = int((~raw[missing].str.strip().str.lower().isin(("", "nan"))).sum())
+                if bad:
+                    skipped[f"value(s) of {column} that are not finite numbers"] += bad
+                values = np.where(missing, np.nan, values)
+            series.append((name, unit, values))
+        parsed = {
+            "stamp": np.round(seconds * 1e3).astype("int64") * 1_000_000,
+            "service": (names if front else _per_value(names, service_of)).to_numpy(dtype=object),
+            "attributes": (np.full(len(names), "{}", dtype=object) if front else
+                           _per_value(names, lambda p: _attributes({"pod": p})).to_numpy(dtype=object)),
+            "series": series,
+            "skipped": dict(skipped),
+        }
+        self._metric_cache[path] = parsed
+        return parsed
+
+    def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+        parts = []
+        for path in self.files("log", start, end):
+            table, bad_lines = _read_csv(path, _LOG_COLUMNS)
+            if bad_lines:
+                self._count(path, len(bad_lines), _malformed(bad_lines))
+            if table.empty:
+                continue
+            text = table["Timestamp"].str.strip()
+            # The zone-less texts (multi-line ERROR rows) are UTC like the others (README trap 3).
+            text = text.where(text.str.contains(_HAS_ZONE, regex=True), text + "Z")
+            ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+            ok = ts.notna() & (ts >= EARLIEST) & table["PodName"].ne("")
+            self._skip(path, ~ok, "no usable Timestamp or PodName")
+            keep = ok & _in_window(ts, start, end)
+            table, ts = table[keep], ts[keep]
+            if table.empty:
+                continue
+            bodies, partial = zip(*(_body(v) for v in table["Log"]))
+            body = pd.Series(bodies, index=table.index, dtype=object)
+            level = body.str.extract(_LEVEL, expand=False)
+            severity = level.map(_severity_of(level.dropna().unique()), na_action="ignore").fillna("INFO")
+            # Attribute JSON assembled from per-value JSON strings: identical to
+            # schema.to_attributes (sorted keys, compact), and 5x faster than a dumps per row.
+            tail = pd.Series(np.where(partial, ',"truncated":true}', "}"), index=table.index, dtype=object)
+            attrs = ('{"container":' + _per_value(table["Container"], _json_text)
+                     + ',"node":' + _per_value(table["Node"], _json_text)
+                     + ',"pod":' + _per_value(table["PodName"], _json_text)
+                     + ',"span_id":' + _per_value(table["SpanID"], _json_text) + tail)
+            parts.append(pd.DataFrame({
+                "timestamp": ts, "service": _per_value(table["PodName"], service_of),
+                "environment": ENVIRONMENT, "severity": severity, "body": body,
+                "trace_id": table["TraceID"], "attributes": attrs,
+            }))
+        if not parts:
+            return schema.empty("logs")
+        return pd.concat(parts, ignore_index=True)
+
+    def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        parts = []
+        for path in self.files("trace", start, end):
+            table, bad_lines = _read_csv(path, _TRACE_COLUMNS)
+            if bad_lines:
+                self._count(path, len(bad_lines), _malformed(bad_lines))
+            if table.empty:
+                continue
+            begin, has_begin = _nanos(table["StartTimeUnixNano"])
+            finish, has_end = _nanos(table["EndTimeUnixNano"])
+            micros = pd.to_numeric(table["Duration"], errors="coerce").to_numpy(dtype="float64")
+            exact = has_begin & has_end & (finish >= begin)
+            duration = np.where(exact, (finish - begin) / 1e6, micros / 1000.0)
+            ok = (has_begin & (begin >= EARLIEST.value) & np.isfinite(duration) & (duration >= 0)
+                  & (table["TraceID"].ne("") & table["SpanID"].ne("") & table["PodName"].ne("")
+                     & table["OperationName"].ne("")).to_numpy(dtype=bool))
+            self._skip(path, ~ok, "no usable ids, PodName, OperationName or times")
+            table = table[ok]
+            parent = table["ParentID"]
+            parts.append(pd.DataFrame({
+                "trace_id": table["TraceID"], "span_id": table["SpanID"],
+                "parent_span_id": parent.where(parent.ne("root"), ""),
+                "service": _per_value(table["PodName"], service_of), "name": table["OperationName"],
+                "start": pd.to_datetime(begin[ok], unit="ns", utc=True), "duration_ms": duration[ok],
+                "status": _per_value(table["OperationName"], lambda n: "error" if ERROR_OPERATION.search(n) else "ok"),
+                "attributes": _per_value(table["PodName"], lambda p: _attributes({"pod": p})),
+            }))
+        if not parts:
+            return schema.empty("spans"), schema.empty("topology")
+        spans = pd.concat(parts, ignore_index=True)
+        # Parents are looked up among every span of the opened files (the margin included), so a
+        # window edge does not hide a call whose parent started just before it.
+        service_by_span = spans.drop_duplicates("span_id").set_index("span_id")["service"]
+        spans = spans[_in_window(spans["start"], start, end)].reset_index(drop=True)
+        caller = spans["parent_span_id"].map(service_by_span)
+        calls = pd.DataFrame({"caller": caller, "callee": spans["service"]}).dropna()
+        topology = (calls[calls["caller"] != calls["callee"]].drop_duplicates()
+                    .sort_values(["caller", "callee"]).reset_index(drop=True))
+        return spans, topology
+
+    def _skip(self, path: Path, mask: pd.Series, why: str) -> None:
+        count = int(mask.sum())
+        if count:
+            self._count(path, count, f"row(s) with {why}")
+
+    def _count(self, path: Path, count: int, why: str) -> None:
+        key = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+        self.skipped[key] = self.skipped.get(key, 0) + count
+        log.warning("%s: skipped %d %s", path, count, why)
+
+    # ------------------------------------------------------------------ incidents
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """One incident document per fault case of the selected days (and cases), without any label.
+
+        Only ``inject_time`` is read from the fault lists. The window follows the README's
+        protocol: from the end of the previous fault of the same day (its inject time + 3 min;
+        only faults listed in this folder are known, so held-out faults can fall inside) or,
+        for a day's first case, the day's first metric sample, to inject time + 3 min.
+
+        Returns
+        -------
+        list of dict
+            ``id`` (``nezha-YYYYMMDD-HHMM``, ``-2``, ``-3`` … appended on a clash), ``title``,
+            ``severity`` (SEV3), ``status`` (resolved), ``environment``, ``services`` (``[]``:
+            unknown), ``started`` and ``resolved`` (ISO 8601 UTC with ``Z``), ``window``
+            (``{"start", "end"}``, same format; ``start`` is null when a day has no metrics).
+        """
+        out = []
+        previous: dict[str, pd.Timestamp] = {}
+        for case in self._case_list():
+            day, started = case["day"], case["started"]
+            begin = previous.get(day)
+            if begin is None:
+                begin = self._day_first_metric(day)
+            previous[day] = started + FAULT_DURATION
+            if self.cases is not None and case["id"] not in self.cases:
+                continue
+            out.append({
+                "id": case["id"],
+                "title": f"TrainTicket fault case {started:%Y-%m-%d %H:%M}",
+                "severity": "SEV3",
+                "status": "resolved",
+                "environment": ENVIRONMENT,
+                "services": [],
+                "started": iso_utc(started),
+                "resolved": iso_utc(started + FAULT_DURATION),
+                "window": {"start": iso_utc(begin) if begin is not None else None,
+                           "end": iso_utc(started + FAULT_DURATION)},
+            })
+        return out
+
+    def _case_list(self) -> list[dict[str, Any]]:
+        if self._cases is None:
+            self._cases = [{"id": cid, "day": day, "started": t}
+                           for day in self.days for cid, t, _ in _fault_cases(self.root, day)]
+        return self._cases
+
+    def _day_first_metric(self, day: str) -> pd.Timestamp | None:
+        # Parsing through the cache also warms it for the reads that usually follow.
+        paths = sorted((self.root / "rca_data" / day / "metric").glob("*.csv.gz"))
+        firsts = [int(stamp.min()) for stamp in (self._metric_file(p)["stamp"] for p in paths) if len(stamp)]
+        return pd.Timestamp(min(firsts), tz="UTC") if firsts else None
+
+
+def load_labels(path: str | Path, days: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
+    """The injected fault of every case: for benchmarks and tests only; the source never calls it.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The data set folder (``nezha:`` prefix accepted).
+    days : list of str, optional
+        Days to read (default every day found).
+
+    Returns
+    -------
+    dict
+        Case id (as in :meth:`NezhaSource.incidents`) → ``{"service", "pod", "fault_type"}``;
+        ``service`` is the pod name minus its last two ``-`` parts (:func:`service_of`).
+    """
+    root = Path(str(path).removeprefix("nezha:"))
+    if not (root / "rca_data").is_dir():
+        raise SourceError(f"{root}: not a Nezha data set folder (no rca_data/ inside)")
+    out = {}
+    for day in (sorted(days) if days else _days_in(root)):
+        file = root / "rca_data" / day / f"{day}-fault_list.json"
+        for cid, _, record in _fault_cases(root, day):
+            pod, kind = record.get("inject_pod"), record.get("inject_type")
+            if not isinstance(pod, str) or not pod or not isinstance(kind, str) or not kind:
+                raise SourceError(f"{file}: case {cid} needs text inject_pod and inject_type, got {pod!r}, {kind!r}")
+            out[cid] = {"service": service_of(pod), "pod": pod, "fault_type": kind}
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _read_csv(path: Path, required: Iterable[str]) -> tuple[pd.DataFrame, list[int]]:
+    """Every well-formed row of a gzip CSV as text columns, and the line numbers of malformed rows."""
+    rows: list[list[str]] = []
+    bad_lines: list[int] = []
+    limit = csv.field_size_limit()
+    csv.field_size_limit(min(_FIELD_LIMIT, sys.maxsize))
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+            reader = csv.reader(handle)
+            try:
+                header = next(reader, None)
+            except csv.Error as exc:
+                raise SourceError(f"{path}: the header line is not CSV ({exc})") from exc
+            if header is None:
+                return pd.DataFrame(columns=list(required), dtype=object), []
+            width = len(header)
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error:
+                    bad_lines.append(reader.line_num)
+                    continue
+                if len(row) == width:
+                    rows.append(row)
+                elif row:  # a blank line is not a record
+                    bad_lines.append(reader.line_num)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"{path}: cannot read this gzip CSV file ({exc})") from exc
+    finally:
+        csv.field_size_limit(limit)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; "
+                          f"expected {', '.join(required)} (found {', '.join(header)})")
+    return pd.DataFrame(rows, columns=header, dtype=object), bad_lines
+
+
+def _malformed(lines: list[int]) -> str:
+    shown = ", ".join(map(str, lines[:_WARN_LINES])) + (" …" if len(lines) > _WARN_LINES else "")
+    return f"malformed CSV row(s) (wrong number of fields or bad quoting; lines {shown})"
+
+
+def _fault_cases(root: Path, day: str) -> list[tuple[str, pd.Timestamp, dict[str, Any]]]:
+    """(case id, inject time, raw record) of one day's fault list, in inject-time order."""
+    file = root / "rca_data" / day / f"{day}-fault_list.json"
+    if not file.is_file():
+        return []
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{file}: not readable JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise SourceError(f"{file}: expected an object of hour -> list of faults, got {type(doc).__name__}")
+    found = []
+    for hour, items in doc.items():
+        if not isinstance(items, list):
+            raise SourceError(f"{file}: hour {hour!r} must hold a list of faults")
+        for item in items:
+            text = item.get("inject_time") if isinstance(item, dict) else None
+            try:
+                # inject_time is UTC (README); inject_timestamp is inconsistent and never read.
+                started = pd.Timestamp(text, tz="UTC") if isinstance(text, str) else None
+            except ValueError:
+                started = None
+            if started is None or started is pd.NaT:
+                raise SourceError(f"{file}: hour {hour!r}: inject_time must be 'YYYY-MM-DD HH:MM:SS' (UTC), got {text!r}")
+            found.append((started, item))
+    found.sort(key=lambda pair: pair[0])
+    out, used = [], Counter()
+    for started, item in found:
+        base = f"nezha-{started:%Y%m%d-%H%M}"
+        used[base] += 1
+        cid = base if used[base] == 1 else f"{base}-{used[base]}"
+        out.append((cid, started, item))
+    return out
+
+
+def _days_in(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "rca_data").iterdir() if p.is_dir() and _DAY.match(p.name))
+
+
+def _as_list(value: Iterable[str] | str | None) -> list[str] | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _ns_bounds(start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[int, int]:
+    """The window as int64 nanoseconds (open ends as the int64 range)."""
+    info = np.iinfo("int64")
+    return (start.value if start is not None else info.min), (end.value if end is not None else info.max)
+
+
+def _per_value(series: pd.Series, func: Any) -> pd.Series:
+    """``series.map(func)`` computed once per distinct value (pods, operations repeat a lot)."""
+    table = {value: func(value) for value in pd.unique(series)}
+    return series.map(table).astype(object)
+
+
+def _json_text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _in_window(times: pd.Series, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.Series:
+    keep = pd.Series(True, index=times.index)
+    if start is not None:
+        keep &= times >= start
+    if end is not None:
+        keep &= times < end
+    return keep
+
+
+def _nanos(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 nanoseconds, mask of usable values) parsed exactly: floats would lose the last digits."""
+    try:
+        return text.to_numpy(dtype=object).astype("int64"), np.ones(len(text), dtype=bool)
+    except (ValueError, OverflowError, TypeError):
+        pass  # some value is not a plain integer: check each one
+    clean = text.str.strip()
+    # 19 digits may exceed int64; equal-length digit strings compare like the numbers.
+    fits = clean.str.fullmatch(r"\d{1,19}") & ~((clean.str.len() == 19) & (clean > _INT64_MAX))
+    ok = np.array(fits, dtype=bool)
+    out = np.zeros(len(text), dtype="int64")
+    if ok.any():
+        out[ok] = clean[ok].to_numpy(dtype=object).astype("int64")
+    return out, ok
+
+
+_INT64_MAX = str(np.iinfo("int64").max)
+
+
+def _body(raw: str) -> tuple[str, bool]:
+    """(application line, cut by the runtime?) from the runtime's JSON; the raw text otherwise."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    line = doc.get("log") if isinstance(doc, dict) else None
+    if not isinstance(line, str):
+        return (raw.strip() or "(empty)"), False
+    partial = not line.endswith("\n")
+    line = line.rstrip("\r\n")
+    return (line if line.strip() else "(empty)"), partial
+
+
+def _severity_of(tokens: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for token in tokens:
+        level = schema.normalize_severity(token)
+        out[token] = level if level in schema.SEVERITIES else "INFO"
+    return out
+
+
+def _attributes(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,274 @@
+"""The workspace's telemetry store: validated tables as Parquet, queried by window through DuckDB.
+
+Layout: ``<root>/<table>/day=YYYY-MM-DD/part.parquet`` (one file per table and UTC day) and
+``<root>/topology/part.parquet``. A window query opens only the day files that overlap the window
+and pushes the time and service filters into DuckDB, so a notebook pulls one incident's window,
+not the whole history.
+
+Writes are idempotent and all-or-nothing: a day file is merged with what is already stored
+(exact duplicates dropped and counted, conflicting keys refused by :func:`workbench.telemetry.schema.validate`),
+every new file is written beside its target first, and the targets are swapped in only when
+every file of the write is ready. A failure before the swap leaves the store as it was; a failure
+during the swap restores the previous files.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import schema
+from ..errors import SourceError
+from ..formats import utc_bound
+
+_PART = "part.parquet"
+
+
+@dataclass
+class WriteStats:
+    """What one write added.
+
+    Attributes
+    ----------
+    rows_added : dict
+        New rows per table.
+    rows_present : dict
+        Rows that were already stored (exact duplicates of stored rows) per table.
+    files : int
+        Day files written.
+    """
+
+    rows_added: dict[str, int] = field(default_factory=dict)
+    rows_present: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+
+    def to_dict(self) -> dict:
+        return {"rows_added": dict(self.rows_added), "rows_present": dict(self.rows_present), "files": self.files}
+
+
+class StagedWrite:
+    """Files written beside their targets, swapped in by :meth:`commit` or dropped by :meth:`rollback`."""
+
+    def __init__(self, moves: list[tuple[Path, Path]], stats: WriteStats):
+        self._moves = moves
+        self.stats = stats
+        self._backups: list[tuple[Path, Path | None]] = []
+        self._done = False
+
+    def commit(self) -> WriteStats:
+        """Swap every staged file in; on any failure restore what was there before."""
+        if self._done:
+            return self.stats
+        try:
+            for tmp, target in self._moves:
+                backup = None
+                if target.exists():
+                    backup = target.with_name(target.name + f".bak-{uuid.uuid4().hex}")
+                    os.replace(target, backup)
+                self._backups.append((target, backup))
+                os.replace(tmp, target)
+        except BaseException:
+            self._restore()
+            raise
+        for _, backup in self._backups:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        self._done = True
+        return self.stats
+
+    def rollback(self) -> None:
+        """Drop the staged files (before commit) or restore the previous files (after a failed commit)."""
+        if self._done:
+            return
+        self._restore()
+        for tmp, _ in self._moves:
+            tmp.unlink(missing_ok=True)
+        self._done = True
+
+    def _restore(self) -> None:
+        for target, backup in reversed(self._backups):
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                target.unlink(missing_ok=True)
+        self._backups.clear()
+
+
+class TelemetryStore:
+    """Validated telemetry tables of one workspace.
+
+    Parameters
+    ----------
+    root : path
+        The ``telemetry/`` folder (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ write
+    def stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None = None) -> StagedWrite:
+        """Merge ``tables`` (validated frames) with the stored ones and write the result beside
+        the targets. Nothing is visible until :meth:`StagedWrite.commit`.
+        """
+        moves: list[tuple[Path, Path]] = []
+        stats = WriteStats()
+        try:
+            for table, frame in tables.items():
+                stats.rows_added[table] = 0
+                stats.rows_present[table] = 0
+                if frame is None or frame.empty:
+                    continue
+                for target, part in self._partitions(table, frame):
+                    stored = self._read_file(target) if target.exists() else None
+                    if stored is not None and not stored.empty:
+                        merged = pd.concat([stored, part], ignore_index=True)
+                    else:
+                        merged = part
+                    checked = schema.validate(table, merged, source=str(target))
+                    before = 0 if stored is None else len(stored)
+                    added = len(checked.frame) - before
+                    stats.rows_added[table] += added
+                    stats.rows_present[table] += len(part) - added
+                    if added == 0 and stored is not None:
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+                    _write_parquet(checked.frame, tmp)
+                    moves.append((tmp, target))
+                    stats.files += 1
+                    if progress:
+                        progress(str(target.relative_to(self.root)))
+        except BaseException:
+            for tmp, _ in moves:
+                tmp.unlink(missing_ok=True)
+            raise
+        return StagedWrite(moves, stats)
+
+    def write(self, tables: dict[str, pd.DataFrame]) -> WriteStats:
+        """Stage and commit in one step."""
+        return self.stage(tables).commit()
+
+    # ------------------------------------------------------------------ read
+    def query(self, table: str, start: pd.Timestamp | str | None = None, end: pd.Timestamp | str | None = None,
+              services: Sequence[str] | None = None, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows of ``table`` in ``[start, end)``, optionally for some services (and metric names).
+
+        Returns a frame with the table's columns (see :mod:`workbench.telemetry.schema`), ordered by time,
+        times tz-aware UTC. Only the day files overlapping the window are opened.
+        """
+        schema.columns(table)  # validates the name
+        start_ts, end_ts = utc_bound(start), utc_bound(end)
+        files = self._files(table, start_ts, end_ts)
+        if not files:
+            return schema.empty(table)
+        where, params = [], [[str(f) for f in files]]
+        time_col = schema.TIME_COLUMN[table]
+        if time_col and start_ts is not None:
+            where.append(f'"{time_col}" >= ?')
+            params.append(start_ts.to_pydatetime())
+        if time_col and end_ts is not None:
+            where.append(f'"{time_col}" < ?')
+            params.append(end_ts.to_pydatetime())
+        if services is not None:
+            col = "caller" if table == "topology" else "service"
+            where.append(f"{col} IN (SELECT unnest(?))")
+            params.append(list(services))
+        if names is not None:
+            where.append("name IN (SELECT unnest(?))")
+            params.append(list(names))
+        cols = ", ".join(f'"{c}"' for c in schema.columns(table))
+        sql = f"SELECT {cols} FROM read_parquet(?)"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if time_col:
+            sql += f' ORDER BY "{time_col}"'
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone='UTC'")
+            arrow = con.sql(sql, params=params).to_arrow_table()
+        frame = arrow.to_pandas()
+        for col in schema.columns(table):
+            if col in ("timestamp", "start"):
+                s = frame[col]
+                frame[col] = (s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")).astype("datetime64[ns, UTC]")
+        return frame
+
+    def time_range(self, table: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """First and last time stored in ``table`` (None when empty)."""
+        time_col = schema.TIME_COLUMN[table]
+        files = self._files(table, None, None)
+        if not files or not time_col:
+            return None
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone='UTC'")
+            lo, hi = con.execute(f'SELECT min("{time_col}"), max("{time_col}") FROM read_parquet(?)', [[str(f) for f in files]]).fetchone()
+        return pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC")
+
+    def counts(self) -> dict[str, int]:
+        """Rows stored per table."""
+        out = {}
+        for table in schema.TABLES:
+            files = self._files(table, None, None)
+            out[table] = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return out
+
+    def services(self) -> list[str]:
+        """Every service with metrics, logs, spans or events."""
+        found: set[str] = set()
+        for table in ("metrics", "logs", "spans", "events"):
+            files = self._files(table, None, None)
+            if files:
+                with duckdb.connect() as con:
+                    rows = con.execute("SELECT DISTINCT service FROM read_parquet(?)", [[str(f) for f in files]]).fetchall()
+                found.update(r[0] for r in rows)
+        return sorted(found)
+
+    # ------------------------------------------------------------------ internals
+    def _partitions(self, table: str, frame: pd.DataFrame) -> Iterable[tuple[Path, pd.DataFrame]]:
+        time_col = schema.TIME_COLUMN[table]
+        if time_col is None:
+            yield self.root / table / _PART, frame
+            return
+        days = frame[time_col].dt.strftime("%Y-%m-%d")
+        for day, part in frame.groupby(days, sort=True):
+            yield self.root / table / f"day={day}" / _PART, part.reset_index(drop=True)
+
+    def _files(self, table: str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> list[Path]:
+        base = self.root / table
+        if not base.is_dir():
+            return []
+        if schema.TIME_COLUMN[table] is None:
+            f = base / _PART
+            return [f] if f.exists() else []
+        out = []
+        for d in sorted(base.glob("day=*")):
+            day = pd.Timestamp(d.name[4:], tz="UTC")
+            if start is not None and day + pd.Timedelta(days=1) <= start.floor("D"):
+                continue
+            if end is not None and day >= end:
+                continue
+            f = d / _PART
+            if f.exists():
+                out.append(f)
+        return out
+
+    def _read_file(self, path: Path) -> pd.DataFrame:
+        try:
+            frame = pq.read_table(path).to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceError(f"{path}: stored telemetry file is unreadable: {exc}") from None
+        return frame
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+
+
