@@ -7,14 +7,19 @@ workspace as it was. Ingesting the same data twice adds nothing.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
-from ..workspace import Workspace
+from ..errors import NotFoundError
+from ..store.documents import validate_document
 from .sources import open_source
 from .sources.base import RawFrame
+
+if TYPE_CHECKING:  # the workspace sits above the telemetry layer; ingest only calls its two openers
+    from ..workspace import Workspace
 
 
 @dataclass
@@ -74,10 +79,6 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
     SourceError, SchemaError, StoreError
         Nothing is written when any is raised.
     """
-    import time
-
-    from ..store.documents import validate_document
-
     t0 = time.perf_counter()
     source = open_source(url, **options)
     result = IngestResult(source=source.url)
@@ -113,8 +114,6 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
 
 def import_document(kb, doc: dict[str, Any], who: str, origin: str) -> tuple[str, Any]:
     """Import one incident document; return (``added`` | ``updated`` | ``unchanged``, incident)."""
-    from ..errors import NotFoundError
-
     before = None
     if doc.get("id"):
         try:
