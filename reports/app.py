@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +39,7 @@ from typing import Any
 import panel as pn
 from tornado.ioloop import IOLoop
 
+from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace, open_workspace
 from workbench.reports import auth, safe
 from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, filter_options, incident_frame
@@ -44,7 +47,16 @@ from workbench.reports.charts import WIDTH
 from workbench.reports.safe import fmt
 from workbench.reports.views import Report
 
-__all__ = ["app", "serve", "websocket_origins", "WorkbenchApp", "TABS"]
+__all__ = ["app", "check_exposure", "serve", "websocket_origins", "ServeError", "WorkbenchApp", "TABS"]
+
+#: Addresses that only this machine reaches; any other needs a password (and TLS or a proxy).
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Shortest password the login form accepts.
+MIN_PASSWORD = 12
+
+
+class ServeError(WorkbenchError):
+    """The app would be exposed without the protection its address needs."""
 
 #: Tab titles, in order.
 TABS = ("Incidents", "Report", "Action items", "Metrics")
@@ -232,29 +244,68 @@ def _auth_pages() -> Path:
     return folder
 
 
-def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | None = None, port: int = 5006,
-          address: str = "127.0.0.1", show: bool = False, **kwargs: Any) -> Any:
-    """Serve :func:`app` with Panel's server (blocking) on ``address:port``; returns the server.
+def check_exposure(address: str, *, basic_auth: str | None = None, tls_cert: Any = None, tls_key: Any = None,
+                   allow_plain_http: bool = False) -> dict[str, str]:
+    """Refuse to expose the app beyond this machine without protection; return the TLS options.
 
-    ``kwargs`` go to :func:`panel.serve`: ``basic_auth=PASSWORD`` with ``cookie_secret=...``
-    puts every page behind a login form (the workbench's own, unless ``login_template`` is
-    given; ``login_throttle=`` a :class:`workbench.reports.auth.LoginThrottle` to tune the
-    limit); ``threaded=True`` returns at once; ``websocket_origin`` replaces
-    :func:`websocket_origins` (so does the ``BOKEH_ALLOW_WS_ORIGIN`` environment variable, e.g.
-    for a name the machine is reached by through a proxy).
+    Anything but loopback needs a password of at least :data:`MIN_PASSWORD` characters, and TLS
+    (``tls_cert`` with ``tls_key``, checked to load) unless ``allow_plain_http`` says a proxy in
+    front terminates it: otherwise the login form would send the password in clear text.
 
     Raises
     ------
+    ServeError
+        Naming the option (as the ``workbench serve`` flag) that is missing or wrong.
+    """
+    if address not in LOOPBACK and not basic_auth:
+        raise ServeError(f"binding to {address} exposes the workbench beyond this machine; give --basic-auth FILE "
+                         f"(basic_auth=PASSWORD)")
+    if basic_auth is not None and len(basic_auth) < MIN_PASSWORD:
+        raise ServeError(f"the basic-auth password must have at least {MIN_PASSWORD} characters")
+    if (tls_cert is None) != (tls_key is None):
+        raise ServeError("give both --tls-cert and --tls-key (tls_cert, tls_key), or neither")
+    if tls_cert is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile=str(tls_cert), keyfile=str(tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ServeError(f"cannot load the certificate {tls_cert} with the key {tls_key}: {exc}") from None
+        return {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+    if address not in LOOPBACK and not allow_plain_http:
+        raise ServeError(f"binding to {address} without TLS sends the password in clear text; give --tls-cert and "
+                         f"--tls-key, or --allow-plain-http when a proxy in front terminates TLS")
+    return {}
+
+
+def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | None = None, port: int = 5006,
+          address: str = "127.0.0.1", show: bool = False, basic_auth: str | None = None, tls_cert: Any = None,
+          tls_key: Any = None, allow_plain_http: bool = False, **kwargs: Any) -> Any:
+    """Serve :func:`app` with Panel's server (blocking) on ``address:port``; returns the server.
+
+    :func:`check_exposure` decides first whether ``address`` may be served with the given
+    protection. ``basic_auth=PASSWORD`` puts every page behind a login form (the workbench's own,
+    unless ``login_template`` is given; ``login_throttle=`` a
+    :class:`workbench.reports.auth.LoginThrottle` to tune the limit); ``tls_cert``/``tls_key``
+    serve HTTPS. Other ``kwargs`` go to :func:`panel.serve`: ``threaded=True`` returns at once;
+    ``websocket_origin`` replaces :func:`websocket_origins` (so does the ``BOKEH_ALLOW_WS_ORIGIN``
+    environment variable, e.g. for a name the machine is reached by through a proxy).
+
+    Raises
+    ------
+    ServeError
+        The address needs protection that is not given.
     NotFoundError
         ``incident_id`` is not in the knowledge base (checked before the server starts).
     """
+    kwargs.update(check_exposure(address, basic_auth=basic_auth, tls_cert=tls_cert, tls_key=tls_key,
+                                 allow_plain_http=allow_plain_http))
     ws = _workspace(workspace)
     if incident_id is not None:
         with ws.knowledge_base() as kb:
             kb.get_incident(incident_id)
     kwargs.setdefault("title", "Postmortem workbench")
     kwargs.setdefault("websocket_origin", websocket_origins(address, port))
-    if kwargs.get("basic_auth"):
+    if basic_auth:
+        kwargs.setdefault("cookie_secret", secrets.token_hex(32))
         if not {"login_template", "logout_template"} & set(kwargs):
             pages = _auth_pages()
             kwargs.update(login_template=str(pages / "login.html"), logout_template=str(pages / "logout.html"))
@@ -265,7 +316,7 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
                 # a server stopped by a signal would never reach an atexit handler
                 IOLoop.current().add_callback(shutil.rmtree, pages, True)
         # Our provider instead of Panel's: constant-time check, failed attempts limited per address.
-        kwargs["auth_provider"] = auth.provider(kwargs.pop("basic_auth"), login_template=kwargs.pop("login_template", None),
+        kwargs["auth_provider"] = auth.provider(basic_auth, login_template=kwargs.pop("login_template", None),
                                                 logout_template=kwargs.pop("logout_template", None),
                                                 throttle=kwargs.pop("login_throttle", None))
     return pn.serve({"/": lambda: app(ws, incident_id)}, port=port, address=address, show=show, **kwargs)

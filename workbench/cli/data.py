@@ -1,0 +1,125 @@
+"""``workbench init | ingest | sample | sources | demo``: workspaces and the telemetry in them."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..workspace import init as init_workspace, open_workspace
+from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
+from .incidents import print_incidents
+
+
+@app.command()
+def init(path: Optional[Path] = typer.Argument(None, help="Folder of the new workspace (default: $WORKBENCH_HOME or .)."),
+         database_url: Optional[str] = typer.Option(None, help="Knowledge base URL (default: SQLite file in the workspace)."),
+         as_json: bool = JsonOpt) -> None:
+    """Create a workspace (idempotent): workbench.toml, the knowledge base and the telemetry folder."""
+    ws = init_workspace(path, database_url=database_url)
+    if as_json:
+        echo_json({"workspace": str(ws.root), "database_url": ws.database_url})
+    else:
+        typer.echo(f"workspace ready: {ws.root}")
+
+@app.command()
+def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (files, otlp, nezha) or a folder with manifest.yaml."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           start: Optional[str] = typer.Option(None, help="Only telemetry at or after this time (ISO 8601 with zone)."),
+           end: Optional[str] = typer.Option(None, help="Only telemetry before this time (ISO 8601 with zone)."),
+           option: list[str] = typer.Option([], "--option", "-o", help="Source option key=value (repeatable), e.g. -o table=metrics."),
+           as_json: bool = JsonOpt) -> None:
+    """Validate a source's telemetry into the workspace and import the incidents it describes.
+
+    All or nothing: on any error the workspace is left as it was. Ingesting the same data twice
+    adds nothing.
+    """
+    from tqdm import tqdm
+
+    from ..telemetry.ingest import ingest as run_ingest
+
+    options = dict(option_pair(o) for o in option)
+    ws = open_workspace(workspace)
+    with tqdm(desc="ingest", unit="step", file=sys.stderr, disable=None, leave=False) as bar:
+        def progress(text: str) -> None:
+            bar.set_postfix_str(text[-60:])
+            bar.update(1)
+        result = run_ingest(ws, source, start=option_time(start, "--start"), end=option_time(end, "--end"), who="cli", progress=progress, **options)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    typer.echo(f"ingested {result.source} in {result.seconds:.1f} s")
+    for table, n in result.rows_read.items():
+        if n or result.rows_added.get(table):
+            typer.echo(f"  {table:<9} read {n:>9,}  added {result.rows_added.get(table, 0):>9,}  already stored {result.rows_present.get(table, 0):>9,}")
+    if result.duplicates_dropped:
+        typer.echo(f"  duplicate rows inside the source dropped: {result.duplicates_dropped:,}")
+    typer.echo(f"  incidents: {len(result.incidents_added)} added, {len(result.incidents_updated)} updated, {len(result.incidents_unchanged)} unchanged")
+
+@app.command()
+def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder to write the sample into."),
+           seed: int = typer.Option(7, help="Random seed (the committed sample uses 7)."),
+           days: int = typer.Option(7, help="Days of telemetry."),
+           as_json: bool = JsonOpt) -> None:
+    """Generate the deterministic online-shop sample (telemetry, incidents, ground-truth labels)."""
+    from ..telemetry.sample import generate
+
+    try:
+        summary = generate(out, seed=seed, days=days)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        echo_json(summary)
+    else:
+        typer.echo(f"sample written to {out}")
+        for key, value in summary.items():
+            typer.echo(f"  {key}: {value}")
+
+@app.command()
+def sources() -> None:
+    """List the registered source schemes."""
+    from ..telemetry import sources as registry
+
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:<8} {doc[0] if doc else ''}")
+
+@app.command()
+def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Workspace to (re)use for the demo."),
+         sample_dir: Path = typer.Option(Path("data/sample"), "--sample", help="Sample folder to ingest."),
+         incident: str = typer.Option("INC-20261102-001", help="Incident to analyse, run and report (the sample's bad deploy)."),
+         quick: bool = typer.Option(False, help="Only ingest and list (skip analysis, notebook and report).")) -> None:
+    """The whole path on the sample: ingest, analyse, execute the postmortem notebook, export the report."""
+    from ..telemetry.ingest import ingest as run_ingest
+
+    ws = init_workspace(workspace)
+    typer.echo(f"workspace: {ws.root}")
+    result = run_ingest(ws, str(sample_dir), who="demo")
+    added = sum(result.rows_added.values())
+    typer.echo(f"ingested {sample_dir}: {sum(result.rows_read.values()):,} rows read, {added:,} new, "
+               f"{len(result.incidents_added)} incidents added in {result.seconds:.1f} s")
+    with ws.knowledge_base() as kb:
+        incidents = kb.list_incidents()
+    typer.echo("")
+    print_incidents(incidents)
+    if quick:
+        return
+    from ..analysis.pipeline import analyze as run_analysis
+    from ..postmortem.runner import run as run_nb
+    from workbench.reports import export_report
+
+    typer.echo(f"\nanalysing {incident} ...")
+    analysis = run_analysis(ws, incident, who="demo")
+    for h in analysis.hypotheses[:3]:
+        typer.echo(f"  #{h.rank} {h.score:5.2f}  {h.service} / {h.cause}: {h.summary}")
+    typer.echo(f"executing the postmortem notebook of {incident} ...")
+    nb = run_nb(ws, incident, who="demo")
+    typer.echo(f"exporting the report of {incident} ...")
+    report_path = export_report(ws, incident)
+    typer.echo("")
+    typer.echo(f"notebook: {nb.output_path}")
+    typer.echo(f"  open it: .venv/bin/jupyter lab --notebook-dir {ws.root} {nb.output_path}")
+    typer.echo(f"report:   {report_path} (standalone, works offline)")
+    typer.echo(f"serve:    .venv/bin/workbench serve -w {ws.root}   (http://127.0.0.1:5006/)")

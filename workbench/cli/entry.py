@@ -1,0 +1,67 @@
+"""The ``workbench`` command's frame: the Typer app, shared options and the one error boundary.
+
+Library errors (:class:`~workbench.errors.WorkbenchError`) become one-line messages with exit code
+2 in exactly one place, :func:`main`. Commands that list or show things take ``--json``. The
+commands live in the modules beside this one, one per command group.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import typer
+from typer.exceptions import TyperException
+
+from .. import config
+from ..errors import WorkbenchError
+from ..formats import aware_time, key_value
+
+app = typer.Typer(help="Postmortem workbench: evidence, hypotheses and follow-up for every incident.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+incident_app = typer.Typer(help="Create, list, show, export and import incidents.", no_args_is_help=True)
+app.add_typer(incident_app, name="incident")
+
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar=config.HOME_ENV,
+                            help="Workspace folder (default: $WORKBENCH_HOME, then the current folder).")
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False, default=str))
+
+def option_time(value: Optional[str], name: str):
+    """An aware UTC time from an option (None stays None); anything else is a usage error."""
+
+    if value is None:
+        return None
+    try:
+        return aware_time(value, name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
+
+def option_pair(text: str, param_hint: str = "--option") -> tuple[str, str]:
+    return key_value(text, param_hint, typer.BadParameter, identifier=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every WorkbenchError becomes ``workbench: error: …`` and exit code 2."""
+    try:
+        app(args=argv, prog_name="workbench", standalone_mode=False)
+    except WorkbenchError as exc:
+        typer.echo(f"workbench: error: {exc}", err=True)
+        return 2
+    except TyperException as exc:  # usage errors (typer's click): the usage line and the message
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"Error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    return 0

@@ -1,0 +1,139 @@
+"""``workbench incident new | list | show | export | import``: incident records and documents."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..workspace import open_workspace
+from .entry import JsonOpt, WorkspaceOpt, echo_json, incident_app, option_time
+
+
+def print_incidents(incidents) -> None:
+    if not incidents:
+        typer.echo("no incidents")
+        return
+    typer.echo(f"{'id':<24} {'sev':<5} {'status':<11} {'started (UTC)':<17} {'window (UTC)':<35} title")
+    for inc in incidents:
+        started = inc.started.strftime("%Y-%m-%d %H:%M") if inc.started else "?"
+        window = _window_text(inc)
+        typer.echo(f"{inc.id:<24} {inc.severity:<5} {inc.status:<11} {started:<17} {window:<35} {inc.title}")
+
+def _window_text(inc) -> str:
+    from ..telemetry.windows import analysis_window
+
+    start, end = analysis_window(inc)
+    return f"{start:%m-%d %H:%M} .. {end:%m-%d %H:%M}"
+
+@incident_app.command("new")
+def incident_new(title: str = typer.Option(..., help="Short human title."),
+                 started: str = typer.Option(..., help="When the impact started (ISO 8601 with zone)."),
+                 services: str = typer.Option(..., help="Comma-separated affected services."),
+                 severity: str = typer.Option("SEV3", help="SEV1 (worst) .. SEV5."),
+                 environment: str = typer.Option("production", help="deployment.environment."),
+                 detected: Optional[str] = typer.Option(None, help="When it was detected (alert/page time)."),
+                 workspace: Optional[Path] = WorkspaceOpt,
+                 as_json: bool = JsonOpt) -> None:
+    """Open a new incident; prints its id (or the whole record with --json)."""
+    ws = open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        inc = kb.create_incident(title=title, started=option_time(started, "--started"),
+                                 services=[s.strip() for s in services.split(",") if s.strip()],
+                                 severity=severity, environment=environment,
+                                 detected=option_time(detected, "--detected"), who="cli")
+    finally:
+        kb.close()
+    if as_json:
+        echo_json(inc.to_dict())
+    else:
+        typer.echo(inc.id)
+
+@incident_app.command("list")
+def incident_list(status: Optional[str] = typer.Option(None, help="Only this status."),
+                  service: Optional[str] = typer.Option(None, help="Only incidents involving this service."),
+                  workspace: Optional[Path] = WorkspaceOpt,
+                  as_json: bool = JsonOpt) -> None:
+    """List incidents, oldest first, with their analysis windows."""
+    ws = open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        incidents = kb.list_incidents(status=status, service=service)
+    finally:
+        kb.close()
+    if as_json:
+        echo_json([i.to_dict() for i in incidents])
+    else:
+        print_incidents(incidents)
+
+@incident_app.command("show")
+def incident_show(incident_id: str = typer.Argument(..., help="Incident id."),
+                  workspace: Optional[Path] = WorkspaceOpt,
+                  as_json: bool = JsonOpt) -> None:
+    """Show one incident with its hypotheses, action items and conclusions."""
+    ws = open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        if as_json:
+            inc = kb.get_incident(incident_id)
+            data = inc.to_dict()
+            data["hypotheses"] = [h.to_dict() for h in kb.list_hypotheses(incident_id)]
+            data["action_items"] = [a.to_dict() for a in kb.list_action_items(incident_id=incident_id)]
+            data["conclusions"] = [c.to_dict() for c in kb.list_conclusions(incident_id)]
+            echo_json(data)
+        else:
+            typer.echo(kb.export_incident(incident_id), nl=False)
+    finally:
+        kb.close()
+
+@incident_app.command("export")
+def incident_export(incident_ids: list[str] = typer.Argument(None, help="Incident ids (default: all)."),
+                    out: Path = typer.Option(Path("postmortems"), "--out", help="Folder to write <id>.yaml files into."),
+                    workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Export incidents as YAML documents (one file each, stable key order) for review in git."""
+    ws = open_workspace(workspace)
+    kb = ws.knowledge_base()
+    try:
+        ids = incident_ids or [i.id for i in kb.list_incidents()]
+        out.mkdir(parents=True, exist_ok=True)
+        for incident_id in ids:
+            path = out / f"{incident_id}.yaml"
+            path.write_text(kb.export_incident(incident_id), encoding="utf-8")
+            typer.echo(str(path))
+    finally:
+        kb.close()
+
+@incident_app.command("import")
+def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents written by `incident export`."),
+                    workspace: Optional[Path] = WorkspaceOpt,
+                    as_json: bool = JsonOpt) -> None:
+    """Import (create or update) incidents from YAML documents, all in one transaction."""
+    import yaml
+
+    from ..errors import SourceError
+    from ..telemetry.ingest import import_document
+    from ..store.documents import validate_document
+
+    docs = []
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise SourceError(f"{path}: cannot read incident document: {exc}") from None
+        validate_document(doc, str(path))
+        docs.append((doc, str(path)))
+    ws = open_workspace(workspace)
+    kb = ws.knowledge_base()
+    outcomes = []
+    try:
+        with kb.transaction():
+            for doc, origin in docs:
+                outcomes.append(import_document(kb, doc, who="cli", origin=origin))
+    finally:
+        kb.close()
+    if as_json:
+        echo_json([{"id": inc.id, "action": action} for action, inc in outcomes])
+    else:
+        for action, inc in outcomes:
+            typer.echo(f"{inc.id}: {action}")
