@@ -15,7 +15,9 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import panel as pn
 
-from workbench.kpis import metrics
+from workbench.evaluation.ledger import AccuracyLedger, accuracy
+from workbench.kpis.selection import COUNTED_LABELS
+from workbench.kpis.summary import ActionItemStats, Summary, incident_times, summarize
 from workbench.store import INCIDENT_STATUSES, SEVERITIES
 
 from . import safe
@@ -67,14 +69,14 @@ def filter_options(incidents: Iterable[Any]) -> dict[str, dict[str, Any]]:
 
     Returns ``{"status": ..., "severity": ..., "service": ..., "label": ...}``; statuses and
     severities in their canonical order, services sorted, labels as ``"key: value"`` ->
-    ``(key, value)`` for the taxonomy keys :data:`workbench.kpis.metrics.COUNTED_LABELS`.
+    ``(key, value)`` for the taxonomy keys :data:`workbench.kpis.selection.COUNTED_LABELS`.
     """
     incidents = list(incidents)
     statuses = {i.status for i in incidents}
     severities = {i.severity for i in incidents}
     services = sorted({s for i in incidents for s in i.services})
-    labels = sorted({(k, str(i.labels[k])) for i in incidents for k in metrics.COUNTED_LABELS if k in i.labels},
-                    key=lambda kv: (metrics.COUNTED_LABELS.index(kv[0]), kv[1]))
+    labels = sorted({(k, str(i.labels[k])) for i in incidents for k in COUNTED_LABELS if k in i.labels},
+                    key=lambda kv: (COUNTED_LABELS.index(kv[0]), kv[1]))
     return {
         "status": {ANY: "", **{s: s for s in INCIDENT_STATUSES if s in statuses}},
         "severity": {ANY: "", **{s: s for s in SEVERITIES if s in severities}},
@@ -89,16 +91,16 @@ def incident_frame(incidents: Iterable[Any]) -> pd.DataFrame:
     Columns: ``id``, ``title``, ``severity``, ``status``, ``services`` (comma-separated),
     ``started`` (``YYYY-MM-DD HH:MM``, UTC), ``time to detect``, ``time to resolve`` (``unknown``
     when the phase time is missing), ``labels`` (the values of the taxonomy labels
-    :data:`workbench.kpis.metrics.COUNTED_LABELS`, in that order, joined by `` · ``).
+    :data:`workbench.kpis.selection.COUNTED_LABELS`, in that order, joined by `` · ``).
     """
-    times = {t.incident_id: t for t in metrics.incident_times(incidents)}
+    times = {t.incident_id: t for t in incident_times(incidents)}
     rows = []
     for i in sorted(incidents, key=lambda i: (i.started, i.id), reverse=True):
         t = times[i.id]
         rows.append((i.id, i.title, i.severity, i.status, ", ".join(i.services),
                      pd.Timestamp(i.started).tz_convert("UTC").strftime("%Y-%m-%d %H:%M"),
                      seconds_text(t.time_to_detect), seconds_text(t.time_to_resolve),
-                     " · ".join(str(i.labels[k]) for k in metrics.COUNTED_LABELS if k in i.labels)))
+                     " · ".join(str(i.labels[k]) for k in COUNTED_LABELS if k in i.labels)))
     return pd.DataFrame(rows, columns=INCIDENT_COLUMNS, dtype=object)
 
 
@@ -141,14 +143,14 @@ def owner_frame(overdue: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- metrics
 
-def durations_frame(summary: metrics.Summary) -> pd.DataFrame:
+def durations_frame(summary: Summary) -> pd.DataFrame:
     """``metric``, ``mean``, ``median``, ``known``, ``unknown`` for MTTD, MTTM and MTTR."""
     rows = [(_PHASE_TITLES[m], seconds_text(d.mean), seconds_text(d.median), d.n_known, d.n_unknown)
             for m, d in summary.durations.items()]
     return pd.DataFrame(rows, columns=["metric", "mean", "median", "known", "unknown"])
 
 
-def incident_times_frame(summary: metrics.Summary) -> pd.DataFrame:
+def incident_times_frame(summary: Summary) -> pd.DataFrame:
     """Per incident (oldest first): ``incident``, ``title``, ``severity``, ``status``, ``started``,
     ``detect``, ``mitigate``, ``resolve`` (``unknown`` when the phase time is missing)."""
     rows = [(t.incident_id, t.title, t.severity, t.status, when(t.started), seconds_text(t.time_to_detect),
@@ -157,23 +159,23 @@ def incident_times_frame(summary: metrics.Summary) -> pd.DataFrame:
                                        "resolve"])
 
 
-def service_frame(summary: metrics.Summary) -> pd.DataFrame:
+def service_frame(summary: Summary) -> pd.DataFrame:
     """``service``, ``incidents`` (an incident counts once per service it lists), most first."""
     return pd.DataFrame(list(summary.by_service.items()), columns=["service", "incidents"])
 
 
-def label_frame(summary: metrics.Summary) -> pd.DataFrame:
+def label_frame(summary: Summary) -> pd.DataFrame:
     """``label``, ``value``, ``incidents`` per taxonomy label value; ``(unlabelled)`` rows count the
     incidents without that label."""
     rows = []
-    for key in metrics.COUNTED_LABELS:
+    for key in COUNTED_LABELS:
         rows += [(key, value, n) for value, n in summary.by_label.get(key, {}).items()]
         if summary.unlabelled.get(key):
             rows.append((key, "(unlabelled)", summary.unlabelled[key]))
     return pd.DataFrame(rows, columns=["label", "value", "incidents"])
 
 
-def recurrence_frame(summary: metrics.Summary) -> pd.DataFrame:
+def recurrence_frame(summary: Summary) -> pd.DataFrame:
     """One row: ``under watch``, ``recurred``, ``not yet judged``, ``recurrence rate`` and the ids."""
     r = summary.recurrence
     return pd.DataFrame([(len(r.under_watch), len(r.recurred), len(r.unjudged), percent(r.rate),
@@ -181,11 +183,11 @@ def recurrence_frame(summary: metrics.Summary) -> pd.DataFrame:
                         columns=["under watch", "recurred", "not yet judged", "recurrence rate", "recurred incidents"])
 
 
-def action_stats_frame(summary: metrics.Summary) -> pd.DataFrame:
+def action_stats_frame(summary: Summary) -> pd.DataFrame:
     """Action items of all owners (first row, ``all``) and per owner: ``owner``, ``items``,
     ``done``, ``open``, ``in progress``, ``won't do``, ``overdue``, ``no due date``, ``completion``
     (done / (items - won't do))."""
-    def row(owner: str, s: metrics.ActionItemStats) -> tuple[Any, ...]:
+    def row(owner: str, s: ActionItemStats) -> tuple[Any, ...]:
         b = s.by_status
         return (owner, s.total, s.done, b.get("open", 0), b.get("in_progress", 0), b.get("wont_do", 0), s.overdue,
                 s.no_due, percent(s.completion))
@@ -195,7 +197,7 @@ def action_stats_frame(summary: metrics.Summary) -> pd.DataFrame:
                                        "no due date", "completion"])
 
 
-def ledger_frame(ledger: metrics.AccuracyLedger) -> pd.DataFrame:
+def ledger_frame(ledger: AccuracyLedger) -> pd.DataFrame:
     """``group`` (all, each month, each cause), ``incidents``, ``ranked``, ``not ranked``,
     ``AC@1``, ``AC@3``, ``mean rank``."""
     groups = [("all", ledger.overall), *((f"month {m}", g) for m, g in ledger.by_month.items()),
@@ -205,7 +207,7 @@ def ledger_frame(ledger: metrics.AccuracyLedger) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "incidents", "ranked", "not ranked", "AC@1", "AC@3", "mean rank"])
 
 
-def ledger_entries_frame(ledger: metrics.AccuracyLedger) -> pd.DataFrame:
+def ledger_entries_frame(ledger: AccuracyLedger) -> pd.DataFrame:
     """``incident``, ``started``, ``service``, ``cause``, ``engine rank`` (``not ranked`` when a
     human added the confirmed cause)."""
     rows = [(e.incident_id, when(e.started), e.service, e.cause, "not ranked" if e.rank is None else e.rank)
@@ -264,12 +266,12 @@ class MetricsOverview:
     """The cross-incident view: durations, incidents per service and label, recurrence, action
     items and the accuracy ledger (definitions in :mod:`workbench.kpis.metrics`)."""
 
-    summary: metrics.Summary
-    ledger: metrics.AccuracyLedger
+    summary: Summary
+    ledger: AccuracyLedger
 
     @classmethod
     def from_knowledge_base(cls, kb: Any, as_of: Any = None) -> "MetricsOverview":
-        return cls(metrics.summarize(kb, as_of=as_of), metrics.accuracy(kb))
+        return cls(summarize(kb, as_of=as_of), accuracy(kb))
 
     def __panel__(self) -> pn.viewable.Viewable:
         s = self.summary

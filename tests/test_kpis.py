@@ -1,4 +1,4 @@
-"""Cross-incident metrics on a real SQLite knowledge base, against numbers computed by hand.
+"""Cross-incident figures (workbench.kpis) and the accuracy ledger (workbench.evaluation.ledger) on a real SQLite knowledge base, against numbers computed by hand.
 
 The five incidents of :func:`kb` (times relative to ``started``; ``—`` = not recorded):
 
@@ -26,7 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench.kpis import metrics
+from workbench import kpis
+from workbench.errors import MetricsError
+from workbench.evaluation.ledger import accuracy, ledger_table
+from workbench.kpis.tables import before_after_table, summary_table
 from workbench.errors import NotFoundError, StoreError
 from workbench.store import KnowledgeBase
 
@@ -130,7 +133,7 @@ def _build(kb, clock):
 # --------------------------------------------------------------------------- durations and counts
 
 def test_per_incident_times_keep_unknowns_as_none(kb):
-    times = {x.incident_id: x for x in metrics.summarize(kb, as_of=AS_OF).incidents}
+    times = {x.incident_id: x for x in kpis.summarize(kb, as_of=AS_OF).incidents}
     a = times["A"]
     assert [a.time_to_detect, a.time_to_mitigate, a.time_to_resolve] == [600.0, 1800.0, 3600.0]
     assert times["C"].time_to_detect is None and times["C"].time_to_resolve is None
@@ -139,15 +142,15 @@ def test_per_incident_times_keep_unknowns_as_none(kb):
 
 
 def test_summary_means_and_medians_count_unknowns_apart(kb):
-    s = metrics.summarize(kb, as_of=AS_OF)
+    s = kpis.summarize(kb, as_of=AS_OF)
     assert s.count == 5
-    assert s.durations["mttd"] == metrics.DurationStats(n_known=4, n_unknown=1, mean=975.0, median=900.0)
-    assert s.durations["mttm"] == metrics.DurationStats(n_known=4, n_unknown=1, mean=2625.0, median=2550.0)
-    assert s.durations["mttr"] == metrics.DurationStats(n_known=4, n_unknown=1, mean=6750.0, median=6300.0)
+    assert s.durations["mttd"] == kpis.DurationStats(n_known=4, n_unknown=1, mean=975.0, median=900.0)
+    assert s.durations["mttm"] == kpis.DurationStats(n_known=4, n_unknown=1, mean=2625.0, median=2550.0)
+    assert s.durations["mttr"] == kpis.DurationStats(n_known=4, n_unknown=1, mean=6750.0, median=6300.0)
 
 
 def test_counts_per_service_and_label(kb):
-    s = metrics.summarize(kb, as_of=AS_OF)
+    s = kpis.summarize(kb, as_of=AS_OF)
     assert s.by_service == {"checkout": 4, "payments": 2, "orders": 1}
     assert s.by_label["symptom"] == {"errors": 2, "latency": 2}
     assert s.by_label["service"] == {"checkout": 3, "payments": 1}
@@ -156,18 +159,18 @@ def test_counts_per_service_and_label(kb):
 
 
 def test_recurrence_rate_over_incidents_under_watch(kb):
-    r = metrics.summarize(kb, as_of=AS_OF).recurrence
+    r = kpis.summarize(kb, as_of=AS_OF).recurrence
     assert set(r.recurred) == {"C", "E"}            # status recurred; a recurrence check said recurred
     assert set(r.under_watch) == {"B", "C", "D", "E"}  # A has only a verification check
     assert r.rate == 0.5
     assert r.unjudged == ("B",)                     # monitoring, no check yet
     # Checks after as_of do not count: E's check is on 03-21.
-    early = metrics.summarize(kb, as_of="2026-03-15T00:00:00Z").recurrence
+    early = kpis.summarize(kb, as_of="2026-03-15T00:00:00Z").recurrence
     assert set(early.recurred) == {"C"} and set(early.under_watch) == {"B", "C", "D"}
 
 
 def test_action_item_completion_excludes_wont_do_and_overdue_by_owner(kb):
-    s = metrics.summarize(kb, as_of=AS_OF)
+    s = kpis.summarize(kb, as_of=AS_OF)
     a = s.action_items
     assert (a.total, a.done, a.overdue, a.no_due) == (6, 2, 1, 1)
     assert a.by_status == {"open": 2, "in_progress": 1, "done": 2, "wont_do": 1}
@@ -176,8 +179,8 @@ def test_action_item_completion_excludes_wont_do_and_overdue_by_owner(kb):
     assert (pay.total, pay.done, pay.overdue, pay.completion) == (2, 2, 0, 1.0)
     assert (web.total, web.done, web.overdue, web.completion) == (4, 0, 1, 0.0)
     # On 2026-03-01 a2 (due that day) is not yet overdue; b1 (due 02-01) is wont_do.
-    assert metrics.summarize(kb, as_of=date(2026, 3, 1)).action_items.overdue == 0
-    assert metrics.summarize(kb, as_of="2026-03-02T00:00:00Z").action_items.overdue == 1
+    assert kpis.summarize(kb, as_of=date(2026, 3, 1)).action_items.overdue == 0
+    assert kpis.summarize(kb, as_of="2026-03-02T00:00:00Z").action_items.overdue == 1
 
 
 @pytest.mark.parametrize("filters, expected", [
@@ -190,38 +193,38 @@ def test_action_item_completion_excludes_wont_do_and_overdue_by_owner(kb):
     ({"label": {"service": "checkout", "symptom": "errors"}}, ["A"]),
 ])
 def test_selection_filters(kb, filters, expected):
-    s = metrics.summarize(kb, as_of=AS_OF, **filters)
+    s = kpis.summarize(kb, as_of=AS_OF, **filters)
     assert [x.incident_id for x in s.incidents] == expected
     # Action items follow the selection: only those of the selected incidents count.
     assert s.action_items.total == sum(1 for x in kb.list_action_items() if x.incident_id in expected)
 
 
 def test_selection_of_services_filters_mttd(kb):
-    s = metrics.summarize(kb, as_of=AS_OF, service="payments")
-    assert s.durations["mttd"] == metrics.DurationStats(1, 1, 600.0, 600.0)
-    assert s.durations["mttr"] == metrics.DurationStats(1, 1, 3600.0, 3600.0)
+    s = kpis.summarize(kb, as_of=AS_OF, service="payments")
+    assert s.durations["mttd"] == kpis.DurationStats(1, 1, 600.0, 600.0)
+    assert s.durations["mttr"] == kpis.DurationStats(1, 1, 3600.0, 3600.0)
 
 
 def test_bad_filters_name_the_argument(kb):
-    with pytest.raises(metrics.MetricsError, match="label"):
-        metrics.summarize(kb, label="symptom")
-    with pytest.raises(metrics.MetricsError, match="until"):
-        metrics.summarize(kb, since="2026-03-01T00:00:00Z", until="2026-02-01T00:00:00Z")
+    with pytest.raises(MetricsError, match="label"):
+        kpis.summarize(kb, label="symptom")
+    with pytest.raises(MetricsError, match="until"):
+        kpis.summarize(kb, since="2026-03-01T00:00:00Z", until="2026-02-01T00:00:00Z")
     with pytest.raises(StoreError, match="severity"):
-        metrics.summarize(kb, severity="critical")
+        kpis.summarize(kb, severity="critical")
     with pytest.raises(StoreError, match="since"):
-        metrics.summarize(kb, since="2026-03-01T00:00:00")  # naive
+        kpis.summarize(kb, since="2026-03-01T00:00:00")  # naive
 
 
 def test_empty_selection_is_unknown_not_zero(kb):
-    s = metrics.summarize(kb, as_of=AS_OF, service="nope")
+    s = kpis.summarize(kb, as_of=AS_OF, service="nope")
     assert s.count == 0
-    assert s.durations["mttd"] == metrics.DurationStats(0, 0, None, None)
+    assert s.durations["mttd"] == kpis.DurationStats(0, 0, None, None)
     assert s.recurrence.rate is None and s.action_items.completion is None
 
 
 def test_summary_to_dict_is_json_safe(kb):
-    d = metrics.summarize(kb, as_of=AS_OF).to_dict()
+    d = kpis.summarize(kb, as_of=AS_OF).to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["durations"]["mttd"] == {"n_known": 4, "n_unknown": 1, "mean_s": 975.0, "median_s": 900.0}
     c = next(x for x in d["incidents"] if x["incident_id"] == "C")
@@ -231,7 +234,7 @@ def test_summary_to_dict_is_json_safe(kb):
 
 
 def test_frame_has_nan_for_unknown(kb):
-    frame = metrics.summarize(kb, as_of=AS_OF).frame()
+    frame = kpis.summarize(kb, as_of=AS_OF).frame()
     assert list(frame["incident_id"]) == ["A", "B", "C", "D", "E"]
     assert frame["time_to_detect_s"].isna().tolist() == [False, False, True, False, False]
     assert frame["time_to_detect_s"].mean() == 975.0
@@ -241,15 +244,15 @@ def test_frame_has_nan_for_unknown(kb):
 
 def test_before_after_uses_last_done_item_and_equal_windows(kb):
     # checkout: a1 done 02-01 (b2 was done on 03-01 but reopened, so it does not count).
-    ba = metrics.before_after(kb, "checkout", window=timedelta(days=30), as_of=AS_OF)
+    ba = kpis.before_after(kb, "checkout", window=timedelta(days=30), as_of=AS_OF)
     assert ba.done_at == t("2026-02-01T00:00:00Z") and ba.done_from == "history"
     assert ba.action_item_ids == ("a1",)
     assert ba.window == timedelta(days=30)
     assert [x.incident_id for x in ba.before.incidents] == ["A", "B"]
     assert [x.incident_id for x in ba.after.incidents] == ["D"]        # E (03-10) is past 03-03
-    assert ba.before.durations["mttd"] == metrics.DurationStats(2, 0, 900.0, 900.0)
-    assert ba.after.durations["mttd"] == metrics.DurationStats(1, 0, 300.0, 300.0)
-    assert ba.after.durations["mttm"] == metrics.DurationStats(0, 1, None, None)
+    assert ba.before.durations["mttd"] == kpis.DurationStats(2, 0, 900.0, 900.0)
+    assert ba.after.durations["mttd"] == kpis.DurationStats(1, 0, 300.0, 300.0)
+    assert ba.after.durations["mttm"] == kpis.DurationStats(0, 1, None, None)
     diff = ba.difference
     assert diff["count"] == -1
     assert diff["mttd"] == {"mean_s": -600.0, "median_s": -600.0}
@@ -260,28 +263,28 @@ def test_before_after_uses_last_done_item_and_equal_windows(kb):
 
 
 def test_before_after_window_is_capped_by_time_since_done(kb):
-    ba = metrics.before_after(kb, "checkout", as_of=AS_OF)  # default 90 days, but only 59 days since 02-01
+    ba = kpis.before_after(kb, "checkout", as_of=AS_OF)  # default 90 days, but only 59 days since 02-01
     assert ba.window == timedelta(days=59)
     assert ba.to_dict()["window_s"] == 59 * 86400.0
     assert [x.incident_id for x in ba.before.incidents] == ["A", "B"]
     assert [x.incident_id for x in ba.after.incidents] == ["D", "E"]
-    assert ba.after.durations["mttd"] == metrics.DurationStats(2, 0, 1050.0, 1050.0)
-    assert ba.after.durations["mttm"] == metrics.DurationStats(1, 1, 2700.0, 2700.0)
-    assert ba.after.durations["mttr"] == metrics.DurationStats(2, 0, 8100.0, 8100.0)
+    assert ba.after.durations["mttd"] == kpis.DurationStats(2, 0, 1050.0, 1050.0)
+    assert ba.after.durations["mttm"] == kpis.DurationStats(1, 1, 2700.0, 2700.0)
+    assert ba.after.durations["mttr"] == kpis.DurationStats(2, 0, 8100.0, 8100.0)
     assert ba.difference["mttr"]["mean_s"] == 8100.0 - 5400.0
 
 
 def test_before_after_last_of_several_done_items(kb):
-    ba = metrics.before_after(kb, "payments", as_of=AS_OF)
+    ba = kpis.before_after(kb, "payments", as_of=AS_OF)
     assert ba.done_at == t("2026-03-05T00:00:00Z") and ba.action_item_ids == ("a1", "c1")
     assert ba.window == timedelta(days=27)
     assert (ba.before.count, ba.after.count) == (0, 0)
     # As of 03-01, c1 was not done yet: a1's time is the remediation.
-    assert metrics.before_after(kb, "payments", as_of="2026-03-01T00:00:00Z").done_at == t("2026-02-01T00:00:00Z")
+    assert kpis.before_after(kb, "payments", as_of="2026-03-01T00:00:00Z").done_at == t("2026-02-01T00:00:00Z")
 
 
 def test_before_after_with_a_given_date(kb):
-    ba = metrics.before_after(kb, "payments", done_at="2026-02-01T00:00:00Z", window=timedelta(days=10),
+    ba = kpis.before_after(kb, "payments", done_at="2026-02-01T00:00:00Z", window=timedelta(days=10),
                               as_of=AS_OF)
     assert ba.done_from == "given" and ba.action_item_ids == ()
     assert [x.incident_id for x in ba.after.incidents] == ["C"] and ba.before.count == 0
@@ -290,17 +293,17 @@ def test_before_after_with_a_given_date(kb):
 
 def test_before_after_without_done_items_or_with_bad_arguments(kb):
     with pytest.raises(NotFoundError, match="orders"):
-        metrics.before_after(kb, "orders", as_of=AS_OF)
-    with pytest.raises(metrics.MetricsError, match="done_at"):
-        metrics.before_after(kb, "orders", done_at="2026-05-01T00:00:00Z", as_of=AS_OF)
-    with pytest.raises(metrics.MetricsError, match="window"):
-        metrics.before_after(kb, "checkout", window=timedelta(0), as_of=AS_OF)
+        kpis.before_after(kb, "orders", as_of=AS_OF)
+    with pytest.raises(MetricsError, match="done_at"):
+        kpis.before_after(kb, "orders", done_at="2026-05-01T00:00:00Z", as_of=AS_OF)
+    with pytest.raises(MetricsError, match="window"):
+        kpis.before_after(kb, "checkout", window=timedelta(0), as_of=AS_OF)
 
 
 # --------------------------------------------------------------------------- accuracy ledger
 
 def test_accuracy_ledger(kb):
-    led = metrics.accuracy(kb)
+    led = accuracy(kb)
     assert [(e.incident_id, e.cause, e.rank) for e in led.entries] == [
         ("A", "change", 1), ("B", "resource", 3), ("C", "code", None), ("E", "change", 4)]
     o = led.overall
@@ -320,30 +323,30 @@ def test_accuracy_ledger(kb):
 
 
 def test_accuracy_ledger_follows_the_selection(kb):
-    led = metrics.accuracy(kb, since="2026-02-01T00:00:00Z")
+    led = accuracy(kb, since="2026-02-01T00:00:00Z")
     assert [e.incident_id for e in led.entries] == ["C", "E"]
     assert led.overall.ac(1) == 0.0 and led.overall.n_not_ranked == 1
 
 
 def test_several_confirmed_causes_use_the_best_rank(kb):
     _confirm(kb, "E", "payments", "dependency", 2)
-    entry = next(e for e in metrics.accuracy(kb).entries if e.incident_id == "E")
+    entry = next(e for e in accuracy(kb).entries if e.incident_id == "E")
     assert (entry.rank, entry.cause, entry.confirmed) == (2, "dependency", 2)
 
 
 # --------------------------------------------------------------------------- text
 
 def test_format_table_shows_unknowns_and_counts(kb):
-    text = metrics.format_table(metrics.summarize(kb, as_of=AS_OF))
+    text = summary_table(kpis.summarize(kb, as_of=AS_OF))
     assert "incidents: 5" in text
     assert "MTTD (detect)" in text and "16m 15s" in text and "unknown" in text
     assert "2 recurred of 4 under watch = 50.0 %" in text
     assert "2 done of 5 (wont_do 1 excluded) = 40.0 %" in text
-    ba = metrics.format_table(metrics.before_after(kb, "checkout", window=timedelta(days=30), as_of=AS_OF))
+    ba = before_after_table(kpis.before_after(kb, "checkout", window=timedelta(days=30), as_of=AS_OF))
     assert "service checkout" in ba and "-10m 00s" in ba
-    led = metrics.format_table(metrics.accuracy(kb))
+    led = ledger_table(accuracy(kb))
     assert "33.3 %" in led and "not ranked" in led
-    short = metrics.format_table(metrics.summarize(kb, as_of=AS_OF), max_rows=2)
+    short = summary_table(kpis.summarize(kb, as_of=AS_OF), max_rows=2)
     assert "... 3 more" in short and len(short.splitlines()) < len(text.splitlines())
 
 
@@ -355,7 +358,7 @@ def test_sample_history(tmp_path):
         files = sorted(SAMPLE_INCIDENTS.glob("*.yaml"))
         for path in files:
             kb.import_incident(path, who="test")
-        s = metrics.summarize(kb, as_of="2026-11-08T00:00:00Z")
+        s = kpis.summarize(kb, as_of="2026-11-08T00:00:00Z")
         assert s.count == len(files) == 10
         with_detected = {p.stem for p in files if "\ndetected:" in p.read_text()}
         known = {x.incident_id for x in s.incidents if x.time_to_detect is not None}
@@ -365,10 +368,10 @@ def test_sample_history(tmp_path):
         assert all(x.time_to_detect > 0 for x in s.incidents if x.time_to_detect is not None)
         assert s.by_service["checkout"] == 7 and s.by_service["payments"] == 3
         assert s.unlabelled["symptom"] == 4  # the four recent incidents have no labels yet
-        recent = metrics.summarize(kb, since="2026-11-01T00:00:00Z", as_of="2026-11-08T00:00:00Z")
+        recent = kpis.summarize(kb, since="2026-11-01T00:00:00Z", as_of="2026-11-08T00:00:00Z")
         assert [x.incident_id for x in recent.incidents] == [
             "INC-20261102-001", "INC-20261103-001", "INC-20261105-001", "INC-20261106-001"]
-        led = metrics.accuracy(kb)
+        led = accuracy(kb)
         assert led.overall.n_incidents == 6 and led.overall.n_not_ranked == 6 and led.overall.ac(1) is None
         assert {c: g.n_incidents for c, g in led.by_cause.items()} == {
             "change": 1, "resource": 2, "dependency": 1, "code": 1, "traffic": 1}
