@@ -1,5 +1,5 @@
 """Cross-incident views of the served app: the incident list, overdue and open action items, and
-the metrics of :mod:`workbench.kpis.metrics`.
+the figures of :mod:`workbench.kpis` and :mod:`workbench.evaluation.ledger`.
 
 The ``*_frame`` functions are pure (core records or results in, a DataFrame of display strings
 out) so a notebook or a test can use them without a server; the views wrap them and render
@@ -264,7 +264,7 @@ class ActionItemsOverview:
 @dataclass
 class MetricsOverview:
     """The cross-incident view: durations, incidents per service and label, recurrence, action
-    items and the accuracy ledger (definitions in :mod:`workbench.kpis.metrics`)."""
+    items and the accuracy ledger (definitions in docs/metrics.md)."""
 
     summary: Summary
     ledger: AccuracyLedger

@@ -119,22 +119,27 @@ def metrics(since: Optional[str] = typer.Option(None, help="Only incidents start
                                                        help="Compare equal windows before/after SERVICE's action items were done."),
             workspace: Optional[Path] = WorkspaceOpt,
             as_json: bool = JsonOpt) -> None:
-    """Cross-incident metrics: MTTD, MTTR, time to mitigate, recurrence, action items (definitions in the README)."""
-    from ..kpis import metrics as m
+    """Cross-incident metrics: MTTD, MTTR, time to mitigate, recurrence, action items (definitions in docs/metrics.md)."""
+    from ..evaluation.ledger import accuracy as ledger, ledger_table
+    from ..kpis import tables
+    from ..kpis.remediation import before_after as compare
+    from ..kpis.summary import summarize
 
     ws = open_workspace(workspace)
     kb = ws.knowledge_base()
     try:
         since_ts, until_ts = option_time(since, "--since"), option_time(until, "--until")
         if before_after:
-            result = m.before_after(kb, before_after, severity=severity, label=label)
+            result, text = compare(kb, before_after, severity=severity, label=label), tables.before_after_table
         elif accuracy:
-            result = m.accuracy(kb, since=since_ts, until=until_ts, service=service, severity=severity, label=label)
+            result = ledger(kb, since=since_ts, until=until_ts, service=service, severity=severity, label=label)
+            text = ledger_table
         else:
-            result = m.summarize(kb, since=since_ts, until=until_ts, service=service, severity=severity, label=label)
+            result = summarize(kb, since=since_ts, until=until_ts, service=service, severity=severity, label=label)
+            text = tables.summary_table
     finally:
         kb.close()
     if as_json:
         echo_json(result.to_dict())
     else:
-        typer.echo(m.format_table(result))
+        typer.echo(text(result))
