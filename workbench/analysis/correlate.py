@@ -34,6 +34,7 @@ import pandas as pd
 
 from .evidence import ServiceSuspicion
 from ..formats import aware_time
+from ..signals.detect.base import robust_z
 
 #: Event kinds that change the system (the others, alert/page/note…, only describe it).
 CHANGE_KINDS = ("deploy", "config_change", "feature_flag", "scale")
@@ -285,9 +286,9 @@ def metric_moves(metrics: pd.DataFrame, services: Sequence[str], names: Sequence
         if len(base) < 3 or len(inc) < 2:
             continue
         center = float(np.median(base))
-        scale = max(1.4826 * float(np.median(np.abs(base - center))), rel_floor * abs(center), 1e-9)
         peak = float(np.sort(inc)[-2])
-        rows.append({"service": service, "name": name, "median": center, "peak": peak, "z": (peak - center) / scale})
+        z = float(robust_z(peak, base, floor=rel_floor * abs(center), fallback=False))
+        rows.append({"service": service, "name": name, "median": center, "peak": peak, "z": z})
     return pd.DataFrame(rows, columns=cols)
 
 

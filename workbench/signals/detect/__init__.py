@@ -47,7 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...registry import Registry
-from .base import DetectionError, Detector, deviation, local_reference, robust_scale
+from .base import DetectionError, Detector, deviation, local_reference, robust_scale, robust_z
 from .ecdf import CopodDetector, EcodDetector
 from .frame import DetectionResult, align, rank_metrics, score_frame, service_scores, sustained_onset
 from .pyod_adapter import HbosDetector, IForestDetector, KnnDetector, LofDetector, PcaDetector, PyodDetector
@@ -95,5 +95,5 @@ __all__ = [
     "DEFAULT_DETECTOR", "DetectionError", "DetectionResult", "Detector", "PyodDetector", "EcodDetector",
     "CopodDetector", "IForestDetector", "HbosDetector", "KnnDetector", "LofDetector", "PcaDetector",
     "ZScoreDetector", "align", "deviation", "detectors", "get_detector", "local_reference", "names",
-    "rank_metrics", "register", "robust_scale", "score_frame", "service_scores", "sustained_onset",
+    "rank_metrics", "register", "robust_scale", "robust_z", "score_frame", "service_scores", "sustained_onset",
 ]

@@ -196,20 +196,40 @@ def deviation(X: np.ndarray, ref: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
     return np.clip(out, -1.0, 1.0)
 
 
-def robust_scale(X: np.ndarray) -> np.ndarray:
-    """Per-column robust scale: 1.4826·MAD, else 1.2533·mean absolute deviation, else std.
+def robust_scale(X: np.ndarray, *, floor: Any = None, fallback: bool = True) -> np.ndarray:
+    """Per-column robust scale: 1.4826·MAD around the median (NaN cells skipped).
 
-    The fallbacks matter for metrics that sit on one value most of the time (MAD = 0); a column
-    constant in the baseline gets a tiny positive scale so that any change stands out.
+    The one scale every robust z of the workbench divides by (the detectors, the localiser, the
+    correlation, the charts). Where the MAD is 0 (a metric that sits on one value most of the
+    time) ``fallback`` uses 1.2533·mean absolute deviation, else the standard deviation; ``floor``
+    (a number or one per column) is the least scale, e.g. a share of the metric's level so that a
+    flat baseline does not make every wiggle huge. A column with no scale at all gets a tiny
+    positive one so that any change stands out.
     """
-    med = np.median(X, axis=0)
-    dev = np.abs(X - med)
-    scale = 1.4826 * np.median(dev, axis=0)
-    mean_ad = 1.2533 * dev.mean(axis=0)
-    scale = np.where(scale > 0, scale, mean_ad)
-    scale = np.where(scale > 0, scale, X.std(axis=0))
-    tiny = 1e-9 * np.maximum(1.0, np.abs(med))
+    X = np.asarray(X, dtype=float)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(X, axis=0) if X.size else np.zeros(X.shape[1:])
+        dev = np.abs(X - med)
+        scale = np.nan_to_num(1.4826 * np.nanmedian(dev, axis=0)) if X.size else np.zeros(X.shape[1:])
+        if fallback:
+            scale = np.where(scale > 0, scale, np.nan_to_num(1.2533 * np.nanmean(dev, axis=0)))
+            scale = np.where(scale > 0, scale, np.nan_to_num(np.nanstd(X, axis=0)))
+    if floor is not None:
+        scale = np.maximum(scale, np.nan_to_num(np.asarray(floor, dtype=float)))
+    tiny = 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(med)))
     return np.maximum(scale, tiny)
+
+
+def robust_z(values: np.ndarray, baseline: np.ndarray, *, floor: Any = None, fallback: bool = True) -> np.ndarray:
+    """``(values - median) / robust_scale`` per column, the median and scale from ``baseline``.
+
+    Signed: a value above the baseline's median has a positive z. ``floor`` and ``fallback`` as
+    in :func:`robust_scale`.
+    """
+    baseline = np.asarray(baseline, dtype=float)
+    with np.errstate(all="ignore"):
+        center = np.nanmedian(baseline, axis=0)
+    return (np.asarray(values, dtype=float) - center) / robust_scale(baseline, floor=floor, fallback=fallback)
 
 
 def local_reference(values: pd.DataFrame | np.ndarray, window: int = REFERENCE_WINDOW) -> np.ndarray:
