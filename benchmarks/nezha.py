@@ -19,7 +19,7 @@ files start only ~1 min before the fault, so without them the log and span basel
 seconds long. Metrics are never taken from before ``window.start`` (other faults lie there).
 The construct window's times are read from those files' own records, not from a constant.
 
-Labels (:func:`workbench.telemetry.sources.nezha.load_labels`) are read only to score. The output lists,
+Labels (:func:`workbench.evaluation.nezha.load_labels`) are read only to score. The output lists,
 per case, the fault type, the true service, its rank and the top 3, then AS@1/3/5 (share of
 cases whose true service is within the top k; a service ranked after a tie counts at its worst
 position), the mean rank (services missing from the ranking count as rank = number of services
@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from workbench.analysis.evidence import TelemetryWindow  # noqa: E402
 from workbench.analysis.localize import localize  # noqa: E402
 from workbench.telemetry.sources import open_source  # noqa: E402
-from workbench.telemetry.sources.nezha import load_labels  # noqa: E402
+from workbench.evaluation.nezha import load_labels  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nezha-trainticket"
 #: Seconds the analysis window starts before the incident's ``started`` (README trap 1).

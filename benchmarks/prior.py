@@ -63,7 +63,7 @@ Protocol
 6. Nezha part (``--data``, skipped with a note when absent): each case cut exactly as
    ``benchmarks/nezha.py`` cuts it (its functions are imported: lead 60 s, the construct window's
    logs and spans added to the baseline), localised once, ranked per condition. Ground truth:
-   :func:`workbench.telemetry.sources.nezha.load_labels`, the fault type mapped by :data:`FAULT_CAUSES`.
+   :func:`workbench.evaluation.nezha.load_labels`, the fault type mapped by :data:`FAULT_CAUSES`.
 
 Reading the controls
 --------------------
@@ -460,7 +460,7 @@ def nezha_part(data: Path = NEZHA, *, seeds: int = DEFAULT_SEEDS,
                sensitivity: Sequence[float] = SENSITIVITY) -> dict[str, Any]:
     """Every Nezha case cut as ``benchmarks/nezha.py`` cuts it, then :func:`evaluate` (empty start)."""
     from workbench.telemetry.sources import open_source
-    from workbench.telemetry.sources.nezha import load_labels
+    from workbench.evaluation.nezha import load_labels
 
     bench = _nezha_benchmark()
     t0 = time.perf_counter()

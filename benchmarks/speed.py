@@ -19,7 +19,7 @@ times with :func:`workbench.analysis.analyze` (``store=False``) and the median k
 - ``ratio``: (detect + rank) / read - how many times the analysis costs what reading costs.
 
 Nezha only, the accuracy of the same workspace path (labels from
-:func:`workbench.telemetry.sources.nezha.load_labels`, read by the benchmark, never by the analysis), scored
+:func:`workbench.evaluation.nezha.load_labels`, read by the benchmark, never by the analysis), scored
 with ``benchmarks/nezha.py``'s ``rank_of`` and ``summary`` so it compares with that benchmark's
 in-memory path: ``rank`` = rank of the injected service among the analysis' suspicions (the
 ranking benchmarks/nezha.py scores), ``rank_hypotheses`` = its rank among the distinct services of
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         base = args.workspace_dir or Path(tmp)
         sets = [("sample", str(args.sample), None)]
         if not args.no_nezha and args.nezha.is_dir():
-            from workbench.telemetry.sources.nezha import load_labels
+            from workbench.evaluation.nezha import load_labels
 
             sets.append(("nezha", f"nezha:{args.nezha}", load_labels(args.nezha)))
         elif not args.no_nezha:

@@ -187,7 +187,7 @@ def test_nezha_cases_put_the_injected_service_in_the_top_three():
     if not (NEZHA / "rca_data").is_dir():
         pytest.skip("../shared/data/nezha-trainticket is not beside the repo")
     from workbench.telemetry.sources import open_source
-    from workbench.telemetry.sources.nezha import load_labels
+    from workbench.evaluation.nezha import load_labels
 
     spec = importlib.util.spec_from_file_location("nezha_benchmark", REPO / "benchmarks" / "nezha.py")
     bench = importlib.util.module_from_spec(spec)

@@ -14,7 +14,8 @@ import pytest
 from workbench.telemetry import schema
 from workbench.errors import ConfigError, SourceError, UnknownNameError
 from workbench.telemetry.sources import open_source
-from workbench.telemetry.sources.nezha import load_labels, service_of
+from workbench.evaluation.nezha import load_labels
+from workbench.telemetry.sources.nezha import service_of
 
 NEZHA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nezha-trainticket"
 LABEL_KEYS = {"inject_pod", "inject_type", "inject_time", "inject_timestamp", "labels", "fault_type", "pod"}

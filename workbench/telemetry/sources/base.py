@@ -6,12 +6,17 @@ in :meth:`Source.read`; a source never validates on its own.
 """
 from __future__ import annotations
 
+import gzip
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import pandas as pd
 
+from ...errors import SourceError
+from ...formats import utc_bound
 from .. import schema
 
 
@@ -133,3 +138,61 @@ class Source(ABC):
                         reports.append(again.report)
                 setattr(out, table, merged)
         return out
+
+
+# --------------------------------------------------------------------------- helpers every source uses
+
+def read_text(path: str | Path) -> str:
+    """Read a text file (``.gz`` decompressed) as strict UTF-8.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; a name ending in ``.gz`` is gunzipped first.
+
+    Returns
+    -------
+    str
+        The decoded text, without a leading byte-order mark.
+
+    Raises
+    ------
+    SourceError
+        The file is missing or unreadable, is not valid gzip, or holds bytes that are not UTF-8
+        (the message names the byte offset and line, counted in the decompressed bytes).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SourceError(f"{path}: not a readable gzip file ({exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        where = " (after decompression)" if path.name.lower().endswith(".gz") else ""
+        raise SourceError(
+            f"{path}: bytes that are not UTF-8 at byte offset {offset}{where}, line {line} "
+            f"(byte {data[offset:offset + 1]!r}); re-export the file as UTF-8"
+        ) from None
+
+def window(start: Any, end: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Normalise window bounds to UTC timestamps; naive bounds are refused (ValueError)."""
+    return utc_bound(start), utc_bound(end)
+
+def in_window(times: pd.Series, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.Series:
+    """Mask of rows in ``[start, end)``; rows without a time (NaT) are kept for validation to name."""
+    keep = pd.Series(True, index=times.index)
+    if start is not None:
+        keep &= times >= start
+    if end is not None:
+        keep &= times < end
+    return keep | times.isna()

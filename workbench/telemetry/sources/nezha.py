@@ -15,7 +15,7 @@ cases : list of str, optional
     are still read when they overlap the window. Metrics are not restricted (whole-day files).
 labels : bool
     Must be ``False`` (the default): incidents never carry the injected fault. Labels are for
-    scoring only, through :func:`load_labels`.
+    scoring only, through :func:`workbench.evaluation.nezha.load_labels`.
 
 Mapping to the unified schema
 -----------------------------
@@ -122,8 +122,7 @@ import pandas as pd
 from .. import schema
 from ...errors import ConfigError, SourceError, UnknownNameError
 from . import register
-from .base import RawFrame, Source
-from .files import window
+from .base import RawFrame, Source, window
 from ...formats import iso_utc
 
 log = logging.getLogger(__name__)
@@ -215,12 +214,12 @@ class NezhaSource(Source):
                               f"(known: {', '.join(_OPTIONS)})")
         if labels not in (False, None, 0, "", "0", "false", "False", "no"):
             raise ConfigError("nezha source: labels must be false; incidents never carry the injected "
-                              "fault (use workbench.telemetry.sources.nezha.load_labels to score a benchmark)")
+                              "fault (use workbench.evaluation.nezha.load_labels to score a benchmark)")
         super().__init__(location, **{k: v for k, v in (("days", days), ("cases", cases)) if v})
         self.root = Path(location)
         if not (self.root / "rca_data").is_dir():
             raise SourceError(f"{self.root}: not a Nezha data set folder (no rca_data/ inside)")
-        found = _days_in(self.root)
+        found = days_in(self.root)
         wanted = _as_list(days)
         if wanted is None:
             self.days = found
@@ -518,7 +517,7 @@ class NezhaSource(Source):
     def _case_list(self) -> list[dict[str, Any]]:
         if self._cases is None:
             self._cases = [{"id": cid, "day": day, "started": t}
-                           for day in self.days for cid, t, _ in _fault_cases(self.root, day)]
+                           for day in self.days for cid, t, _ in fault_cases(self.root, day)]
         return self._cases
 
     def _day_first_metric(self, day: str) -> pd.Timestamp | None:
@@ -526,36 +525,6 @@ class NezhaSource(Source):
         paths = sorted((self.root / "rca_data" / day / "metric").glob("*.csv.gz"))
         firsts = [int(stamp.min()) for stamp in (self._metric_file(p)["stamp"] for p in paths) if len(stamp)]
         return pd.Timestamp(min(firsts), tz="UTC") if firsts else None
-
-
-def load_labels(path: str | Path, days: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
-    """The injected fault of every case: for benchmarks and tests only; the source never calls it.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The data set folder (``nezha:`` prefix accepted).
-    days : list of str, optional
-        Days to read (default every day found).
-
-    Returns
-    -------
-    dict
-        Case id (as in :meth:`NezhaSource.incidents`) → ``{"service", "pod", "fault_type"}``;
-        ``service`` is the pod name minus its last two ``-`` parts (:func:`service_of`).
-    """
-    root = Path(str(path).removeprefix("nezha:"))
-    if not (root / "rca_data").is_dir():
-        raise SourceError(f"{root}: not a Nezha data set folder (no rca_data/ inside)")
-    out = {}
-    for day in (sorted(days) if days else _days_in(root)):
-        file = root / "rca_data" / day / f"{day}-fault_list.json"
-        for cid, _, record in _fault_cases(root, day):
-            pod, kind = record.get("inject_pod"), record.get("inject_type")
-            if not isinstance(pod, str) or not pod or not isinstance(kind, str) or not kind:
-                raise SourceError(f"{file}: case {cid} needs text inject_pod and inject_type, got {pod!r}, {kind!r}")
-            out[cid] = {"service": service_of(pod), "pod": pod, "fault_type": kind}
-    return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -604,7 +573,7 @@ def _malformed(lines: list[int]) -> str:
     return f"malformed CSV row(s) (wrong number of fields or bad quoting; lines {shown})"
 
 
-def _fault_cases(root: Path, day: str) -> list[tuple[str, pd.Timestamp, dict[str, Any]]]:
+def fault_cases(root: Path, day: str) -> list[tuple[str, pd.Timestamp, dict[str, Any]]]:
     """(case id, inject time, raw record) of one day's fault list, in inject-time order."""
     file = root / "rca_data" / day / f"{day}-fault_list.json"
     if not file.is_file():
@@ -639,7 +608,7 @@ def _fault_cases(root: Path, day: str) -> list[tuple[str, pd.Timestamp, dict[str
     return out
 
 
-def _days_in(root: Path) -> list[str]:
+def days_in(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "rca_data").iterdir() if p.is_dir() and _DAY.match(p.name))
 
 

@@ -63,8 +63,7 @@ import pandas as pd
 from .. import schema
 from ...errors import SourceError
 from . import register
-from .base import RawFrame, Source
-from .files import in_window, read_text, window
+from .base import RawFrame, Source, in_window, read_text, window
 
 #: Body of a log record that has none (and no ``eventName``).
 EMPTY_BODY = "(empty)"
