@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import workbench
-from workbench.postmortem import runner as notebook
+from workbench.postmortem import notebooks, runner as notebook
 from workbench.telemetry.ingest import ingest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,8 @@ IMPORT_CALLS = ("from workbench", "import workbench", "pm.open_workspace")
 
 def split(result: notebook.RunResult) -> dict[str, float]:
     """Seconds per part of one run (see the module docstring)."""
-    cells = notebook.cell_timings(result.output_path)
-    totals = notebook.notebook_timings(result.output_path)
+    cells = notebooks.cell_timings(result.output_path)
+    totals = notebooks.notebook_timings(result.output_path)
     parts = {"kernel_start": totals.get("kernel_start", 0.0), "imports": 0.0, "analysis": 0.0, "rendering": 0.0}
     for _, first_line, seconds in cells:
         if seconds is None:

@@ -14,7 +14,7 @@ import pytest
 from conftest import HOSTILE_STRINGS, SAMPLE
 import workbench
 from workbench.postmortem import runner as notebook
-from workbench.postmortem import templates
+from workbench.postmortem import notebooks, templates
 from workbench.errors import MissingDependencyError, NotFoundError, TemplateParameterError, UnknownNameError
 from workbench.postmortem.runner import NotebookExecutionError
 
@@ -221,7 +221,7 @@ def test_hostile_note_arrives_as_data_and_runs_nothing(postmortem_run, sentinel)
 
 def test_timings_are_in_the_executed_notebook(postmortem_run):
     result, _, _ = postmortem_run
-    cells = notebook.cell_timings(result.output_path)
+    cells = notebooks.cell_timings(result.output_path)
     assert all(isinstance(i, int) and isinstance(first, str) for i, first, _ in cells)
     assert any(first.startswith("pm.evidence(") and seconds is not None for _, first, seconds in cells)
     assert result.timings["kernel_start"] > 0 and result.timings["cells"] > 0
@@ -296,12 +296,12 @@ def test_rerun_keeps_the_previous_notebook_timestamped(sample_ws, tiny_template)
     incident = "INC-20261105-001"
     first = notebook.run(sample_ws, incident, tiny_template)
     second = notebook.run(sample_ws, incident, tiny_template)
-    (archived,) = notebook.archived_notebooks(sample_ws, incident, "tiny")
+    (archived,) = notebooks.archived_notebooks(sample_ws, incident, "tiny")
     assert second.archived == str(archived)
     assert archived.name.startswith("tiny.") and archived.name.endswith("Z.ipynb")
     runs = {r.id: r for r in _runs(sample_ws, incident)}
-    assert notebook.notebook_for_run(sample_ws, runs[first.run_id]) == archived
-    assert notebook.notebook_for_run(sample_ws, runs[second.run_id]) == Path(second.output_path)
+    assert notebooks.notebook_for_run(sample_ws, runs[first.run_id]) == archived
+    assert notebooks.notebook_for_run(sample_ws, runs[second.run_id]) == Path(second.output_path)
     stamp = runs[first.run_id].started.strftime("%Y%m%dT%H%M%SZ")
     assert archived.name == f"tiny.{stamp}.ipynb"
 

@@ -98,6 +98,10 @@ class ConflictError(StoreError):
     """A write was based on a stale version of a record; nothing was changed."""
 
 
+class NotebookError(WorkbenchError):
+    """A notebook file cannot be read (not JSON, not nbformat 4)."""
+
+
 class TemplateParameterError(WorkbenchError):
     """A notebook parameter is not declared by the template, or has an unsafe name or type."""
 

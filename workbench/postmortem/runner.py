@@ -3,7 +3,7 @@
 ``run(workspace, "INC-20261102-001")`` executes ``notebooks/templates/postmortem.ipynb`` into
 ``<workspace>/incidents/INC-20261102-001/postmortem.ipynb``; ``run_many`` does it for several
 incidents and carries on past failures. Templates and their parameters are found, read and
-checked by :mod:`workbench.postmortem.templates` (its names are re-exported here). This is the one core module that imports papermill, and it
+checked by :mod:`workbench.postmortem.templates`; executed notebooks on disk are :mod:`workbench.postmortem.notebooks`'. This is the one core module that imports papermill, and it
 does so lazily: without the ``notebook`` extra only running fails, with
 :class:`~workbench.errors.MissingDependencyError` naming ``postmortem-workbench[notebook]``.
 
@@ -30,7 +30,6 @@ Guarantees
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -41,14 +40,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable, Mapping
 
-from ..errors import MissingDependencyError, StoreError, TemplateParameterError, UnknownNameError, WorkbenchError
+from ..errors import MissingDependencyError, StoreError, UnknownNameError, WorkbenchError
 from ..formats import iso_utc
 from ..workspace import Workspace, open_workspace
-from .templates import AUTO_PARAMETERS, cell_source, read_notebook, template_parameters, template_path, validate_parameters
+from .notebooks import archive, error_cell, notebook_timings, stamp_metadata
+from .templates import run_values, template_path
 
 #: The pip extra that provides papermill, nbclient and ipykernel.
 EXTRA = "postmortem-workbench[notebook]"
-_STAMP = "%Y%m%dT%H%M%SZ"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -171,16 +170,7 @@ def run(workspace: Workspace | str | os.PathLike[str], incident_id: str,
     ws = open_workspace(workspace)
     path = template_path(template)
     name = path.stem
-    declared = template_parameters(path)
-    missing = [p for p in AUTO_PARAMETERS if p not in declared]
-    if missing:
-        raise TemplateParameterError(f"template {path.name} does not declare {', '.join(missing)} in its parameters "
-                                     f"cell; the runner sets them")
-    given = validate_parameters(path, parameters)
-    clash = [p for p in AUTO_PARAMETERS if p in given]
-    if clash:
-        raise TemplateParameterError(f"parameter {clash[0]!r} is set by the runner from its arguments; do not pass it")
-    values = {**given, "incident_id": incident_id, "workspace": str(ws.root)}
+    values = run_values(path, parameters, incident_id=incident_id, workspace=str(ws.root))
     kernel_class = _kernel_check(kernel)
     with ws.knowledge_base() as kb:
         kb.get_incident(incident_id)  # NotFoundError before anything is written
@@ -194,10 +184,10 @@ def run(workspace: Workspace | str | os.PathLike[str], incident_id: str,
         result = RunResult(incident_id, name, str(output), "failed", None, 0.0, record.id)
         failure: NotebookExecutionError | None = None
         try:
-            archived = _archive(output)
+            archived = archive(output)
             result.archived = None if archived is None else str(archived)
             failure = _execute(papermill, kernel_class, kernel, path, output, values, out_dir, progress, timeout)
-            _stamp_metadata(output, {"run_id": record.id, "incident_id": incident_id, "template": name,
+            stamp_metadata(output, {"run_id": record.id, "incident_id": incident_id, "template": name,
                                      "template_path": str(path), "started": iso_utc(started), "who": who})
             result.timings = notebook_timings(output) if output.exists() else {}
         except Exception as exc:  # whatever broke, the run is recorded as failed
@@ -260,7 +250,7 @@ def run_many(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterab
 
     ws = open_workspace(workspace)
     path = template_path(template)
-    validate_parameters(path, parameters)
+    run_values(path, parameters)
     _kernel_check(kernel)
     _papermill()
     with ws.knowledge_base() as kb:
@@ -297,62 +287,6 @@ def summarize(results: Iterable[RunResult]) -> dict[str, Any]:
                 for r in results if r.status != "succeeded"]
     return {"total": len(results), "succeeded": len(results) - len(failures), "failed": len(failures),
             "seconds": round(sum(r.seconds for r in results), 3), "failures": failures}
-
-
-# --------------------------------------------------------------------------- executed notebooks
-
-def cell_timings(notebook_path: str | os.PathLike[str]) -> list[tuple[int, str, float | None]]:
-    """Per-cell execution times papermill recorded in an executed notebook.
-
-    Returns
-    -------
-    list of (int, str, float or None)
-        ``(index, first line of the source, seconds)`` for every code cell, in notebook order;
-        seconds is None for a cell that did not run.
-    """
-    out = []
-    for i, cell in enumerate(read_notebook(Path(notebook_path))["cells"]):
-        if cell.get("cell_type") == "code":
-            duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
-            lines = cell_source(cell).strip().splitlines()
-            out.append((i, lines[0] if lines else "", None if duration is None else float(duration)))
-    return out
-
-
-def notebook_timings(notebook_path: str | os.PathLike[str]) -> dict[str, float]:
-    """Seconds of an executed notebook: ``kernel_start`` (from papermill's start until the first
-    cell started: kernel launch and start-up), ``cells`` (sum of cell durations) and ``notebook``
-    (papermill's whole duration, including kernel shutdown)."""
-    nb = read_notebook(Path(notebook_path))
-    meta = nb.get("metadata", {}).get("papermill", {})
-    starts = [c["metadata"]["papermill"]["start_time"] for c in nb["cells"]
-              if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    out: dict[str, float] = {"cells": sum(d for _, _, d in cell_timings(notebook_path) if d is not None)}
-    if meta.get("start_time") and starts:
-        out["kernel_start"] = (_parse_time(min(starts)) - _parse_time(meta["start_time"])).total_seconds()
-    if meta.get("duration") is not None:
-        out["notebook"] = float(meta["duration"])
-    return out
-
-
-def archived_notebooks(workspace: Workspace | str | os.PathLike[str], incident_id: str,
-                       template: str = "postmortem") -> list[Path]:
-    """Earlier executed notebooks of ``template`` for the incident, oldest first."""
-    ws = open_workspace(workspace)
-    folder = ws.incidents_dir / incident_id
-    pattern = re.compile(re.escape(template) + r"\.\d{8}T\d{6}Z(-\d+)?\.ipynb")
-    return sorted(p for p in folder.glob(f"{template}.*.ipynb") if pattern.fullmatch(p.name))
-
-
-def notebook_for_run(workspace: Workspace | str | os.PathLike[str], run: Any) -> Path | None:
-    """The executed notebook of a run record (``kb.list_runs()`` item): the current one, or the
-    archived one whose metadata carries the run's id; None when it is gone."""
-    ws = open_workspace(workspace)
-    current = ws.incidents_dir / run.incident_id / f"{run.template}.ipynb"
-    for path in [current, *reversed(archived_notebooks(ws, run.incident_id, run.template))]:
-        if path.is_file() and _metadata(path).get("run_id") == run.id:
-            return path
-    return None
 
 
 # --------------------------------------------------------------------------- internals
@@ -425,7 +359,7 @@ def _execute(papermill: Any, base: Any, kernel: str | None, path: Path, output: 
                                        start_timeout=120, execution_timeout=timeout, shutdown_kernel="immediate",
                                        kernel_manager_class=_kernel_manager_class(base, kernel, log, cwd))
         except PapermillExecutionError as exc:
-            index = _error_cell(output)
+            index = error_cell(output)
             return NotebookExecutionError(str(exc), cell_index=exc.cell_index if index is None else index,
                                           execution_count=exc.exec_count, ename=exc.ename, evalue=exc.evalue,
                                           traceback=[_ANSI.sub("", line) for line in exc.traceback or []])
@@ -435,7 +369,7 @@ def _execute(papermill: Any, base: Any, kernel: str | None, path: Path, output: 
             log.seek(0)
             tail = _tail(log.read().decode("utf-8", "replace"))
             detail = f"{exc}" + (f" (kernel output: {tail})" if tail else "")
-            return NotebookExecutionError(detail, cell_index=_error_cell(output, last_started=True),
+            return NotebookExecutionError(detail, cell_index=error_cell(output, last_started=True),
                                           ename=type(exc).__name__, evalue=detail)
     return None
 
@@ -450,60 +384,6 @@ def _storable(value: Any) -> Any:
     if isinstance(value, dict):
         return {_storable(k): _storable(v) for k, v in value.items()}
     return value
-
-
-def _metadata(path: Path) -> dict[str, Any]:
-    try:
-        return read_notebook(path).get("metadata", {}).get("workbench", {}) or {}
-    except TemplateParameterError:
-        return {}
-
-
-def _stamp_metadata(output: Path, values: dict[str, Any]) -> None:
-    """Tie the executed notebook to its run record (``metadata.workbench``)."""
-    if not output.exists():
-        return
-    nb = read_notebook(output)
-    nb.setdefault("metadata", {})["workbench"] = values
-    tmp = output.with_name(f".{output.name}.tmp")
-    # nbformat's own layout (so diffs stay small), without its schema validation pass.
-    tmp.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, output)
-
-
-def _archive(output: Path) -> Path | None:
-    """Move the previous executed notebook aside, named after the time its run started."""
-    if not output.exists():
-        return None
-    started = _metadata(output).get("started")
-    if not started:
-        try:
-            started = read_notebook(output).get("metadata", {}).get("papermill", {}).get("start_time")
-        except TemplateParameterError:
-            started = None
-    when = _parse_time(started) if started else datetime.fromtimestamp(output.stat().st_mtime, timezone.utc)
-    stem = f"{output.stem}.{when.astimezone(timezone.utc).strftime(_STAMP)}"
-    target, n = output.with_name(f"{stem}.ipynb"), 1
-    while target.exists():  # two runs started within one second
-        n += 1
-        target = output.with_name(f"{stem}-{n}.ipynb")
-    os.replace(output, target)
-    return target
-
-
-def _error_cell(output: Path, last_started: bool = False) -> int | None:
-    """Index of the first cell with an error output in the notebook on disk; with
-    ``last_started``, else the last cell that started (a timeout or a dead kernel leaves no error
-    output, and cells run one after the other)."""
-    try:
-        cells = read_notebook(output)["cells"] if output.exists() else []
-    except TemplateParameterError:
-        return None
-    for i, cell in enumerate(cells):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs") or []):
-            return i
-    started = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    return started[-1] if last_started and started else None
 
 
 def _failed(incident_id: str, template: str, exc: WorkbenchError, t0: float) -> RunResult:
@@ -522,11 +402,6 @@ def _relative(path: Path, ws: Workspace) -> str:
 
 def _escape_braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _first_line(text: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import json
 import keyword
 import math
 import os
@@ -17,11 +16,11 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import TemplateParameterError, UnknownNameError
+from ..errors import NotebookError, TemplateParameterError, UnknownNameError
+from .notebooks import cell_source, read_notebook
 
-__all__ = ["ALLOWED_TYPES", "AUTO_PARAMETERS", "MAX_DEPTH", "PARAMETERS_TAG", "TEMPLATES_DIR", "cell_source",
-           "lint_template", "read_notebook", "template_parameters", "template_path", "templates",
-           "validate_parameters"]
+__all__ = ["ALLOWED_TYPES", "AUTO_PARAMETERS", "MAX_DEPTH", "PARAMETERS_TAG", "TEMPLATES_DIR", "lint_template",
+           "run_values", "template_parameters", "template_path", "templates", "validate_parameters"]
 
 #: Folder of the bundled templates: ``workbench/templates`` in an installed wheel (pyproject maps
 #: ``notebooks/templates`` there), ``notebooks/templates`` of the checkout otherwise (editable).
@@ -83,7 +82,7 @@ def template_parameters(template: str | os.PathLike[str]) -> dict[str, Any]:
         anything but ``name = literal`` lines (the message names the line).
     """
     path = template_path(template)
-    index, source = _parameters_cell(read_notebook(path), path)
+    index, source = _parameters_cell(_read_template(path), path)
     where = f"{path.name}, cell {index} (tagged {PARAMETERS_TAG!r})"
     try:
         tree = ast.parse(source)
@@ -151,6 +150,29 @@ def validate_parameters(template: str | os.PathLike[str], params: Mapping[str, A
     return out
 
 
+def run_values(template: str | os.PathLike[str], params: Mapping[str, Any] | None, **auto: Any) -> dict[str, Any]:
+    """The one check of a run's parameters: the template declares every parameter the runner sets
+    (:data:`AUTO_PARAMETERS`), ``params`` pass :func:`validate_parameters` and do not set those
+    themselves; returns ``params`` with ``auto`` (the runner's values, e.g. ``incident_id``) added.
+
+    Raises
+    ------
+    TemplateParameterError
+        Naming the parameter and what is wrong, before any kernel starts.
+    """
+    path = template_path(template)
+    declared = template_parameters(path)
+    missing = [p for p in AUTO_PARAMETERS if p not in declared]
+    if missing:
+        raise TemplateParameterError(f"template {path.name} does not declare {', '.join(missing)} in its parameters "
+                                     f"cell; the runner sets them")
+    given = validate_parameters(path, params)
+    clash = [p for p in AUTO_PARAMETERS if p in given]
+    if clash:
+        raise TemplateParameterError(f"parameter {clash[0]!r} is set by the runner from its arguments; do not pass it")
+    return {**given, **auto}
+
+
 def lint_template(template: str | os.PathLike[str]) -> list[str]:
     """Problems of a template against the notebook rules (empty when it is fine).
 
@@ -168,7 +190,7 @@ def lint_template(template: str | os.PathLike[str]) -> list[str]:
     problems += [f"the parameters cell does not declare {name!r}" for name in AUTO_PARAMETERS if name not in declared]
     banned = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.For, ast.AsyncFor, ast.While,
               ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-    for i, cell in enumerate(read_notebook(path)["cells"]):
+    for i, cell in enumerate(_read_template(path)["cells"]):
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
@@ -226,20 +248,11 @@ def _check_value(value: Any, where: str, depth: int) -> Any:
                                  f"(allowed: {ALLOWED_TYPES}){hint}")
 
 
-def read_notebook(path: Path) -> dict[str, Any]:
-    # Plain JSON: validation must work before (and without) nbformat/papermill.
+def _read_template(path: Path) -> dict[str, Any]:
     try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise TemplateParameterError(f"{path}: not a readable notebook: {exc}") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or nb.get("nbformat") != 4:
-        raise TemplateParameterError(f"{path}: not a Jupyter notebook (nbformat 4 JSON with a 'cells' list)")
-    return nb
-
-
-def cell_source(cell: Mapping[str, Any]) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
+        return read_notebook(path)
+    except NotebookError as exc:  # a template that is no notebook is a template problem
+        raise TemplateParameterError(str(exc)) from None
 
 
 def _parameters_cell(nb: Mapping[str, Any], path: Path) -> tuple[int, str]:
