@@ -71,6 +71,11 @@ class UnknownNameError(WorkbenchError, KeyError):
         return self.args[0]
 
 
+class ParameterError(WorkbenchError, ValueError):
+    """An argument of a library call is outside what it accepts (the message names the argument,
+    the allowed values and the value received)."""
+
+
 class DetectionError(WorkbenchError, ValueError):
     """Data a detector cannot work with (too few baseline rows, NaN, wrong shape, not fitted).
 

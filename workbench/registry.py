@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Callable, Generic, TypeVar
 
-from .errors import UnknownNameError
+from .errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class Registry(Generic[T]):
 
         def decorator(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ConfigError(f"{self.kind} {name!r} is registered twice (two plugins or modules claim the name)")
             self._items[name] = obj
             return obj
 

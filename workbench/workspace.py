@@ -7,7 +7,7 @@ by default, :mod:`workbench.store`), ``telemetry/`` (validated Parquet queried t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import CONFIG_FILE, HOME_ENV, Settings, load_settings, write_settings
@@ -18,10 +18,15 @@ from .telemetry.store import TelemetryStore
 
 @dataclass(frozen=True)
 class Workspace:
-    """An opened workspace folder and its settings."""
+    """An opened workspace folder and its settings.
+
+    ``cache`` holds what one opened workspace computes once and reuses (a notebook's analysis of
+    its incident); it lives and dies with this object, never in a module global.
+    """
 
     root: Path
     settings: Settings
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def telemetry_dir(self) -> Path:

@@ -50,6 +50,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
+from ..errors import ParameterError
 from ..formats import finite
 
 #: Aspect -> weight in :func:`similarity` (sums to 1).
@@ -115,7 +116,7 @@ class Signature:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"signature source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+            raise ParameterError(f"signature source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         # Sorted keys and rounded values: the same inputs give byte-identical JSON.
         self.services = _clean_weights(self.services, signed=False)
         self.metrics = _clean_weights(self.metrics, signed=True)
@@ -137,25 +138,25 @@ class Signature:
     def from_dict(cls, data: Mapping[str, Any]) -> "Signature":
         """Inverse of :meth:`to_dict`; raises ``ValueError`` naming a malformed field."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"a signature must be a mapping, got {type(data).__name__}")
+            raise ParameterError(f"a signature must be a mapping, got {type(data).__name__}")
         version = data.get("version", VERSION)
         if version != VERSION:
-            raise ValueError(f"signature version {version!r} is not supported (expected {VERSION})")
+            raise ParameterError(f"signature version {version!r} is not supported (expected {VERSION})")
         values: dict[str, Any] = {}
         for key in ("incident_id", "origin", "cause", "symptom"):
             value = data.get(key)
             if value is not None and not isinstance(value, str):
-                raise ValueError(f"signature field {key!r}: expected text or null, got {value!r}")
+                raise ParameterError(f"signature field {key!r}: expected text or null, got {value!r}")
             values[key] = value
         values["source"] = data.get("source", "telemetry")
         for key in ("services", "metrics", "templates", "changes"):
             value = data.get(key) or {}
             if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-                raise ValueError(f"signature field {key!r}: expected a mapping of text to numbers, got {value!r}")
+                raise ParameterError(f"signature field {key!r}: expected a mapping of text to numbers, got {value!r}")
             try:
                 values[key] = {k: float(v) for k, v in value.items()}
             except (TypeError, ValueError):
-                raise ValueError(f"signature field {key!r}: every value must be a number, got {value!r}") from None
+                raise ParameterError(f"signature field {key!r}: every value must be a number, got {value!r}") from None
         return cls(**values)
 
 
@@ -340,7 +341,7 @@ def signature_from_document(document: Mapping[str, Any]) -> Signature:
     the engine (:meth:`workbench.analysis.evidence.Evidence.to_dict`, with ``kind`` and ``service``).
     """
     if not isinstance(document, Mapping):
-        raise ValueError(f"an incident document must be a mapping, got {type(document).__name__}")
+        raise ParameterError(f"an incident document must be a mapping, got {type(document).__name__}")
     hypotheses = [h for h in document.get("hypotheses") or [] if isinstance(h, Mapping)]
     chosen = _choose(hypotheses)
     labels = document.get("labels") or {}

@@ -83,7 +83,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ParameterError
 from ..store.outbox import NOTIFICATION_KINDS, Notification
 from ..store.records import ID_PATTERN, iso
 
@@ -457,7 +457,7 @@ def deliver(kb: Any, webhooks: Iterable[Webhook], now: datetime | None = None, *
     at-least-once behaviour.
     """
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValueError(f"max_attempts: expected an integer >= 1, got {max_attempts!r}")
+        raise ParameterError(f"max_attempts: expected an integer >= 1, got {max_attempts!r}")
     hooks = {w.name: w for w in webhooks}
     for hook in hooks.values():
         if not hook.secret:
@@ -465,10 +465,10 @@ def deliver(kb: Any, webhooks: Iterable[Webhook], now: datetime | None = None, *
                               f"never sent")
     now = datetime.now(timezone.utc) if now is None else now
     if now.tzinfo is None:
-        raise ValueError(f"now: expected a timezone-aware time, got {now!r}")
+        raise ParameterError(f"now: expected a timezone-aware time, got {now!r}")
     delay = backoff.delay if isinstance(backoff, Backoff) else backoff
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch: expected an integer >= 1, got {batch!r}")
+        raise ParameterError(f"batch: expected an integer >= 1, got {batch!r}")
     if lease is None:
         slowest = max((h.timeout for h in hooks.values()), default=DEFAULT_TIMEOUT)
         lease = timedelta(seconds=batch * slowest + 60)

@@ -7,12 +7,9 @@ the same tables serve widgets, reports and tests. Pure pandas: nothing here impo
 The chapters follow the postmortem of the SRE book: summary and impact, timeline, detection,
 evidence, hypotheses, contributing factors, action items, lessons.
 
-The analysis engine (:func:`workbench.analysis.analyze`) runs at most once per process for a
-(workspace, incident, detector): :func:`analysis` keeps its result, so the detection, evidence and
-hypotheses chapters share one run whatever order the cells execute in. A notebook kernel is one
-process per run, so each executed notebook analyses afresh. While the engine is not installed
-(a module of ``workbench`` it needs is missing) those chapters show empty tables and
-:func:`analysis_notes` says why.
+The analysis engine (:func:`workbench.analysis.analyze`) runs at most once per opened workspace
+for an (incident, detector): :func:`analysis` keeps its result in ``ws.cache``, so the detection,
+evidence and hypotheses chapters share one run whatever order the cells execute in.
 """
 from __future__ import annotations
 
@@ -24,6 +21,7 @@ import pandas as pd
 from ..workspace import Workspace, open_workspace
 from ..errors import TemplateParameterError
 from ..telemetry.windows import BASELINE, analysis_window
+from ..analysis.pipeline import analyze
 from ..formats import aware_time, iso_utc
 
 #: Columns of :func:`timeline`.
@@ -44,8 +42,6 @@ SUGGESTION_COLUMNS = ("kind", "service", "reason", "text", "key", "proposed", "c
 #: The incident's own milestones, in the order they happen.
 MILESTONES = ("started", "detected", "mitigated", "resolved")
 
-# (workspace root, incident id, detector) -> (AnalysisResult or None, notes)
-_ANALYSES: dict[tuple[str, str, str | None], tuple[Any, list[str]]] = {}
 
 
 def _incident(ws: Workspace, incident_id: str) -> Any:
@@ -180,32 +176,18 @@ def timeline(ws: Workspace | str, incident_id: str, *, window_start: Any = None,
 # --------------------------------------------------------------------------- analysis
 
 def analysis(ws: Workspace | str, incident_id: str, *, detector: str | None = None, refresh: bool = False) -> Any:
-    """The incident's :class:`~workbench.analysis.AnalysisResult`, computed once per process.
+    """The incident's :class:`~workbench.analysis.AnalysisResult`, computed once per opened
+    workspace (``ws.cache``: a notebook opens its workspace once and every chapter reuses it).
 
-    The engine stores its ranking as proposed hypotheses (``store=True``). Returns None while the
-    engine is not installed; :func:`analysis_notes` then says what is missing.
+    The engine stores its ranking as proposed hypotheses (``store=True``).
     """
     ws = open_workspace(ws)
     _incident(ws, incident_id)
-    key = (str(ws.root), incident_id, detector or None)
-    if refresh or key not in _ANALYSES:
-        _ANALYSES[key] = _run_analysis(ws, incident_id, detector)
-    return _ANALYSES[key][0]
-
-
-def _run_analysis(ws: Workspace, incident_id: str, detector: str | None) -> tuple[Any, list[str]]:
-    try:
-        from ..analysis.pipeline import analyze
-
-        result = analyze(ws, incident_id, detector=detector, store=True)
-    except ModuleNotFoundError as exc:
-        # Only a missing part of the workbench itself means "engine not there yet"; a missing
-        # third-party package is a broken installation and must surface.
-        if not (exc.name or "").startswith("workbench."):
-            raise
-        return None, [f"analysis engine not available ({exc.name} is missing): the detection, evidence and "
-                      f"hypotheses chapters show what the knowledge base already holds"]
-    return result, list(result.notes)
+    analyses = ws.cache.setdefault("analyses", {})
+    key = (incident_id, detector or None)
+    if refresh or key not in analyses:
+        analyses[key] = analyze(ws, incident_id, detector=detector, store=True)
+    return analyses[key]
 
 
 def analysis_notes(ws: Workspace | str, incident_id: str, *, detector: str | None = None) -> pd.DataFrame:
@@ -216,12 +198,9 @@ def analysis_notes(ws: Workspace | str, incident_id: str, *, detector: str | Non
     pandas.DataFrame
         Columns ``topic`` (``note`` or ``seconds``) and ``text``.
     """
-    ws = open_workspace(ws)
     result = analysis(ws, incident_id, detector=detector)
-    notes = _ANALYSES[(str(ws.root), incident_id, detector or None)][1]
-    rows = [{"topic": "note", "text": n} for n in notes]
-    if result is not None:
-        rows += [{"topic": "seconds", "text": f"{k}: {v:.2f}"} for k, v in result.timings.items()]
+    rows = [{"topic": "note", "text": n} for n in result.notes]
+    rows += [{"topic": "seconds", "text": f"{k}: {v:.2f}"} for k, v in result.timings.items()]
     return _frame(rows, ("topic", "text"))
 
 
@@ -232,7 +211,7 @@ def detection_gap(ws: Workspace | str, incident_id: str, *, detector: str | None
     -------
     dict
         ``started``, ``origin`` (the most suspicious service), ``first_anomaly`` (its onset as the
-        analysis found it; both None without the analysis),
+        analysis found it; None when nothing moved),
         ``first_alert`` (first ``alert`` or ``page`` event at or after the window start),
         ``detected`` (ISO 8601 UTC or None); and in minutes: ``time_to_detect`` (detected -
         started), ``alert_delay`` (first alert - started), ``anomaly_lead`` (detected - first
@@ -247,7 +226,7 @@ def detection_gap(ws: Workspace | str, incident_id: str, *, detector: str | None
     result = analysis(ws, incident_id, detector=detector)
     # The most suspicious service's onset, not the earliest of all: weakly suspicious services
     # wobble long before the incident and would make the lead look better than it was.
-    top = result.suspicions[0] if result is not None and result.suspicions else None
+    top = result.suspicions[0] if result.suspicions else None
     first_anomaly = None if top is None or top.onset is None else pd.Timestamp(top.onset)
     return {
         "started": iso_utc(incident.started), "origin": None if top is None else top.service,
@@ -266,12 +245,11 @@ def evidence(ws: Workspace | str, incident_id: str, *, detector: str | None = No
     pandas.DataFrame
         Columns :data:`EVIDENCE_COLUMNS`: ``service``, ``suspicion`` (the service's combined
         score), ``kind`` (metric, log, span, change, topology, traffic, history), ``signal``,
-        ``time`` (aware UTC), ``magnitude``, ``direction``, ``explanation``. Empty while the
-        engine is absent (see :func:`analysis_notes`).
+        ``time`` (aware UTC), ``magnitude``, ``direction``, ``explanation``.
     """
     result = analysis(ws, incident_id, detector=detector)
     rows = []
-    for suspicion in (result.suspicions if result is not None else []):
+    for suspicion in result.suspicions:
         for item in suspicion.evidence:
             rows.append({"service": suspicion.service, "suspicion": float(suspicion.score), "kind": item.kind,
                          "signal": item.signal, "time": item.time, "magnitude": item.magnitude,

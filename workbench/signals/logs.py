@@ -33,7 +33,7 @@ from drain3.masking import MaskingInstruction
 from drain3.template_miner import TemplateMiner as _Drain3Miner
 from drain3.template_miner_config import TemplateMinerConfig
 
-from ..errors import SchemaError
+from ..errors import ParameterError, SchemaError
 
 _B = r"(?<![A-Za-z0-9])"  # not inside a word on the left
 _E = r"(?![A-Za-z0-9])"  # ... nor on the right
@@ -214,23 +214,23 @@ class TemplateMiner:
 
     def _check_params(self) -> None:
         if not isinstance(self.sim_th, (int, float)) or not 0.0 <= float(self.sim_th) <= 1.0:
-            raise ValueError(f"sim_th must be a number in [0, 1], got {self.sim_th!r}")
+            raise ParameterError(f"sim_th must be a number in [0, 1], got {self.sim_th!r}")
         for name, low in (("depth", 3), ("max_children", 2), ("split_max_values", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}")
         if isinstance(self.extra_delimiters, str):
-            raise ValueError(f"extra_delimiters must be a sequence of strings, got the string {self.extra_delimiters!r}")
+            raise ParameterError(f"extra_delimiters must be a sequence of strings, got the string {self.extra_delimiters!r}")
         for item in self.masks:
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
-                raise ValueError(f"each mask must be a (name, regex) pair, got {item!r}")
+                raise ParameterError(f"each mask must be a (name, regex) pair, got {item!r}")
             name, pattern = item
             if not isinstance(name, str) or not re.fullmatch(r"\w+", name):
-                raise ValueError(f"mask name must be letters, digits or '_', got {name!r}")
+                raise ParameterError(f"mask name must be letters, digits or '_', got {name!r}")
             try:
                 re.compile(pattern)
             except (re.error, TypeError) as exc:
-                raise ValueError(f"mask {name!r} has an invalid regex {pattern!r}: {exc}") from None
+                raise ParameterError(f"mask {name!r} has an invalid regex {pattern!r}: {exc}") from None
 
     def mask(self, line: Any) -> str:
         """``line`` as the miner sees it before clustering: masked (``<NUM>``, ``<IP>`` ...), mask
@@ -510,7 +510,7 @@ def new_templates(mined: pd.DataFrame, baseline_end: Any) -> pd.DataFrame:
     _require(mined, ("timestamp", "service", "template_id", "template"), "mined logs")
     end = pd.Timestamp(baseline_end)
     if end.tzinfo is None:
-        raise ValueError(f"baseline_end must be timezone-aware (e.g. '2024-01-01T00:00Z'), got {baseline_end!r}")
+        raise ParameterError(f"baseline_end must be timezone-aware (e.g. '2024-01-01T00:00Z'), got {baseline_end!r}")
     summary = _per_template(mined)
     new = summary[summary["first_seen"] >= end]
     return new.sort_values(["first_seen", "service", "template_id"], kind="stable").reset_index(drop=True)

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import SchemaError
+from ..errors import ParameterError, SchemaError
 from ..telemetry.windows import step_offset
 
 #: Separator of an edge's two services in :func:`span_stats` and :func:`as_metrics` names.
@@ -257,7 +257,7 @@ def _percentiles(percentiles: Sequence[int]) -> list[int]:
     qs = list(percentiles)
     for q in qs:
         if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q <= 100:
-            raise ValueError(f"percentiles must be integers in [0, 100], got {q!r}")
+            raise ParameterError(f"percentiles must be integers in [0, 100], got {q!r}")
     return qs
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from ..errors import ParameterError
 
 #: Margin before the reported start: signals usually move before a human notices.
 LEAD = pd.Timedelta(minutes=60)
@@ -54,9 +55,9 @@ def step_offset(step: str) -> pd.DateOffset:
     try:
         offset = pd.tseries.frequencies.to_offset(step)
     except (ValueError, TypeError):
-        raise ValueError(f"step must be a pandas offset alias such as '1min' or '30s', got {step!r}") from None
+        raise ParameterError(f"step must be a pandas offset alias such as '1min' or '30s', got {step!r}") from None
     if offset is None or pd.Timedelta(offset) <= pd.Timedelta(0):
-        raise ValueError(f"step must be a positive fixed duration, got {step!r}")
+        raise ParameterError(f"step must be a positive fixed duration, got {step!r}")
     return offset
 
 

@@ -56,7 +56,7 @@ def get_detector(name: str, **params: Any) -> Detector:
     try:
         return cls(**params)
     except TypeError as exc:
-        raise ValueError(f"detector {name!r}: invalid hyper-parameters {sorted(params)} ({exc})") from None
+        raise DetectionError(f"detector {name!r}: invalid hyper-parameters {sorted(params)} ({exc})") from None
 
 
 def names() -> list[str]:

@@ -161,7 +161,7 @@ class Detector:
         raise NotImplementedError
 
     def _explain(self, X: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        raise ValueError(f"explain={self.explain!r} is not supported by {type(self).__name__}")
+        raise DetectionError(f"explain={self.explain!r} is not supported by {type(self).__name__}")
 
     def required_rows(self) -> int:
         """Fewest baseline rows this detector (with its hyper-parameters) accepts."""
@@ -169,9 +169,9 @@ class Detector:
 
     def _check_params(self) -> None:
         if not isinstance(self.quantile, (int, float)) or not 0.5 <= self.quantile < 1:
-            raise ValueError(f"quantile must be in [0.5, 1), got {self.quantile!r}")
+            raise DetectionError(f"quantile must be in [0.5, 1), got {self.quantile!r}")
         if self.explain not in self.explain_methods:
-            raise ValueError(f"explain must be one of {', '.join(self.explain_methods)}; got {self.explain!r}")
+            raise DetectionError(f"explain must be one of {', '.join(self.explain_methods)}; got {self.explain!r}")
 
     def _check_input(self, X: Any) -> np.ndarray:
         if not hasattr(self, "threshold_"):
@@ -244,7 +244,7 @@ def local_reference(values: pd.DataFrame | np.ndarray, window: int = REFERENCE_W
     numpy.ndarray, same shape as ``values``
     """
     if not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be a positive number of steps, got {window!r}")
+        raise DetectionError(f"window must be a positive number of steps, got {window!r}")
     frame = pd.DataFrame(np.asarray(values, dtype=float))
     return frame.shift(1).rolling(int(window), min_periods=1).median().to_numpy()
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import SchemaError
+from ...errors import DetectionError, SchemaError
 from ...telemetry.windows import step_offset
-from .base import REFERENCE_WINDOW, Detector, DetectionError, local_reference
+from .base import REFERENCE_WINDOW, Detector, local_reference
 from ...formats import aware_time
 
 #: Forward-fill gaps of at most this many steps (a scrape or two missed); longer gaps stay NaN.
@@ -220,10 +220,10 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
     from . import DEFAULT_DETECTOR, get_detector
 
     if not 1 <= onset_k <= onset_m:
-        raise ValueError(f"need 1 <= onset_k <= onset_m, got onset_k={onset_k}, onset_m={onset_m}")
+        raise DetectionError(f"need 1 <= onset_k <= onset_m, got onset_k={onset_k}, onset_m={onset_m}")
     if isinstance(detector, Detector):
         if params:
-            raise ValueError("give params only with a detector name; set them on the instance instead")
+            raise DetectionError("give params only with a detector name; set them on the instance instead")
         det, name = detector, type(detector).__name__
     else:
         name = detector or DEFAULT_DETECTOR
@@ -438,7 +438,7 @@ def _numeric(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
 
 def _regular(wide: pd.DataFrame, offset: pd.DateOffset, fill_limit: int) -> pd.DataFrame:
     if not isinstance(fill_limit, (int, np.integer)) or fill_limit < 0:
-        raise ValueError(f"fill_limit must be a number of steps >= 0, got {fill_limit!r}")
+        raise DetectionError(f"fill_limit must be a number of steps >= 0, got {fill_limit!r}")
     if wide.empty and len(wide.index) == 0:
         return wide.astype(float)
     grid = wide.resample(offset).mean()

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...errors import MissingDependencyError
+from ...errors import DetectionError, MissingDependencyError
 from .base import DEFAULT_QUANTILE, Detector
 
 
@@ -61,7 +61,7 @@ class PyodDetector(Detector):
         try:
             self.model_ = cls(**self._model_params())
         except TypeError as exc:
-            raise ValueError(f"{type(self).__name__}: invalid hyper-parameter for {class_name} ({exc})") from None
+            raise DetectionError(f"{type(self).__name__}: invalid hyper-parameter for {class_name} ({exc})") from None
         mean = X.mean(axis=0)
         std = X.std(axis=0)
         self.mean_ = mean

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import DEFAULT_QUANTILE, Detector
+from ...errors import DetectionError
 
 COMBINE = ("max", "mean")
 
@@ -30,7 +31,7 @@ class ZScoreDetector(Detector):
     def _check_params(self) -> None:
         super()._check_params()
         if self.combine not in COMBINE:
-            raise ValueError(f"combine must be one of {', '.join(COMBINE)}; got {self.combine!r}")
+            raise DetectionError(f"combine must be one of {', '.join(COMBINE)}; got {self.combine!r}")
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         return self._score(X)

@@ -35,6 +35,7 @@ from . import model
 from . import timeline
 from . import text
 from ...formats import iso_utc
+from ...errors import ParameterError
 
 MANIFEST = "manifest.yaml"
 FILES = {"metrics": "metrics.parquet", "logs": "logs.jsonl.gz", "spans": "spans.parquet",
@@ -70,9 +71,9 @@ def generate(out_dir: str | Path, seed: int = 7, days: int = 7) -> dict[str, Any
         incident ids), ``past_incidents``, ``files`` (relative path -> bytes) and ``bytes`` (total).
     """
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 28:
-        raise ValueError(f"days must be an integer from 1 to 28, got {days!r}")
+        raise ParameterError(f"days must be an integer from 1 to 28, got {days!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
     out = Path(out_dir)
     (out / "incidents").mkdir(parents=True, exist_ok=True)
 

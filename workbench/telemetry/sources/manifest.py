@@ -128,7 +128,7 @@ def parse_entry(table: str, spec: Any, base: Path, where: str) -> TableEntry:
     if tz is not None:
         try:
             pd.Timestamp("2000-01-01").tz_localize(str(tz))
-        except Exception:
+        except (KeyError, ValueError, TypeError):  # unknown zone names raise KeyError subclasses
             raise SourceError(f"{where}: tz {tz!r} is not a time zone name (e.g. UTC, Europe/Berlin)") from None
         tz = str(tz)
     unit = spec.get("time_unit")

@@ -120,7 +120,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ...errors import ConfigError, SourceError, UnknownNameError
+from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
 from . import register
 from .base import RawFrame, Source, window
 from ...formats import iso_utc
@@ -273,7 +273,7 @@ class NezhaSource(Source):
             Construct files first, then case files, each in time order.
         """
         if kind not in ("log", "trace"):
-            raise ValueError(f"kind must be 'log' or 'trace', got {kind!r}")
+            raise ParameterError(f"kind must be 'log' or 'trace', got {kind!r}")
         start, end = window(start, end)
         owned = None
         if self.cases is not None:
