@@ -17,11 +17,16 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..workspace import Workspace, open_workspace
-from ..errors import WorkbenchError
+from ..analysis.evidence import TelemetryWindow
+from ..analysis.hypotheses import onsets
+from ..analysis.pipeline import analyze_window, read_signature
 from ..analysis.signature import Signature, signature_from_incident, similarity_parts, with_cause
 from ..telemetry.windows import BASELINE, analysis_window, baseline_window
+from ..errors import WorkbenchError
 from ..formats import aware_time, iso_utc
+from ..workspace import Workspace, open_workspace
+from . import suggestions as sg
+from .criteria import criterion_of, evaluate
 
 #: Least similarity between the stored and the current signature that counts as a recurrence
 #: (chosen on the sample, see :mod:`workbench.loop`).
@@ -208,9 +213,6 @@ def check_incident(root: str | os.PathLike[str], incident_id: str, start: Any, e
 
 def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp, end: pd.Timestamp,
            threshold: float) -> None:
-    from . import suggestions as sg
-    from .criteria import criterion_of, evaluate
-
     ws = _workspace(root)
     kb = _kb(ws)
     incident = kb.get_incident(incident_id)
@@ -295,14 +297,9 @@ def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp,
 def _stored_signature(ws: Workspace, kb: Any, incident: Any) -> tuple[Signature | None, str | None,
                                                                         Signature | None, list[str]]:
     """(signature, source, signature to write, notes) of an incident (see the module docstring)."""
-    from ..analysis.pipeline import read_signature
-
     stored = read_signature(ws, incident.id)
     if stored is not None:
         return stored, "stored", None, []
-    from ..analysis.pipeline import analyze_window
-    from ..analysis.evidence import TelemetryWindow
-
     decided = kb.list_hypotheses(incident.id, status="confirmed")
     start, end = analysis_window(incident)
     base_start, _ = baseline_window(incident)
@@ -323,8 +320,6 @@ def _stored_signature(ws: Workspace, kb: Any, incident: Any) -> tuple[Signature 
 
 
 def _origin_onset(suspicions: Sequence[Any], origin: str | None) -> pd.Timestamp | None:
-    from ..analysis.hypotheses import onsets
-
     if origin is None:
         return None
     return onsets([s for s in suspicions if s.service == origin]).get(origin)
@@ -381,9 +376,6 @@ def _kb(ws: Workspace) -> Any:
 def _current(ws: Workspace, baseline_start: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp,
              services: Sequence[str] | None = None) -> tuple[Any, bool]:
     """(AnalysisResult, from cache) of the window (baseline included), over every service by default."""
-    from ..analysis.pipeline import analyze_window
-    from ..analysis.evidence import TelemetryWindow
-
     key = (str(ws.root), None if services is None else tuple(services), baseline_start, start, end,
            ws.settings.step, ws.settings.detector)
     with _LOCK:

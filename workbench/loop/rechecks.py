@@ -30,15 +30,19 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .checks import (CACHE_SIZE, QUERY_CACHE_SIZE, RECUR_MIN, RECURRENCE_ITEM_STATUSES, VERIFIED_ITEM_STATUSES,
-                     CriterionCheck, IncidentCheck, RecheckError, check_incident, clear_caches, criterion_reason,
-                     recheck_time)
-from ..workspace import Workspace, open_workspace
-from ..errors import ConflictError, NotFoundError, WorkbenchError
-from .executors import ExecutorError, executor_name, fan_out
+from ..analysis.pipeline import write_signature
 from ..analysis.signature import Signature
 from ..store.models import ID_LENGTH
+from ..errors import ConflictError, NotFoundError, WorkbenchError
 from ..formats import iso_utc
+from ..postmortem import runner as notebook
+from ..workspace import Workspace, open_workspace
+from . import notify as outbox
+from .checks import (CACHE_SIZE, CriterionCheck, IncidentCheck, QUERY_CACHE_SIZE, RECURRENCE_ITEM_STATUSES, RECUR_MIN,
+                     RecheckError, VERIFIED_ITEM_STATUSES, check_incident, clear_caches, criterion_reason,
+                     recheck_time)
+from .criteria import parse_span, record as record_verdict
+from .executors import ExecutorError, executor_name, fan_out
 
 __all__ = ["CACHE_SIZE", "DEFAULT_WINDOW", "QUERY_CACHE_SIZE", "RECUR_MIN", "RECURRENCE_ITEM_STATUSES",
            "VERIFIED_ITEM_STATUSES", "WATCHED", "WHO", "CriterionCheck", "IncidentCheck", "RecheckError",
@@ -198,8 +202,6 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
     ConfigError
         A malformed ``[webhooks]`` table (nothing was checked: notifications would be lost).
     """
-    from . import notify as outbox
-
     t_start = time.perf_counter()
     ws = open_workspace(workspace)
     watch_all = all
@@ -291,8 +293,6 @@ def _record_safely(kb: Any, ws: Workspace, result: IncidentCheck, who: str) -> N
     if result.error:
         return
     if result.computed_signature is not None:
-        from ..analysis.pipeline import write_signature
-
         result.signature_path = str(write_signature(ws, result.incident_id,
                                                     Signature.from_dict(result.computed_signature)))
     for attempt in (1, 2):
@@ -312,8 +312,6 @@ def _record_safely(kb: Any, ws: Workspace, result: IncidentCheck, who: str) -> N
 
 def _record(kb: Any, r: IncidentCheck, who: str) -> None:
     """Everything about one incident in ONE transaction (see the module docstring)."""
-    from .criteria import record as record_verdict
-
     r.check_id = r.follow_up_id = None
     r.notified = 0
     with kb.transaction():
@@ -419,8 +417,6 @@ def _payload(incident: Any, r: IncidentCheck, suggestions: list[dict[str, Any]])
 
 def _notebooks(ws: Workspace, incident_ids: list[str], report: RecheckReport, who: str) -> list[dict[str, Any]]:
     """Execute the recurrence notebook of every incident that recurred (failures are reported)."""
-    from ..postmortem import runner as notebook
-
     hours = max((report.until - report.start) / pd.Timedelta(hours=1), 1e-6)
     runs = []
     for iid in incident_ids:
@@ -438,8 +434,6 @@ def _notebooks(ws: Workspace, incident_ids: list[str], report: RecheckReport, wh
 
 def _span(value: Any, name: str) -> pd.Timedelta:
     if isinstance(value, str):
-        from .criteria import parse_span
-
         try:
             return parse_span(value, name)
         except WorkbenchError as exc:

@@ -55,7 +55,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..analysis.pipeline import read_signature
 from ..analysis.signature import Signature, parse_signal
+from ..telemetry.windows import baseline_window
 from ..formats import finite, iso_utc
 
 #: Least detection gap that asks for suggestions (see the module docstring).
@@ -345,8 +347,6 @@ def for_detection_gap(incident: Any, hypotheses: Sequence[Any], store: Any, *, s
         ``facts``: ``gap_minutes`` (None when unknown), ``service``, ``onset``, ``detected``,
         ``metric``, ``minimum_minutes``.
     """
-    from ..telemetry.windows import baseline_window
-
     gap, facts = detection_gap(incident, hypotheses)
     info = {"gap_minutes": None if gap is None else round(gap / pd.Timedelta(minutes=1), 2),
             "service": facts["service"], "onset": iso_utc(facts["onset"]), "detected": iso_utc(facts["detected"]),
@@ -378,8 +378,6 @@ def suggest(workspace: Any, incident_id: str) -> list[Suggestion]:
     Reads the incident, its stored hypotheses and signature, and the first-moving metric from the
     workspace's telemetry. Empty when the gap is unknown or not above :data:`DETECTION_GAP_MIN`.
     """
-    from ..analysis.pipeline import read_signature
-
     with workspace.knowledge_base() as kb:
         incident = kb.get_incident(incident_id)
         hypotheses = kb.list_hypotheses(incident_id)

@@ -18,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..workspace import Workspace, open_workspace
-from ..errors import TemplateParameterError
-from ..telemetry.windows import BASELINE, analysis_window
 from ..analysis.pipeline import analyze
+from ..store.records import CONCLUSION_KINDS, check_enum
+from ..telemetry.windows import BASELINE, analysis_window
+from ..errors import TemplateParameterError
 from ..formats import aware_time, iso_utc
+from ..workspace import Workspace, open_workspace
 
 #: Columns of :func:`timeline`.
 TIMELINE_COLUMNS = ("time", "source", "service", "kind", "summary")
@@ -129,8 +130,6 @@ def conclusions(ws: Workspace | str, incident_id: str, kind: str | None = None) 
     pandas.DataFrame
         Columns :data:`CONCLUSION_COLUMNS` (``created`` aware UTC).
     """
-    from ..store.records import CONCLUSION_KINDS, check_enum
-
     ws = open_workspace(ws)
     _incident(ws, incident_id)
     if kind is not None:

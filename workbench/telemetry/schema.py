@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ..errors import SchemaError
+from ..errors import SchemaError, UnknownNameError
 
 TABLES = ("metrics", "logs", "spans", "events", "topology")
 
@@ -305,8 +305,6 @@ def parse_attributes(text: str | None) -> dict[str, Any]:
 
 def _check_table(table: str) -> None:
     if table not in _COLUMNS:
-        from ..errors import UnknownNameError
-
         raise UnknownNameError("table", table, list(TABLES))
 
 

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .catalog import register
 from .base import DEFAULT_QUANTILE, EXPLAIN_METHODS, Detector
 
 
@@ -73,6 +74,7 @@ class _TailDetector(Detector):
         return sign * self._outlyingness(X)
 
 
+@register("ecod")
 class EcodDetector(_TailDetector):
     """ECOD (Li et al., TKDE 2022) against a frozen baseline.
 
@@ -91,6 +93,7 @@ class EcodDetector(_TailDetector):
         return np.maximum(np.maximum(u_l, u_r), self._skew_corrected(u_l, u_r))
 
 
+@register("copod")
 class CopodDetector(_TailDetector):
     """COPOD (Li et al., ICDM 2020) against a frozen baseline.
 

@@ -17,6 +17,7 @@ import pandas as pd
 from ...errors import DetectionError, SchemaError
 from ...telemetry.windows import step_offset
 from .base import REFERENCE_WINDOW, Detector, local_reference
+from .catalog import DEFAULT_DETECTOR, get_detector
 from ...formats import aware_time
 
 #: Forward-fill gaps of at most this many steps (a scrape or two missed); longer gaps stay NaN.
@@ -217,8 +218,6 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
     ValueError
         ``step``, ``onset_k``/``onset_m`` or a hyper-parameter is invalid.
     """
-    from . import DEFAULT_DETECTOR, get_detector
-
     if not 1 <= onset_k <= onset_m:
         raise DetectionError(f"need 1 <= onset_k <= onset_m, got onset_k={onset_k}, onset_m={onset_m}")
     if isinstance(detector, Detector):

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...errors import DetectionError, MissingDependencyError
+from .catalog import register
 from .base import DEFAULT_QUANTILE, Detector
 
 
@@ -78,6 +79,7 @@ class PyodDetector(Detector):
         return self.model_.decision_function(self._standardise(X))
 
 
+@register("iforest")
 class IForestDetector(PyodDetector):
     """Isolation forest (PyOD ``IForest``); seeded, so repeated runs agree."""
 
@@ -85,6 +87,7 @@ class IForestDetector(PyodDetector):
     defaults = {"n_estimators": 100, "random_state": 0}
 
 
+@register("hbos")
 class HbosDetector(PyodDetector):
     """Histogram-based outlier score (PyOD ``HBOS``); the first fit compiles numba code (~2 s).
 
@@ -97,6 +100,7 @@ class HbosDetector(PyodDetector):
     defaults = {"n_bins": 10}
 
 
+@register("knn")
 class KnnDetector(PyodDetector):
     """Distance to the k-th nearest baseline row (PyOD ``KNN``)."""
 
@@ -104,6 +108,7 @@ class KnnDetector(PyodDetector):
     defaults = {"n_neighbors": 5}
 
 
+@register("lof")
 class LofDetector(PyodDetector):
     """Local outlier factor against the baseline (PyOD ``LOF``, sklearn's novelty mode)."""
 
@@ -111,6 +116,7 @@ class LofDetector(PyodDetector):
     defaults = {"n_neighbors": 20}
 
 
+@register("pca")
 class PcaDetector(PyodDetector):
     """Distance from the baseline's principal subspace (PyOD ``PCA``).
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .catalog import register
 from .base import DEFAULT_QUANTILE, Detector
 from ...errors import DetectionError
 
 COMBINE = ("max", "mean")
 
 
+@register("zscore")
 class ZScoreDetector(Detector):
     """Robust |z| against the baseline: ``|x - median| / scale`` per metric, combined per row.
 
