@@ -1,10 +1,12 @@
 """Shared fixtures: the evaluation data beside the repo (skipped when absent), the sample, workspaces."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import workbench
+from workbench.telemetry.ingest import ingest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -65,3 +67,28 @@ def workspace(tmp_path):
     """A fresh, initialised workspace in a temp folder."""
 
     return workbench.init(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def sample_pristine(tmp_path_factory) -> workbench.Workspace:
+    """The shipped sample ingested ONCE per test run (5-6 s), shared read-only by every module that
+    needs it. Tests that write (analyse and store, review, run notebooks) take :func:`sample_copy`."""
+    ws = workbench.init(tmp_path_factory.mktemp("sample") / "pristine")
+    ingest(ws, str(SAMPLE), who="test")
+    return ws
+
+
+@pytest.fixture(scope="session")
+def sample_copy(sample_pristine, tmp_path_factory):
+    """A factory of private copies of :func:`sample_pristine` (a folder copy, ~0.1 s), for tests that
+    write; ``sample_copy("name", extra_settings="...")`` appends TOML to the copy's workbench.toml."""
+
+    def make(name: str = "copy", extra_settings: str = "") -> workbench.Workspace:
+        dest = tmp_path_factory.mktemp(name) / "ws"
+        shutil.copytree(sample_pristine.root, dest)
+        if extra_settings:
+            with open(dest / "workbench.toml", "a", encoding="utf-8") as fh:
+                fh.write(extra_settings)
+        return workbench.open_workspace(dest)
+
+    return make

@@ -12,11 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import workbench
 from workbench.analysis.pipeline import AnalysisError, analyze, load_history, read_signature, signature_path
 from workbench.cli import main
 from workbench.errors import NotFoundError, WorkbenchError
-from workbench.telemetry.ingest import ingest
 from workbench.analysis.signature import signature_from_incident, similarity
 
 from conftest import SAMPLE
@@ -31,10 +29,9 @@ def labels() -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
-    """The sample ingested once, every evaluation incident analysed and stored once."""
-    ws = workbench.init(tmp_path_factory.mktemp("analysis") / "ws")
-    ingest(ws, str(SAMPLE), who="test")
+def analysed(sample_copy):
+    """A copy of the ingested sample, every evaluation incident analysed and stored once."""
+    ws = sample_copy("analysis")
     results = {iid: analyze(ws, iid) for iid in EVALUATION}
     return ws, results
 

@@ -1,7 +1,6 @@
 """Log templates: one template per message shape, per service, and the tables the detector reads."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +8,7 @@ import pytest
 
 from workbench.telemetry import schema
 from workbench.errors import SchemaError
+from workbench.evaluation import logparsing
 from workbench.signals.logs import DEFAULT_MASKS, TemplateMiner, error_templates, mine, new_templates, template_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,28 +217,19 @@ def test_missing_columns_are_named(logs):
 # ---------------------------------------------------------------- benchmark on loghub
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("loghub_benchmark", REPO / "benchmarks" / "loghub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_grouping_accuracy_definition():
-    bench = load_benchmark()
     truth = ["a", "a", "b", "b", "c"]
-    assert bench.grouping_accuracy(truth, [1, 1, 2, 2, 3]) == 1.0
-    assert bench.grouping_accuracy(truth, [1, 1, 1, 1, 3]) == pytest.approx(0.2)  # a and b merged: wrong
-    assert bench.grouping_accuracy(truth, [1, 9, 2, 2, 3]) == pytest.approx(0.6)  # a split: wrong
-    assert bench.pairwise_f1(truth, [1, 1, 2, 2, 3])["f1"] == 1.0
+    assert logparsing.grouping_accuracy(truth, [1, 1, 2, 2, 3]) == 1.0
+    assert logparsing.grouping_accuracy(truth, [1, 1, 1, 1, 3]) == pytest.approx(0.2)  # a and b merged: wrong
+    assert logparsing.grouping_accuracy(truth, [1, 9, 2, 2, 3]) == pytest.approx(0.6)  # a split: wrong
+    assert logparsing.pairwise_f1(truth, [1, 1, 2, 2, 3])["f1"] == 1.0
 
 
 @pytest.mark.shared
 def test_loghub_weak_systems_floor():
     if not LOGHUB.is_dir():
         pytest.skip("../shared/data/loghub is not beside the repo")
-    bench = load_benchmark()
-    result = bench.run(LOGHUB, systems=["Windows", "Proxifier", "OpenStack"])
+    result = logparsing.run(LOGHUB, systems=["Windows", "Proxifier", "OpenStack"])
     # measured 1.000 / 1.000 / 0.946 (Drain3 defaults: 0.571 / 0.026 / 0.310)
     assert result["mean_grouping_accuracy"] >= 0.9
     assert all(r["lines"] == 2000 for r in result["systems"].values())

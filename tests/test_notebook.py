@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOSTILE_STRINGS, SAMPLE
+from conftest import HOSTILE_STRINGS
 import workbench
 from workbench.postmortem import runner as notebook
 from workbench.postmortem import notebooks, templates
@@ -30,13 +30,9 @@ BANNED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.Asyn
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def sample_ws(tmp_path_factory):
-    """A workspace with the committed sample ingested once."""
-    from workbench.telemetry.ingest import ingest
-
-    ws = workbench.init(tmp_path_factory.mktemp("notebook") / "ws")
-    ingest(ws, str(SAMPLE))
-    return ws
+def sample_ws(sample_copy):
+    """A copy of the workspace with the committed sample ingested."""
+    return sample_copy("notebook")
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import workbench
 from workbench.analysis.pipeline import analyze
-from workbench.telemetry.ingest import ingest
 from workbench.telemetry.windows import (BASELINE, LEAD, LEAD_GUARD, LEAD_IN_BASELINE, TAIL, analysis_window,
                                          baseline_window, lead_in_span)
 
-from conftest import SAMPLE
 
 STARTED = pd.Timestamp("2026-11-02T14:03:00Z")
 RESOLVED = pd.Timestamp("2026-11-02T14:55:00Z")
@@ -70,10 +67,9 @@ def test_a_reader_can_take_the_override_as_it_is():
     assert baseline_window(incident, lead_in=False) == (STARTED - pd.Timedelta(hours=26), STARTED - pd.Timedelta(hours=2))
 
 
-def test_analyze_scores_against_the_lead_in_and_still_finds_the_bad_deploy(tmp_path):
+def test_analyze_scores_against_the_lead_in_and_still_finds_the_bad_deploy(sample_copy):
     """The sample's bad deploy, with a 2 h override before it: the engine's baseline is the lead-in."""
-    ws = workbench.init(tmp_path / "ws")
-    ingest(ws, str(SAMPLE), who="test")
+    ws = sample_copy("windows")
     with ws.knowledge_base() as kb:
         original = kb.get_incident("INC-20261102-001")
         started = pd.Timestamp(original.started)
