@@ -274,7 +274,7 @@ def body_bytes(notification: Notification, format: str = "generic") -> bytes:
                       ensure_ascii=False).encode("utf-8")
 
 
-def signature(secret: str | bytes, body: bytes, delivery_id: str, timestamp: int | str) -> str:
+def sign(secret: str | bytes, body: bytes, delivery_id: str, timestamp: int | str) -> str:
     """``sha256=<hex>``: HMAC-SHA256 of ``<timestamp>.<delivery_id>.<body>`` keyed with ``secret``."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     message = f"{timestamp}.{delivery_id}.".encode("ascii") + body
@@ -291,7 +291,7 @@ def signed_headers(secret: str | bytes, body: bytes, delivery_id: str, kind: str
         HEADER_DELIVERY: delivery_id,
         HEADER_EVENT: kind,
         HEADER_TIMESTAMP: str(ts),
-        HEADER_SIGNATURE: signature(secret, body, delivery_id, ts),
+        HEADER_SIGNATURE: sign(secret, body, delivery_id, ts),
     }
 
 
@@ -330,7 +330,7 @@ def verify_signature(secret: str | bytes, body: bytes, headers: Any, *, toleranc
     if tolerance is not None and abs((time.time() if now is None else now) - int(ts)) > tolerance:
         return False
     return hmac.compare_digest(given.encode("ascii", "replace"),
-                               signature(secret, body, delivery_id, ts).encode("ascii"))
+                               sign(secret, body, delivery_id, ts).encode("ascii"))
 
 
 @functools.lru_cache(maxsize=1)
