@@ -54,3 +54,63 @@ def test_bad_executors_and_worker_counts_are_refused_before_any_work(executor, w
     with pytest.raises(ExecutorError, match=match):
         fan_out(ran.append, [(1,)], executor, workers, failed=_lost, what="recheck")
     assert ran == []
+
+
+# ---------------------------------------------------------------- a killed caller leaves nothing behind
+
+_CALLER = """
+import sys, time
+from workbench.loop.executors import fan_out
+run = fan_out(time.sleep, [(60,), (60,)], sys.argv[1], 2, failed=lambda task, exc: None)
+print("started", flush=True)
+list(run)
+"""
+
+
+def _marked(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (every descendant inherits it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    if marker.encode() in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def _wait(predicate, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the processes")
+@pytest.mark.parametrize("executor, least", [("local", 3), ("dask-local", 3)])
+def test_kill_9_of_the_caller_stops_its_workers(executor, least, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    if executor == "dask-local":
+        pytest.importorskip("distributed")
+    marker = f"WB_KILL_TEST={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen([sys.executable, "-c", _CALLER, executor], env=env, stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        # the caller, the pool's fork server (or the cluster's processes) and the two sleeping workers
+        assert _wait(lambda: len(_marked(marker)) >= least, 60), _marked(marker)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _wait(lambda: not _marked(marker), 20), f"left behind: {_marked(marker)}"

@@ -24,12 +24,19 @@ Executors
 A worker that dies (not the function raising for its data, which the function itself should turn
 into a result) is reported through ``failed(task, exc)``, whose return value is yielded in place
 of the lost result, so one lost task never stops the others.
+
+The reverse holds too: when the calling process dies (``kill -9`` of an hourly ``workbench
+recheck``), its workers exit within about a second instead of waiting for work for ever. Pool
+workers watch the caller's process id; the ``dask-local`` cluster's processes are told the caller
+is their parent and stop when it is gone (an hourly job that gets killed never piles them up).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
 import os
+import threading
+import time
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import MissingDependencyError, WorkbenchError
@@ -42,6 +49,8 @@ EXECUTORS = ("local", "serial", "dask-local")
 DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
 DASK_EXTRA = "postmortem-workbench[dask]"
 _DASK_SCHEMES = ("dask://", "tcp://", "tls://")
+#: Seconds between a worker's checks that the process that started the work is still alive.
+PARENT_POLL = 0.5
 
 
 class ExecutorError(WorkbenchError):
@@ -150,8 +159,40 @@ def _pool(run: FanOut, fn: Callable[..., Any], tasks: list[tuple], workers: int,
             ctx.set_forkserver_preload(list(preload))
     except ValueError:  # no fork server on this platform
         ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=exit_with,
+                                initargs=(os.getpid(),)) as pool:
         yield from _futures(pool, fn, tasks, failed)
+
+
+def exit_with(pid: int, poll: float = PARENT_POLL) -> threading.Thread:
+    """In a worker: exit this process as soon as process ``pid`` (the caller) no longer exists.
+
+    A fork-server worker's parent is the fork server, not the caller, so neither the parent-death
+    signal nor its pipes tell it that the caller was killed: a daemon thread polls ``pid``.
+    """
+
+    def watch() -> None:
+        while _alive(pid):
+            time.sleep(poll)
+        os._exit(1)  # no cleanup to run: the caller that would have used the results is gone
+
+    thread = threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:  # a killed process its own parent has not reaped yet is a zombie: dead all the same
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return True
 
 
 def _futures(pool: cf.Executor, fn: Callable[..., Any], tasks: list[tuple],
