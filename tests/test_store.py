@@ -518,9 +518,9 @@ def test_validate_document_names_file_and_field(doc, message):
 def test_load_document_rejects_non_mappings_and_bad_yaml():
     with pytest.raises(StoreError, match="a.yaml: expected a mapping"):
         documents.load_document("- just\n- a list\n", "a.yaml")
-    with pytest.raises(StoreError, match="b.yaml: not valid YAML"):
+    with pytest.raises(StoreError, match="b.yaml: malformed YAML at line "):
         documents.load_document("title: [unclosed\n", "b.yaml")
-    with pytest.raises(StoreError, match="c.yaml: not valid YAML"):  # safe_load only
+    with pytest.raises(StoreError, match="c.yaml: malformed YAML"):  # safe constructors only
         documents.load_document("!!python/object/apply:os.system ['true']", "c.yaml")
 
 

@@ -109,18 +109,12 @@ def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents
                     workspace: Optional[Path] = WorkspaceOpt,
                     as_json: bool = JsonOpt) -> None:
     """Import (create or update) incidents from YAML documents, all in one transaction."""
-    import yaml
-
-    from ..errors import SourceError
+    from ..store.documents import read_document, validate_document
     from ..telemetry.ingest import import_document
-    from ..store.documents import validate_document
 
     docs = []
     for path in files:
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise SourceError(f"{path}: cannot read incident document: {exc}") from None
+        doc = read_document(path)
         validate_document(doc, str(path))
         docs.append((doc, str(path)))
     ws = open_workspace(workspace)

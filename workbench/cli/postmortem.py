@@ -89,16 +89,15 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
                  workspace: Optional[Path] = WorkspaceOpt,
                  as_json: bool = JsonOpt) -> None:
     """Execute the postmortem notebook of an incident with papermill (previous runs are kept, timestamped)."""
-    import yaml
-
+    from .. import yamlio
     from ..postmortem import runner as notebook
 
     params = {}
     for item in parameter:
         key, value = option_pair(item, "--parameter")
-        try:
-            params[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
+        try:  # a value is YAML (so 24 is a number), with the same limits as every YAML the workbench reads
+            params[key] = yamlio.load(value, f"--parameter {key}", typer.BadParameter) if value else ""
+        except typer.BadParameter:
             params[key] = value
     ws = open_workspace(workspace)
     if all_incidents or since:

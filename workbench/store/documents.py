@@ -91,6 +91,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from .. import yamlio
 from ..errors import StoreError
 from .records import (ActionItem, Conclusion, Hypothesis, Incident, SignOff, check_id, check_int,
                       check_review, check_timeline, clean, iso)
@@ -321,11 +322,9 @@ def dump_document(doc: Mapping[str, Any]) -> str:
 
 
 def load_document(text: str, origin: str = "<document>") -> dict[str, Any]:
-    """Parse YAML text with ``yaml.safe_load``; the top level must be a mapping."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StoreError(f"{origin}: not valid YAML: {exc}") from None
+    """Parse YAML text with :func:`workbench.yamlio.load` (no anchors or aliases, no duplicate keys,
+    size and depth capped); the top level must be a mapping."""
+    doc = yamlio.load(text, origin, StoreError)
     if not isinstance(doc, dict):
         raise StoreError(f"{origin}: expected a mapping of incident fields, got {type(doc).__name__}")
     return doc
