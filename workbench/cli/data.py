@@ -23,6 +23,7 @@ def init(path: Optional[Path] = typer.Argument(None, help="Folder of the new wor
     else:
         typer.echo(f"workspace ready: {ws.root}")
 
+
 @app.command()
 def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (files, otlp, nezha) or a folder with manifest.yaml."),
            workspace: Optional[Path] = WorkspaceOpt,
@@ -57,6 +58,7 @@ def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (
         typer.echo(f"  duplicate rows inside the source dropped: {result.duplicates_dropped:,}")
     typer.echo(f"  incidents: {len(result.incidents_added)} added, {len(result.incidents_updated)} updated, {len(result.incidents_unchanged)} unchanged")
 
+
 @app.command()
 def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder to write the sample into."),
            seed: int = typer.Option(7, help="Random seed (the committed sample uses 7)."),
@@ -76,6 +78,7 @@ def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder t
         for key, value in summary.items():
             typer.echo(f"  {key}: {value}")
 
+
 @app.command()
 def sources() -> None:
     """List the registered source schemes."""
@@ -85,6 +88,7 @@ def sources() -> None:
         cls = registry.get(name)
         doc = (cls.__doc__ or "").strip().splitlines()
         typer.echo(f"{name:<8} {doc[0] if doc else ''}")
+
 
 @app.command()
 def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Workspace to (re)use for the demo."),

@@ -31,6 +31,7 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of 
 def echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False, default=str))
 
+
 def option_time(value: Optional[str], name: str):
     """An aware UTC time from an option (None stays None); anything else is a usage error."""
 
@@ -40,6 +41,7 @@ def option_time(value: Optional[str], name: str):
         return aware_time(value, name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
+
 
 def option_pair(text: str, param_hint: str = "--option") -> tuple[str, str]:
     return key_value(text, param_hint, typer.BadParameter, identifier=True)

@@ -20,11 +20,13 @@ def print_incidents(incidents) -> None:
         window = _window_text(inc)
         typer.echo(f"{inc.id:<24} {inc.severity:<5} {inc.status:<11} {started:<17} {window:<35} {inc.title}")
 
+
 def _window_text(inc) -> str:
     from ..telemetry.windows import analysis_window
 
     start, end = analysis_window(inc)
     return f"{start:%m-%d %H:%M} .. {end:%m-%d %H:%M}"
+
 
 @incident_app.command("new")
 def incident_new(title: str = typer.Option(..., help="Short human title."),
@@ -50,6 +52,7 @@ def incident_new(title: str = typer.Option(..., help="Short human title."),
     else:
         typer.echo(inc.id)
 
+
 @incident_app.command("list")
 def incident_list(status: Optional[str] = typer.Option(None, help="Only this status."),
                   service: Optional[str] = typer.Option(None, help="Only incidents involving this service."),
@@ -66,6 +69,7 @@ def incident_list(status: Optional[str] = typer.Option(None, help="Only this sta
         echo_json([i.to_dict() for i in incidents])
     else:
         print_incidents(incidents)
+
 
 @incident_app.command("show")
 def incident_show(incident_id: str = typer.Argument(..., help="Incident id."),
@@ -87,6 +91,7 @@ def incident_show(incident_id: str = typer.Argument(..., help="Incident id."),
     finally:
         kb.close()
 
+
 @incident_app.command("export")
 def incident_export(incident_ids: list[str] = typer.Argument(None, help="Incident ids (default: all)."),
                     out: Path = typer.Option(Path("postmortems"), "--out", help="Folder to write <id>.yaml files into."),
@@ -103,6 +108,7 @@ def incident_export(incident_ids: list[str] = typer.Argument(None, help="Inciden
             typer.echo(str(path))
     finally:
         kb.close()
+
 
 @incident_app.command("import")
 def incident_import(files: list[Path] = typer.Argument(..., help="YAML documents written by `incident export`."),

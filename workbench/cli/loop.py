@@ -36,6 +36,7 @@ def recheck(incident_ids: list[str] = typer.Argument(None, help="Incidents to ch
 outbox_app = typer.Typer(help="Notifications waiting for, or failed in, webhook delivery.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 
+
 @outbox_app.command("list")
 def outbox_list(status: Optional[str] = typer.Option(None, help="pending, delivered or dead."),
                 kind: Optional[str] = typer.Option(None, help="Notification kind, e.g. recurrence."),
@@ -56,6 +57,7 @@ def outbox_list(status: Optional[str] = typer.Option(None, help="pending, delive
         if not items:
             typer.echo("outbox empty")
 
+
 @outbox_app.command("deliver")
 def outbox_deliver(max_attempts: int = typer.Option(8, help="Attempts before a notification becomes a dead letter."),
                    limit: Optional[int] = typer.Option(None, help="Deliver at most this many notifications."),
@@ -73,6 +75,7 @@ def outbox_deliver(max_attempts: int = typer.Option(8, help="Attempts before a n
     else:
         typer.echo(report.summary())
 
+
 @outbox_app.command("resend")
 def outbox_resend(delivery_ids: list[str] = typer.Argument(None, help="Notification ids to send again (default: every dead letter)."),
                   workspace: Optional[Path] = WorkspaceOpt,
@@ -87,6 +90,7 @@ def outbox_resend(delivery_ids: list[str] = typer.Argument(None, help="Notificat
         echo_json([n.to_dict() for n in items])
     else:
         typer.echo(f"{len(items)} notification(s) queued again")
+
 
 @app.command()
 def nudge(as_of: Optional[str] = typer.Option(None, "--as-of", help="Judge overdue items as of this time (default: now)."),
@@ -107,6 +111,7 @@ def nudge(as_of: Optional[str] = typer.Option(None, "--as-of", help="Judge overd
         echo_json(report.to_dict())
     else:
         typer.echo(report.summary())
+
 
 @app.command()
 def metrics(since: Optional[str] = typer.Option(None, help="Only incidents started at or after this time (ISO 8601 with zone)."),

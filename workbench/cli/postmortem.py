@@ -50,6 +50,7 @@ def analyze(incident_id: Optional[str] = typer.Argument(None, help="Incident id 
         data = [r.to_dict() for r in results]
         echo_json(data if all_incidents else data[0])
 
+
 def _print_analysis(result, top: int, evidence: int) -> None:
     inc = result.incident
     start, end = result.window
@@ -79,6 +80,7 @@ def _print_analysis(result, top: int, evidence: int) -> None:
             typer.echo(f"  {sim['incident_id']}  {sim['similarity']:.2f}  {cause}  {sim['title']}")
     for note in result.notes:
         typer.echo(note)
+
 
 @app.command("run")
 def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Incident id (or --all)."),
@@ -122,6 +124,7 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
         typer.echo(f"executed {result.output_path} in {result.seconds:.1f} s")
         typer.echo(f"open it: .venv/bin/jupyter lab --notebook-dir {ws.root} {result.output_path}")
 
+
 @app.command()
 def review(incident_id: str = typer.Argument(..., help="Incident id."),
            confirm: Optional[str] = typer.Option(None, "--confirm", metavar="SERVICE/CAUSE", help="Confirm this hypothesis, e.g. payments/change."),
@@ -149,6 +152,7 @@ def review(incident_id: str = typer.Argument(..., help="Incident id."),
         typer.echo(f"{incident_id}: {stored.service}/{stored.cause} {stored.status} by {stored.reviewer} "
                    f"({rank}; version {stored.version})")
 
+
 @app.command()
 def report(incident_id: str = typer.Argument(..., help="Incident id."),
            out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default: <workspace>/incidents/<id>/report.html)."),
@@ -164,6 +168,7 @@ def report(incident_id: str = typer.Argument(..., help="Incident id."),
         echo_json({"path": str(path), "bytes": path.stat().st_size, "content_hash": meta.get("workbench-content-hash")})
     else:
         typer.echo(f"{path}  ({path.stat().st_size / 1e6:.1f} MB, content hash {meta.get('workbench-content-hash')})")
+
 
 @app.command()
 def signoff(incident_id: str = typer.Argument(..., help="Incident id."),

@@ -21,6 +21,7 @@ from ..store.records import CAUSES, Hypothesis, Incident, iso
 
 ACCURACY_KS = (1, 3)
 
+
 @dataclass(frozen=True)
 class LedgerEntry:
     """One incident with a confirmed cause: the engine's rank of it (``None`` = not ranked)."""
@@ -41,6 +42,7 @@ class LedgerEntry:
         return {"incident_id": self.incident_id, "started": iso(self.started), "month": self.month,
                 "hypothesis_id": self.hypothesis_id, "service": self.service, "cause": self.cause,
                 "rank": self.rank, "confirmed": self.confirmed}
+
 
 @dataclass(frozen=True)
 class AccuracyGroup:
@@ -69,8 +71,10 @@ class AccuracyGroup:
         return {"n_incidents": self.n_incidents, "n_ranked": self.n_ranked, "n_not_ranked": self.n_not_ranked,
                 **{f"ac{k}": self.ac(k) for k in ACCURACY_KS}, "mean_rank": self.mean_rank}
 
+
 def _group(entries: Sequence[LedgerEntry]) -> AccuracyGroup:
     return AccuracyGroup(len(entries), tuple(e.rank for e in entries if e.rank is not None))
+
 
 @dataclass(frozen=True)
 class AccuracyLedger:
@@ -87,6 +91,7 @@ class AccuracyLedger:
                 "by_month": {k: v.to_dict() for k, v in self.by_month.items()},
                 "by_cause": {k: v.to_dict() for k, v in self.by_cause.items()},
                 "entries": [e.to_dict() for e in self.entries]}
+
 
 def ledger_records(incidents: Sequence[Incident], hypotheses: Iterable[Hypothesis], *,
                    selection: Selection | None = None) -> AccuracyLedger:
@@ -110,6 +115,7 @@ def ledger_records(incidents: Sequence[Incident], hypotheses: Iterable[Hypothesi
     return AccuracyLedger(selection or Selection(), entries, _group(entries),
                           {m: _group(months[m]) for m in sorted(months)},
                           {c: _group(causes[c]) for c in CAUSES if c in causes})
+
 
 def accuracy(kb: Any, *, since: Any = None, until: Any = None, service: str | None = None,
              severity: str | None = None, label: Mapping[str, Any] | str | None = None) -> AccuracyLedger:

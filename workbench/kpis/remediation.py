@@ -14,6 +14,7 @@ from .summary import Summary, summarize_records
 #: Default longest before/after window.
 DEFAULT_WINDOW = timedelta(days=90)
 
+
 @dataclass(frozen=True)
 class BeforeAfter:
     """The same metrics for one service in equal windows before and after a remediation.
@@ -44,8 +45,10 @@ class BeforeAfter:
                 "action_item_ids": list(self.action_item_ids), "window_s": self.window.total_seconds(),
                 "before": self.before.to_dict(), "after": self.after.to_dict(), "difference": self.difference}
 
+
 def minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
+
 
 def remediation_time(items: Iterable[ActionItem], history: Iterable[HistoryEntry],
                      as_of: Any = None) -> tuple[datetime, tuple[str, ...]] | None:
@@ -68,6 +71,7 @@ def remediation_time(items: Iterable[ActionItem], history: Iterable[HistoryEntry
     if not times:
         return None
     return max(times.values()), tuple(sorted(times))
+
 
 def before_after(kb: Any, service: str, *, done_at: Any = None, window: timedelta = DEFAULT_WINDOW,
                  as_of: Any = None, severity: str | None = None,

@@ -58,6 +58,7 @@ class Selection:
         return {"since": iso_or_none(self.since), "until": iso_or_none(self.until), "service": self.service,
                 "severity": self.severity, "label": dict(self.label)}
 
+
 def label_filter(label: Mapping[str, Any] | str | None) -> dict[str, str]:
     if label is None:
         return {}
@@ -71,10 +72,12 @@ def label_filter(label: Mapping[str, Any] | str | None) -> dict[str, str]:
             raise MetricsError(f"label: expected a key among {', '.join(COUNTED_LABELS)}, got {key!r}")
     return {k: str(v) for k, v in label.items()}
 
+
 def select(kb: Any, selection: Selection) -> list[Incident]:
     incidents = kb.list_incidents(service=selection.service, severity=selection.severity,
                                   since=selection.since, label=selection.label or None)
     return [i for i in incidents if selection.contains(i)]
+
 
 def as_of_time(value: Any) -> datetime:
     if value is None:
@@ -82,6 +85,7 @@ def as_of_time(value: Any) -> datetime:
     if isinstance(value, date) and not isinstance(value, datetime):
         return datetime.combine(value, time(), tzinfo=timezone.utc)
     return check_time(value, "as_of")
+
 
 def iso_or_none(value: datetime | None) -> str | None:
     return None if value is None else iso(value)

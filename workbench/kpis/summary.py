@@ -19,6 +19,7 @@ from .selection import COUNTED_LABELS, PHASES, Selection, as_of_time, iso_or_non
 
 OPEN_STATUSES = ("open", "in_progress")
 
+
 @dataclass(frozen=True)
 class IncidentTimes:
     """One incident's phase times and durations (seconds; ``None`` = unknown)."""
@@ -47,6 +48,7 @@ class IncidentTimes:
                 "time_to_detect_s": self.time_to_detect, "time_to_mitigate_s": self.time_to_mitigate,
                 "time_to_resolve_s": self.time_to_resolve}
 
+
 def incident_times(incidents: Iterable[Incident]) -> list[IncidentTimes]:
     """Time to detect, mitigate and resolve of each incident, in the given order."""
     out = []
@@ -56,6 +58,7 @@ def incident_times(incidents: Iterable[Incident]) -> list[IncidentTimes]:
         out.append(IncidentTimes(inc.id, inc.title, inc.severity, inc.status, tuple(inc.services), inc.started,
                                  inc.detected, inc.mitigated, inc.resolved, *spans))
     return out
+
 
 @dataclass(frozen=True)
 class DurationStats:
@@ -69,6 +72,7 @@ class DurationStats:
     def to_dict(self) -> dict[str, Any]:
         return {"n_known": self.n_known, "n_unknown": self.n_unknown, "mean_s": self.mean, "median_s": self.median}
 
+
 def duration_stats(values: Iterable[float | None]) -> DurationStats:
     """Stats of ``values`` where ``None`` is unknown (counted, never averaged in as zero)."""
     values = list(values)
@@ -77,6 +81,7 @@ def duration_stats(values: Iterable[float | None]) -> DurationStats:
         return DurationStats(0, len(values), None, None)
     return DurationStats(len(known), len(values) - len(known), math.fsum(known) / len(known),
                          float(statistics.median(known)))
+
 
 @dataclass(frozen=True)
 class Recurrence:
@@ -94,6 +99,7 @@ class Recurrence:
         return {"recurred": len(self.recurred), "under_watch": len(self.under_watch),
                 "unjudged": len(self.unjudged), "rate": self.rate, "recurred_ids": list(self.recurred),
                 "under_watch_ids": list(self.under_watch), "unjudged_ids": list(self.unjudged)}
+
 
 @dataclass(frozen=True)
 class ActionItemStats:
@@ -117,11 +123,13 @@ class ActionItemStats:
         return {"total": self.total, **{s: self.by_status.get(s, 0) for s in ACTION_STATUSES},
                 "completion": self.completion, "overdue": self.overdue, "no_due": self.no_due}
 
+
 def action_stats(items: Sequence[ActionItem], as_of: date) -> ActionItemStats:
     by_status = Counter(i.status for i in items)
     overdue = sum(1 for i in items if i.status in OPEN_STATUSES and i.due is not None and i.due < as_of)
     return ActionItemStats(len(items), {s: by_status.get(s, 0) for s in ACTION_STATUSES}, overdue,
                            sum(1 for i in items if i.due is None))
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -186,6 +194,7 @@ class Summary:
                 "by_owner": {k: v.to_dict() for k, v in self.by_owner.items()},
                 "incidents": [t.to_dict() for t in self.incidents]}
 
+
 def summarize_records(incidents: Sequence[Incident], action_items: Iterable[ActionItem] = (),
                       checks: Iterable[Check] = (), *, as_of: Any = None,
                       selection: Selection | None = None) -> Summary:
@@ -231,8 +240,10 @@ def summarize_records(incidents: Sequence[Incident], action_items: Iterable[Acti
                    action_stats(items, as_of.date()),
                    {o: action_stats(owners[o], as_of.date()) for o in sorted(owners)})
 
+
 def most_first(counts: Counter) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
 
 def summarize(kb: Any, *, since: Any = None, until: Any = None, service: str | None = None,
               severity: str | None = None, label: Mapping[str, Any] | str | None = None,

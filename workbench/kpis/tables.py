@@ -57,11 +57,13 @@ def _summary_lines(s: Summary, max_rows: int) -> list[str]:
             lines.append(f"... {len(s.incidents) - max_rows} more (use --json for all)")
     return lines
 
+
 def duration_lines(durations: Mapping[str, DurationStats]) -> list[str]:
     lines = [f"{'':<16} {'mean':>9} {'median':>9} {'known':>6} {'unknown':>8}"]
     for m, d in durations.items():
         lines.append(f"{PHASE_NAMES[m]:<16} {duration_text(d.mean):>9} {duration_text(d.median):>9} {d.n_known:>6} {d.n_unknown:>8}")
     return lines
+
 
 def _before_after_lines(b: BeforeAfter, max_rows: int) -> list[str]:
     how = f"last done of {', '.join(b.action_item_ids)}" if b.action_item_ids else "given"
@@ -84,12 +86,14 @@ def _before_after_lines(b: BeforeAfter, max_rows: int) -> list[str]:
                          + (" ..." if side.count > max_rows else ""))
     return lines
 
+
 def selection_text(sel: Selection) -> str:
     parts = [f"since {iso(sel.since)}" if sel.since else "", f"until {iso(sel.until)}" if sel.until else "",
              f"service {sel.service}" if sel.service else "", f"severity {sel.severity}" if sel.severity else ""]
     parts += [f"{k}={v}" for k, v in sel.label.items()]
     parts = [p for p in parts if p]
     return f" ({', '.join(parts)})" if parts else ""
+
 
 def duration_text(seconds: float | None) -> str:
     """``45s``, ``6m 25s``, ``1h 05m``, ``2d 03h``; ``unknown`` for None."""
@@ -103,6 +107,7 @@ def duration_text(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h {s % 3600 // 60:02d}m"
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"

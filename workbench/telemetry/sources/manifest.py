@@ -36,6 +36,7 @@ _EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl":
 
 _FORMAT_ALIASES = {"ndjson": "jsonl", "jsonlines": "jsonl", "json-lines": "jsonl"}
 
+
 @dataclass(frozen=True)
 class TableEntry:
     """One declared file (or glob) feeding one unified table.
@@ -99,6 +100,7 @@ class TableEntry:
                               f"{'|'.join(FORMATS)} ({self.where})")
         return fmt
 
+
 def parse_entry(table: str, spec: Any, base: Path, where: str) -> TableEntry:
     """Check one manifest entry (or the options of a single file) and return it.
 
@@ -157,6 +159,7 @@ def parse_entry(table: str, spec: Any, base: Path, where: str) -> TableEntry:
     return TableEntry(table=table, path=path, base=base, where=where, format=fmt, tz=tz, time_unit=unit,
                       columns=columns, constants=constants, attributes_from=tuple(attrs), severity_map=sev)
 
+
 def _mapping(value: Any, where: str, key: str, text_values: bool = True) -> dict[str, Any]:
     if value is None:
         return {}
@@ -172,13 +175,16 @@ def _mapping(value: Any, where: str, key: str, text_values: bool = True) -> dict
         raise SourceError(f"{where}: {key} values must be file column names (text)")
     return {str(k): v for k, v in value.items()}
 
+
 def did_you_mean(name: str, known: Any) -> str:
     close = difflib.get_close_matches(str(name), list(known), n=2, cutoff=0.5)
     return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
+
 def check_table(table: str, where: str) -> None:
     if table not in schema.TABLES:
         raise UnknownNameError("table", table, list(schema.TABLES), where=where)
+
 
 def load_yaml(path: Path) -> Any:
     text = read_text(path)

@@ -23,6 +23,7 @@ _OPTIONAL_TEXT = frozenset({"unit", "trace_id", "parent_span_id", "summary"})
 
 _NUMERIC_COLUMNS = frozenset({"value", "duration_ms"})
 
+
 def read_file(entry: TableEntry, path: Path, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
     """Read one file and map it to the unified columns of ``entry.table``, windowed."""
     fmt = entry.format_of(path)
@@ -45,12 +46,14 @@ def read_file(entry: TableEntry, path: Path, start: pd.Timestamp | None, end: pd
             frame = frame[in_window(times, start, end).to_numpy()].reset_index(drop=True)
     return frame
 
+
 def _source_column(entry: TableEntry, unified: str, available: Any) -> str | None:
     if unified in entry.columns:
         return entry.columns[unified]
     if unified not in entry.constants and unified in available:
         return unified
     return None
+
 
 def _used_columns(entry: TableEntry, available: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(used file columns, declared-but-missing file columns, unmapped file columns)."""
@@ -63,6 +66,7 @@ def _used_columns(entry: TableEntry, available: list[str]) -> tuple[list[str], l
     missing = [c for c in used if c not in available]
     unmapped = [c for c in available if c not in used]
     return used, missing, unmapped
+
 
 def _check_columns(entry: TableEntry, path: Path, available: list[str]) -> list[str]:
     used, missing, unmapped = _used_columns(entry, available)
@@ -77,6 +81,7 @@ def _check_columns(entry: TableEntry, path: Path, available: list[str]) -> list[
             f"columns: {{<{entry.table} column>: <file column>}} ({entry.table} columns: "
             f"{', '.join(schema.columns(entry.table))})")
     return used
+
 
 def _read_parquet(entry: TableEntry, path: Path, time_col: str | None, start: pd.Timestamp | None,
                   end: pd.Timestamp | None) -> tuple[pd.DataFrame, Callable[[int], str]]:
@@ -96,6 +101,7 @@ def _read_parquet(entry: TableEntry, path: Path, time_col: str | None, start: pd
         raise SourceError(f"{path}: cannot read the Parquet data ({exc})") from None
     frame = table.to_pandas(types_mapper=None)
     return frame, lambda i: f"row {i + 1}"
+
 
 def _parquet_filter(column: pa.Field, entry: TableEntry, start: pd.Timestamp | None,
                     end: pd.Timestamp | None) -> pc.Expression | None:
@@ -131,6 +137,7 @@ def _parquet_filter(column: pa.Field, entry: TableEntry, start: pd.Timestamp | N
         upper = field_ < scalar(end + margin)
         expr = upper if expr is None else expr & upper
     return expr
+
 
 def _read_csv(entry: TableEntry, path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     text = read_text(path)
@@ -175,6 +182,7 @@ def _read_csv(entry: TableEntry, path: Path) -> tuple[pd.DataFrame, Callable[[in
                           f"check quoting and blank lines")
     return frame, lambda i: f"line {lines[i]}"
 
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     text = read_text(path)
     records: list[dict[str, Any]] = []
@@ -193,6 +201,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
         lines.append(number)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return frame, lambda i: f"line {lines[i]}"
+
 
 def _map_columns(entry: TableEntry, path: Path, raw: pd.DataFrame, locate: Callable[[int], str]) -> pd.DataFrame:
     """Turn the file's columns into the unified columns of ``entry.table``."""
@@ -227,6 +236,7 @@ def _map_columns(entry: TableEntry, path: Path, raw: pd.DataFrame, locate: Calla
         out["attributes"] = out["attributes"].map(_pairs_to_dict)
     return out
 
+
 def _epoch(series: pd.Series, entry: TableEntry, path: Path, column: str, locate: Callable[[int], str]) -> pd.Series:
     """Convert epoch numbers to UTC times (with ``time_unit``) or refuse them (without)."""
     dtype = series.dtype
@@ -254,6 +264,7 @@ def _epoch(series: pd.Series, entry: TableEntry, path: Path, column: str, locate
                           f"but {locate(first)} has {values.iloc[first]!r}")
     return pd.to_datetime(numbers, unit=entry.time_unit, utc=True).astype("datetime64[ns, UTC]")
 
+
 def _severity(series: pd.Series, mapping: dict[str, str] | None) -> pd.Series:
     def one(value: Any) -> Any:
         if value is None or (isinstance(value, float) and value != value):
@@ -265,11 +276,13 @@ def _severity(series: pd.Series, mapping: dict[str, str] | None) -> pd.Series:
 
     return series.astype(object).map(one)
 
+
 def _pairs_to_dict(value: Any) -> Any:
     # Parquet MAP columns arrive as lists of (key, value) pairs.
     if isinstance(value, list) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
         return dict(value)
     return value
+
 
 def _plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
@@ -281,6 +294,7 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     return value
 
+
 def _missing(value: Any) -> bool:
     if value is None:
         return True
@@ -288,6 +302,7 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
 
 def _fold_attributes(raw: pd.DataFrame, base: pd.Series | None, entry: TableEntry, path: Path,
                      locate: Callable[[int], str]) -> pd.Series:
