@@ -187,3 +187,28 @@ def test_recheck_flags_the_recurrence(sample_ws, capsys):
         assert any(c.verdict == "recurred" for c in kb.list_checks(incident_id="INC-20261102-001"))
     finally:
         kb.close()
+
+
+def test_incident_new_takes_labels_and_links_and_export_writes_under_the_workspace(workspace, capsys):
+    w = ["-w", str(workspace.root)]
+    assert main(["incident", "new", "--title", "Checkout slow", "--started", "2026-11-07T09:00:00Z",
+                 "--services", "checkout", "--label", "symptom=latency", "--label", "confidence=0.8",
+                 "--link", "runbook=https://wiki.example.com/checkout", "--link", "https://tickets.example.com/OPS-1",
+                 "--json", *w]) == 0
+    inc = json.loads(capsys.readouterr().out)
+    assert inc["labels"] == {"symptom": "latency", "confidence": 0.8}
+    assert inc["links"] == [{"title": "runbook", "url": "https://wiki.example.com/checkout"},
+                            {"title": "https://tickets.example.com/OPS-1", "url": "https://tickets.example.com/OPS-1"}]
+    assert main(["incident", "export", "--json", *w]) == 0
+    (written,) = json.loads(capsys.readouterr().out)
+    assert written["path"] == str(workspace.root / "postmortems" / f"{inc['id']}.yaml")
+    assert written["content_hash"] and (workspace.root / "postmortems" / f"{inc['id']}.yaml").is_file()
+    assert main(["incident", "new", "--title", "x", "--started", "2026-11-07T09:00:00Z", "--services", "a",
+                 "--label", "symptom", *w]) == 2
+    assert "--label" in capsys.readouterr().err
+
+
+def test_init_takes_the_workspace_option_like_every_command(tmp_path, capsys):
+    assert main(["init", "-w", str(tmp_path / "w3")]) == 0
+    assert (tmp_path / "w3" / "workbench.toml").is_file()
+    assert main(["init", str(tmp_path / "a"), "-w", str(tmp_path / "b")]) == 2

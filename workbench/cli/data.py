@@ -14,10 +14,13 @@ from .incidents import print_incidents
 
 @app.command()
 def init(path: Optional[Path] = typer.Argument(None, help="Folder of the new workspace (default: $WORKBENCH_HOME or .)."),
+         workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="The same folder, as every other command takes it."),
          database_url: Optional[str] = typer.Option(None, help="Knowledge base URL (default: SQLite file in the workspace)."),
          as_json: bool = JsonOpt) -> None:
     """Create a workspace (idempotent): workbench.toml, the knowledge base and the telemetry folder."""
-    ws = init_workspace(path, database_url=database_url)
+    if path is not None and workspace is not None and path.resolve() != workspace.resolve():
+        raise typer.BadParameter(f"two different folders: {path} and --workspace {workspace}", param_hint="PATH")
+    ws = init_workspace(path if path is not None else workspace, database_url=database_url)
     if as_json:
         echo_json({"workspace": str(ws.root), "database_url": ws.database_url})
     else:

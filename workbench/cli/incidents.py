@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ..workspace import open_workspace
+from ..formats import key_value
 from .entry import JsonOpt, WorkspaceOpt, echo_json, incident_app, option_time
 
 
@@ -35,22 +36,43 @@ def incident_new(title: str = typer.Option(..., help="Short human title."),
                  severity: str = typer.Option("SEV3", help="SEV1 (worst) .. SEV5."),
                  environment: str = typer.Option("production", help="deployment.environment."),
                  detected: Optional[str] = typer.Option(None, help="When it was detected (alert/page time)."),
+                 label: list[str] = typer.Option([], "--label", metavar="KEY=VALUE",
+                                                 help="Taxonomy label (repeatable): symptom=latency, service=..., environment=..., confidence=0.8."),
+                 link: list[str] = typer.Option([], "--link", metavar="[TITLE=]URL",
+                                                help="Runbook or ticket link (repeatable), e.g. 'runbook=https://wiki/checkout'."),
                  workspace: Optional[Path] = WorkspaceOpt,
                  as_json: bool = JsonOpt) -> None:
     """Open a new incident; prints its id (or the whole record with --json)."""
+    labels: dict[str, object] = dict(key_value(item, "--label", typer.BadParameter) for item in label)
+    if "confidence" in labels:  # the one numeric label; the store checks the range
+        try:
+            labels["confidence"] = float(labels["confidence"])
+        except ValueError:
+            raise typer.BadParameter(f"confidence must be a number, got {labels['confidence']!r}",
+                                     param_hint="--label") from None
+    links = [_link(item) for item in link]
     ws = open_workspace(workspace)
     kb = ws.knowledge_base()
     try:
         inc = kb.create_incident(title=title, started=option_time(started, "--started"),
                                  services=[s.strip() for s in services.split(",") if s.strip()],
                                  severity=severity, environment=environment,
-                                 detected=option_time(detected, "--detected"), who="cli")
+                                 detected=option_time(detected, "--detected"), labels=labels or None,
+                                 links=links or None, who="cli")
     finally:
         kb.close()
     if as_json:
         echo_json(inc.to_dict())
     else:
         typer.echo(inc.id)
+
+
+def _link(text: str) -> dict[str, str]:
+    """``title=url`` or a bare URL (titled by the URL itself); the store checks the URL's scheme."""
+    title, sep, url = text.partition("=")
+    if not sep or "://" in title:
+        return {"title": text, "url": text}
+    return {"title": title.strip(), "url": url.strip()}
 
 
 @incident_app.command("list")
@@ -94,20 +116,29 @@ def incident_show(incident_id: str = typer.Argument(..., help="Incident id."),
 
 @incident_app.command("export")
 def incident_export(incident_ids: list[str] = typer.Argument(None, help="Incident ids (default: all)."),
-                    out: Path = typer.Option(Path("postmortems"), "--out", help="Folder to write <id>.yaml files into."),
-                    workspace: Optional[Path] = WorkspaceOpt) -> None:
+                    out: Optional[Path] = typer.Option(None, "--out", help="Folder to write <id>.yaml files into (default: <workspace>/postmortems)."),
+                    workspace: Optional[Path] = WorkspaceOpt,
+                    as_json: bool = JsonOpt) -> None:
     """Export incidents as YAML documents (one file each, stable key order) for review in git."""
     ws = open_workspace(workspace)
+    out = out if out is not None else ws.root / "postmortems"
     kb = ws.knowledge_base()
+    written = []
     try:
         ids = incident_ids or [i.id for i in kb.list_incidents()]
         out.mkdir(parents=True, exist_ok=True)
         for incident_id in ids:
             path = out / f"{incident_id}.yaml"
-            path.write_text(kb.export_incident(incident_id), encoding="utf-8")
-            typer.echo(str(path))
+            text = kb.export_incident(incident_id)
+            path.write_text(text, encoding="utf-8")
+            written.append({"id": incident_id, "path": str(path), "bytes": len(text.encode("utf-8")),
+                            "content_hash": kb.content_hash(incident_id)})
+            if not as_json:
+                typer.echo(str(path))
     finally:
         kb.close()
+    if as_json:
+        echo_json(written)
 
 
 @incident_app.command("import")

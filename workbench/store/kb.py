@@ -348,6 +348,10 @@ class KnowledgeBase(OutboxMethods):
                                            verification=verification))
         return self._add_child("action_item", incident_id, values, id, who)
 
+    def get_action_item(self, id: str) -> ActionItem:
+        with self._session(write=False) as s:
+            return to_record("action_item", self._get(s, "action_item", id))
+
     def update_action_item(self, id: str, expected_version: int, who: str, **changes: Any) -> ActionItem:
         return self._update_child("action_item", id, expected_version, who, changes)
 

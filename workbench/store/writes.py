@@ -92,8 +92,12 @@ def update(s: Session, entity: str, row: Any, expected_version: Any, values: dic
     """
     expected = check_int(expected_version, "expected_version", 1)
     if row.version != expected:
+        # Show what the other writer left in the fields this write wanted to change, so the
+        # person retrying sees the decision they would have overwritten.
+        now_holds = ", ".join(f"{k}={_shown(getattr(row, k))}" for k in values if hasattr(row, k))
         raise ConflictError(f"{LABELS[entity]} {row.id!r} is at version {row.version}, not {expected}: "
-                            f"it changed since you read it; nothing was written, reload and retry")
+                            f"it changed since you read it" + (f" (now {now_holds})" if now_holds else "")
+                            + "; nothing was written, reload and retry")
     if not apply(s, entity, row, values, who, now):
         return False
     row.version = row.version + 1
@@ -132,3 +136,8 @@ def log(s: Session, entity: str, entity_id: str, incident_id: str | None, field:
         who: str, at: datetime) -> None:
     s.add(HistoryRow(entity=entity, entity_id=entity_id, incident_id=incident_id, field=field, old=old,
                      new=new, who=who, at=at))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value.isoformat() if hasattr(value, "isoformat") else value)
+    return text if len(text) <= 80 else text[:77] + "..."
