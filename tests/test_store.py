@@ -524,7 +524,7 @@ def test_load_document_rejects_non_mappings_and_bad_yaml():
         documents.load_document("!!python/object/apply:os.system ['true']", "c.yaml")
 
 
-@pytest.mark.parametrize("bad", [".", "..", "a/b", ""])
+@pytest.mark.parametrize("bad", [".", "..", "a/b", "", "-rf", "--help"])
 def test_ids_that_would_escape_the_incident_folder_are_refused(tmp_path, bad):
     from workbench.errors import StoreError
     from workbench.store import KnowledgeBase

@@ -66,10 +66,12 @@ def fail(field: str, expected: str, value: Any) -> StoreError:
 
 
 def check_id(value: Any, field: str) -> str:
-    # Ids name folders (incidents/<id>/): "." and ".." would point outside them.
+    # Ids name folders (incidents/<id>/): "." and ".." would point outside them; an id starting
+    # with "-" would be read as an option by every command that takes it.
     if (not isinstance(value, str) or not ID_PATTERN.fullmatch(value) or len(value) > ID_LENGTH
-            or value in (".", "..")):
-        raise fail(field, f"an id of 1-{ID_LENGTH} characters from [A-Za-z0-9._-], not '.' or '..'", value)
+            or value in (".", "..") or value.startswith("-")):
+        raise fail(field, f"an id of 1-{ID_LENGTH} characters from [A-Za-z0-9._-], not starting with '-', "
+                          f"not '.' or '..'", value)
     return value
 
 
