@@ -212,3 +212,13 @@ def test_init_takes_the_workspace_option_like_every_command(tmp_path, capsys):
     assert main(["init", "-w", str(tmp_path / "w3")]) == 0
     assert (tmp_path / "w3" / "workbench.toml").is_file()
     assert main(["init", str(tmp_path / "a"), "-w", str(tmp_path / "b")]) == 2
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "INC-1", "-p", "note"], "--parameter: expected key=value"),
+    (["analyze", "--nope"], "No such option: --nope"),
+])
+def test_usage_errors_are_one_line(argv, expected, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("workbench: error: ") and expected in err and err.count("\n") == 1

@@ -48,18 +48,15 @@ def option_pair(text: str, param_hint: str = "--option") -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; every WorkbenchError becomes ``workbench: error: …`` and exit code 2."""
+    """Run the CLI; every WorkbenchError, and every usage error, becomes one line
+    ``workbench: error: …`` on stderr with exit code 2."""
     try:
         app(args=argv, prog_name="workbench", standalone_mode=False)
     except WorkbenchError as exc:
         typer.echo(f"workbench: error: {exc}", err=True)
         return 2
-    except TyperException as exc:  # usage errors (typer's click): the usage line and the message
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        else:
-            typer.echo(f"Error: {exc.format_message()}", err=True)
+    except TyperException as exc:  # a usage error (typer's click): one line too, naming the option
+        typer.echo(f"workbench: error: {' '.join(exc.format_message().split())}", err=True)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
