@@ -222,3 +222,15 @@ def test_usage_errors_are_one_line(argv, expected, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("workbench: error: ") and expected in err and err.count("\n") == 1
+
+
+def test_titles_with_control_characters_cannot_forge_table_rows(workspace, capsys):
+    w = ["-w", str(workspace.root)]
+    forged = "Real title\nINC-99999999-999  SEV1  open       2026-01-01 00:00   fake row\r\u202etxet"
+    with workspace.knowledge_base() as kb:
+        kb.create_incident(title=forged, started="2026-11-02T14:00:00Z", services=["a"], who="test")
+    assert main(["incident", "list", *w]) == 0
+    out = capsys.readouterr().out
+    rows = out.splitlines()
+    assert len(rows) == 2  # the header and the one incident
+    assert "fake row" in rows[1] and "\\u202e" in rows[1] and "\u202e" not in out and "\r" not in out

@@ -53,3 +53,11 @@ def test_init_is_idempotent_and_keeps_an_edited_file(tmp_path):
     path.write_text(path.read_text(encoding="utf-8").replace('"knn"', '"ecod"'), encoding="utf-8")
     assert workbench.init(ws.root).settings.detector == "ecod"
     assert (ws.root / "telemetry").is_dir() and (ws.root / "incidents").is_dir()
+
+
+def test_printable_escapes_what_a_terminal_would_act_on():
+    from workbench.formats import clip, printable
+
+    assert printable("a\nb\r\tc\x1b[2J\x00\x7f\x9b\u2028\u202e\u2066ok é 日本") == \
+        "a\\nb\\r\\tc\\x1b[2J\\x00\\x7f\\x9b\\u2028\\u202e\\u2066ok é 日本"
+    assert clip("one\ntwo\x1b]0;title\x07", 40) == "one two\\x1b]0;title\\x07"

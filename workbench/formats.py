@@ -6,6 +6,7 @@ read from a criterion or stored in a signature goes through the same rule everyw
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -60,10 +61,25 @@ def finite(value: Any, default: float | None = None) -> float | None:
     return number if math.isfinite(number) else default
 
 
+#: Characters a terminal acts on instead of showing: C0 controls (newline, carriage return, ESC ...),
+#: DEL, C1 controls, the line/paragraph separators and the bidirectional overrides and isolates
+#: (which reorder what follows them on screen).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: Any) -> str:
+    """``text`` with every character a terminal would act on written as an escape (``\\n``,
+    ``\\x1b``, ``\\u202e``): a title cannot fake table rows, move the cursor or reorder a line."""
+    return _UNPRINTABLE.sub(lambda m: _ESCAPES.get(m.group(), m.group().encode("unicode_escape").decode("ascii")),
+                            str(text))
+
+
 def clip(text: Any, width: int) -> str:
-    """``text`` on one line (runs of whitespace, newlines included, become one space), at most
-    ``width`` characters, cut with ``…`` — so one record stays one row of a table."""
-    text = " ".join(str(text).split())
+    """``text`` on one line (runs of whitespace, newlines included, become one space; other control
+    characters escaped by :func:`printable`), at most ``width`` characters, cut with ``…`` — so one
+    record stays one row of a table."""
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..formats import clip
 from ..workspace import init as init_workspace, open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
 from .incidents import print_incidents
@@ -120,7 +121,7 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     typer.echo(f"\nanalysing {incident} ...")
     analysis = run_analysis(ws, incident, who="demo")
     for h in analysis.hypotheses[:3]:
-        typer.echo(f"  #{h.rank} {h.score:5.2f}  {h.service} / {h.cause}: {h.summary}")
+        typer.echo(f"  #{h.rank} {h.score:5.2f}  {clip(h.service, 40)} / {h.cause}: {clip(h.summary, 200)}")
     typer.echo(f"executing the postmortem notebook of {incident} ...")
     nb = run_nb(ws, incident, who="demo")
     typer.echo(f"exporting the report of {incident} ...")

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..workspace import open_workspace
-from ..formats import key_value
+from ..formats import clip, key_value
 from .entry import JsonOpt, WorkspaceOpt, echo_json, incident_app, option_time
 
 
@@ -19,7 +19,7 @@ def print_incidents(incidents) -> None:
     for inc in incidents:
         started = inc.started.strftime("%Y-%m-%d %H:%M") if inc.started else "?"
         window = _window_text(inc)
-        typer.echo(f"{inc.id:<24} {inc.severity:<5} {inc.status:<11} {started:<17} {window:<35} {inc.title}")
+        typer.echo(f"{inc.id:<24} {inc.severity:<5} {inc.status:<11} {started:<17} {window:<35} {clip(inc.title, 200)}")
 
 
 def _window_text(inc) -> str:

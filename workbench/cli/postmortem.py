@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..formats import clip
+from ..formats import clip, printable
 from ..workspace import open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
 
@@ -55,31 +55,31 @@ def _print_analysis(result, top: int, evidence: int) -> None:
     inc = result.incident
     start, end = result.window
     t = result.timings
-    typer.echo(f"{inc['id']}  {inc.get('title') or ''}")
+    typer.echo(f"{inc['id']}  {clip(inc.get('title') or '', 200)}")
     typer.echo(f"window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC, baseline from {result.baseline[0]:%Y-%m-%d %H:%M}"
                f"  (read {t.get('read', 0):.2f} s, detect {t.get('detect', 0):.2f} s, rank {t.get('rank', 0):.2f} s)")
     if not result.hypotheses:
         for note in result.notes:
-            typer.echo(f"  {note}")
+            typer.echo(f"  {printable(note)}")
         return
     typer.echo(f"{'#':>3}  {'score':>6}  {'cause':<10} {'service':<16} summary")
     for hyp in result.hypotheses[:top]:
-        typer.echo(f"{hyp.rank:>3}  {hyp.score:>6.3f}  {hyp.cause:<10} {hyp.service:<16} {hyp.summary}")
+        typer.echo(f"{hyp.rank:>3}  {hyp.score:>6.3f}  {hyp.cause:<10} {clip(hyp.service, 40):<16} {clip(hyp.summary, 200)}")
         for ev in hyp.evidence[:evidence]:
             when = f"{ev.time:%H:%M} " if ev.time is not None else ""
             typer.echo(f"{'':>13}- {ev.kind:<8} {when}{clip(ev.explanation or ev.signal, 110)}")
         for sim in hyp.similar[:2]:
             typer.echo(f"{'':>13}~ similar {sim['incident_id']} ({sim['similarity']:.2f}): confirmed "
-                       f"{sim['cause']} in {sim['service']} - {sim['title']}")
+                       f"{sim['cause']} in {clip(sim['service'], 40)} - {clip(sim['title'], 120)}")
     if len(result.hypotheses) > top:
         typer.echo(f"  ... {len(result.hypotheses) - top} more (--top)")
     if result.similar:
         typer.echo("similar incidents:")
         for sim in result.similar[:5]:
             cause = f"confirmed {sim['cause']} in {sim['service']}" if sim["cause"] else "no confirmed cause yet"
-            typer.echo(f"  {sim['incident_id']}  {sim['similarity']:.2f}  {cause}  {sim['title']}")
+            typer.echo(f"  {sim['incident_id']}  {sim['similarity']:.2f}  {clip(cause, 80)}  {clip(sim['title'], 120)}")
     for note in result.notes:
-        typer.echo(note)
+        typer.echo(printable(note))
 
 
 @app.command("run")
@@ -111,7 +111,7 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
         else:
             typer.echo(f"{summary['succeeded']} succeeded, {summary['failed']} failed in {summary['seconds']:.0f} s")
             for f in summary["failures"]:
-                typer.echo(f"  {f['incident_id']}: {f.get('ename', 'error')}: {f.get('evalue', '')} (cell {f.get('cell_index')})")
+                typer.echo(f"  {f['incident_id']}: {f.get('ename', 'error')}: {clip(f.get('evalue', ''), 200)} (cell {f.get('cell_index')})")
         if summary["failed"]:
             raise typer.Exit(1)
         return
@@ -149,7 +149,7 @@ def review(incident_id: str = typer.Argument(..., help="Incident id."),
         echo_json(stored.to_dict())
     else:
         rank = "not ranked by the engine" if stored.rank is None else f"ranked #{stored.rank}"
-        typer.echo(f"{incident_id}: {stored.service}/{stored.cause} {stored.status} by {stored.reviewer} "
+        typer.echo(f"{incident_id}: {clip(stored.service, 60)}/{stored.cause} {stored.status} by {clip(stored.reviewer, 60)} "
                    f"({rank}; version {stored.version})")
 
 
@@ -183,4 +183,4 @@ def signoff(incident_id: str = typer.Argument(..., help="Incident id."),
     if as_json:
         echo_json(record.to_dict())
     else:
-        typer.echo(f"{name} ({role}) signed {incident_id} at content hash {record.content_hash}")
+        typer.echo(f"{clip(name, 60)} ({clip(role, 60)}) signed {incident_id} at content hash {record.content_hash}")

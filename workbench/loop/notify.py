@@ -83,6 +83,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..formats import clip
 from ..errors import ConfigError, ParameterError
 from ..store.outbox import NOTIFICATION_KINDS, Notification
 from ..store.records import ID_PATTERN, iso
@@ -556,6 +557,6 @@ def describe(row: Notification) -> str:
         state += f" (next {iso(row.next_attempt_at)})"
     elif row.status == "delivered" and row.delivered_at is not None:
         state += f" ({iso(row.delivered_at)})"
-    error = f": {row.last_error}" if row.last_error and row.status != "delivered" else ""
+    error = f": {clip(row.last_error, 300)}" if row.last_error and row.status != "delivered" else ""
     return (f"{row.delivery_id}  {state}  {row.kind} -> {row.target}  incident {row.incident_id or '-'}  "
             f"attempts {row.attempts}{error}")

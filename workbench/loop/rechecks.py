@@ -34,7 +34,7 @@ from ..analysis.pipeline import write_signature
 from ..analysis.signature import Signature
 from ..store.models import ID_LENGTH
 from ..errors import ConflictError, NotFoundError, WorkbenchError
-from ..formats import iso_utc
+from ..formats import clip, iso_utc, printable
 from ..postmortem import runner as notebook
 from ..workspace import Workspace, open_workspace
 from . import notify as outbox
@@ -131,7 +131,7 @@ class RecheckReport:
                  f"{self.threshold:g}, {self.executor}: {counts} in {self.timings.get('total', 0.0):.1f} s"]
         for r in self.results:
             if r.error:
-                lines.append(f"  {r.incident_id}: ERROR {r.error}")
+                lines.append(f"  {r.incident_id}: ERROR {clip(r.error, 300)}")
                 continue
             sim = "-" if r.similarity is None else f"{r.similarity:.2f}"
             text = f"  {r.incident_id}: {r.verdict or 'skipped'} (similarity {sim})"
@@ -143,15 +143,15 @@ class RecheckReport:
             for c in r.criteria:
                 state = c.verdict.verdict if c.verdict is not None else ("error" if c.error else "skipped")
                 lines.append(f"    {c.action_item_id} {c.title!r}: {state}"
-                             + (f" - {c.verdict.explanation}" if c.verdict is not None else
-                                f" - {c.error or c.note}"))
+                             + (f" - {printable(c.verdict.explanation)}" if c.verdict is not None else
+                                f" - {printable(c.error or c.note)}"))
             for s in r.suggestions:
-                lines.append(f"    suggestion: {s['text']}")
-            lines.extend(f"    note: {n}" for n in r.notes)
+                lines.append(f"    suggestion: {printable(s['text'])}")
+            lines.extend(f"    note: {printable(n)}" for n in r.notes)
         for run in self.runs:
             lines.append(f"  notebook {run['incident_id']}: {run['status']} {run.get('output_path') or ''}"
-                         + (f" ({run['error']})" if run.get("error") else ""))
-        lines.extend(f"note: {n}" for n in self.notes)
+                         + (f" ({printable(run['error'])})" if run.get("error") else ""))
+        lines.extend(f"note: {printable(n)}" for n in self.notes)
         return "\n".join(lines)
 
 
