@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-import pandas as pd
-import panel as pn
+if TYPE_CHECKING:  # Panel (1.4 s to import) only for the panes; the notebook and widgets need none
+    import pandas as pd
+    import panel as pn
 
 #: Link schemes rendered as ``<a href>``; anything else is shown as text (the store already
 #: refuses other schemes; this keeps a hand-built record from turning into ``javascript:``).
@@ -129,20 +130,27 @@ def code(value: Any) -> Markup:
 
 
 def table(rows: Iterable[Sequence[Any]], header: Sequence[Any], empty: str = "none",
-          nowrap: Sequence[int] = ()) -> Markup:
+          nowrap: Sequence[int] = (), *, cls: str = "", empty_cls: str = "muted", empty_tag: str = "p") -> Markup:
     """An HTML table; every cell that is not :class:`Markup` is escaped.
 
-    ``empty`` is shown (muted) instead of a table without rows; columns whose index is in
-    ``nowrap`` do not wrap (times, short names).
+    ``empty`` is shown (``<empty_tag class=empty_cls>``) instead of a table without rows; columns
+    whose index is in ``nowrap`` do not wrap (times, short names); ``cls`` is the table's class.
     """
     def cell(i: int, value: Any) -> Markup:
         return fmt('<td class="nw">{0}</td>', value) if i in nowrap else fmt("<td>{0}</td>", value)
 
     body = [fmt("<tr>{0}</tr>", join(cell(i, v) for i, v in enumerate(row))) for row in rows]
     if not body:
-        return fmt('<p class="muted">{0}</p>', empty)
+        return fmt(f'<{empty_tag} class="{{0}}">{{1}}</{empty_tag}>', empty_cls, empty)
     head = join(fmt("<th>{0}</th>", h) for h in header)
-    return fmt("<table><thead><tr>{0}</tr></thead><tbody>{1}</tbody></table>", head, join(body))
+    attr = fmt(' class="{0}"', cls) if cls else Markup("")
+    return fmt("<table{0}><thead><tr>{1}</tr></thead><tbody>{2}</tbody></table>", attr, head, join(body))
+
+
+def collapsible(summary: Any, body: Markup, open_: bool = False) -> Markup:
+    """``<details>`` with an escaped ``summary`` line; ``body`` shows when it is opened."""
+    return fmt("<details{0}><summary>{1}</summary>{2}</details>", Markup(" open") if open_ else Markup(""),
+               summary, body)
 
 
 def items(values: Iterable[Any], empty: str = "none") -> Markup:
@@ -170,6 +178,8 @@ def pane(markup: Markup, **params: Any) -> pn.pane.HTML:
     if not isinstance(markup, Markup):
         raise TypeError(f"safe.pane() takes Markup built by workbench.reports.safe, got {type(markup).__name__}; "
                         f"escape data with safe.escape()/safe.fmt() first")
+    import panel as pn
+
     params.setdefault("sizing_mode", "stretch_width")
     params.setdefault("stylesheets", [CSS])
     # disable_math: "$...$" in data must stay text (math would also load MathJax from a CDN)
@@ -178,6 +188,8 @@ def pane(markup: Markup, **params: Any) -> pn.pane.HTML:
 
 def frame(data: pd.DataFrame, **params: Any) -> pn.pane.DataFrame:
     """A ``pane.DataFrame`` with escaping forced on (cells and column names are data)."""
+    import panel as pn
+
     params.setdefault("sizing_mode", "stretch_width")
     params.setdefault("index", False)
     return pn.pane.DataFrame(data, escape=True, **params)

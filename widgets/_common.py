@@ -1,13 +1,13 @@
 """What every review widget shares: the status line, escaping, opening the store, small parsers.
 
 Strings from telemetry and from users are data, never markup: anything shown in an
-``ipywidgets.HTML`` goes through :func:`escape` (``html.escape``) first. Widget *values* (a
+``ipywidgets.HTML`` goes through the one escaping kit of both UI layers,
+:mod:`workbench.reports.safe` (:func:`escape`, :func:`table`, :func:`badge` here are its). Widget *values* (a
 ``Text``, a ``Dropdown`` label, a ``Button`` description) are drawn as text by ipywidgets 8
 (``description_allow_html`` is off by default), so they need no escaping.
 """
 from __future__ import annotations
 
-import html
 from typing import Any, Iterable, Sequence
 
 import ipywidgets as w
@@ -15,6 +15,9 @@ import pandas as pd
 
 from workbench.workspace import Workspace, open_workspace  # noqa: F401 (the widgets' import)
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
+from workbench.reports import safe
+from workbench.reports.safe import Markup, escape  # noqa: F401 (the widgets' escaping)
+from workbench.reports import text
 
 #: Colours of the status line per kind of message.
 _STATUS_STYLE = {"ok": "color:#116329;background:#dafbe1", "error": "color:#a40e26;background:#ffebe9",
@@ -33,32 +36,34 @@ SAVE_ERRORS = (WorkbenchError, ValueError)
 STALE_ERRORS = (ConflictError, NotFoundError)
 
 
-def escape(value: Any) -> str:
-    """``value`` as HTML text: ``None`` is empty, everything else ``html.escape(str(value))``."""
-    return "" if value is None else html.escape(str(value), quote=True)
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], empty: str = "none") -> Markup:
+    """An HTML table whose every cell and header is escaped (:func:`workbench.reports.safe.table`)."""
+    return safe.table(rows, headers, empty, cls="wbw-table", empty_cls="wbw-muted", empty_tag="span")
 
 
-def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], empty: str = "none") -> str:
-    """An HTML table whose every cell and header is escaped."""
-    rows = list(rows)
-    if not rows:
-        return f'<span class="wbw-muted">{escape(empty)}</span>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="wbw-table"><tr>{head}</tr>{body}</table>'
-
-
-def badge(text: Any, kind: str = "") -> str:
-    return f'<span class="wbw-badge wbw-{escape(kind)}">{escape(text)}</span>'
+def badge(text: Any, kind: str = "") -> Markup:
+    """A small rounded label (:func:`workbench.reports.safe.badge` with the widgets' classes)."""
+    return safe.badge(text, f"wbw-badge wbw-{kind}")
 
 
 def when(value: Any) -> str:
     """A time as ``2026-11-02 14:03 UTC`` (seconds when there are any); ``""`` for None."""
-    if value is None:
-        return ""
-    ts = pd.Timestamp(value)
-    ts = ts.tz_convert("UTC") if ts.tzinfo is not None else ts
-    return ts.strftime("%Y-%m-%d %H:%M:%S" if ts.second else "%Y-%m-%d %H:%M") + " UTC"
+    return "" if text.missing(value) else text.when(value, seconds=None)
+
+
+def static_bundle(widget: w.Widget, markup: str, plain: str, **kwargs: Any) -> dict[str, Any]:
+    """The display of a live widget plus its static rendering.
+
+    JupyterLab shows the widget view while the kernel that made it runs; wherever it cannot (a
+    saved notebook opened later, nbconvert, a viewer without widgets) the ``text/html`` part is
+    what shows, and ``text/plain`` says what the cell is instead of the widget's repr
+    (:mod:`workbench.postmortem.outputs` keeps only those two in an executed notebook).
+    """
+    bundle = widget._repr_mimebundle_(**kwargs)
+    data = dict(bundle[0] if isinstance(bundle, tuple) else bundle or {})
+    data["text/html"] = markup
+    data["text/plain"] = plain
+    return data
 
 
 class Status:
@@ -158,7 +163,16 @@ class StoreWidget:
         self.widget.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        return static_bundle(self.widget, self.static_markup(), self.static_text(), **kwargs)
+
+    def static_markup(self) -> str:
+        """What the widget shows, as escaped HTML that needs no kernel (subclasses say more)."""
+        return CSS + f"<div class='wbw-muted'>{escape(type(self).__name__)} of {escape(self.incident_id)}: " \
+                     "run this cell in JupyterLab (with a kernel) to use it.</div>"
+
+    def static_text(self) -> str:
+        """One line saying what the cell is (the ``text/plain`` of its output)."""
+        return f"{type(self).__name__} of {self.incident_id} (static view; run the cell in JupyterLab for the live widget)"
 
     def _stale(self, exc: Exception) -> None:
         """A conflict or a vanished record: say so, then reload from the store (nothing was written)."""
