@@ -1,4 +1,4 @@
-"""Panel reports of the workbench (importable as ``workbench.reports``).
+"""Panel reports of the workbench and the executed notebook's outputs (importable as ``workbench.reports``).
 
 Views of core objects (each renders via ``__panel__``), the whole postmortem report, and its
 export as one standalone HTML file that works offline::
@@ -9,16 +9,29 @@ export as one standalone HTML file that works offline::
     from workbench.reports.app import serve         # the served app: incidents, report, action items, metrics
     serve(workspace, port=5006)
 
-Every data string reaches a pane through :mod:`workbench.reports.safe` (escaped).
-"""
-from .charts import ROBUST_Z, robust_z_scores
-from .export import ReportError, build_report, export_report, external_references, inline_resources, read_meta
-from .views import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView, ImpactView, IncidentHeader,
-                    LinksView, LogsView, MetricsView, RecurrenceChecksView, Report, TimelineView)
+    from workbench.reports import notebook as show  # the postmortem notebook's tables and charts
 
-__all__ = [
-    "build_report", "export_report", "ReportError", "Report", "IncidentHeader", "ImpactView", "TimelineView",
-    "MetricsView", "AnomalyHeatmap", "LogsView", "HypothesesView", "ConclusionsView", "ActionItemsView",
-    "RecurrenceChecksView", "LinksView",
-    "robust_z_scores", "ROBUST_Z", "inline_resources", "external_references", "read_meta",
-]
+Every data string reaches HTML through :mod:`workbench.reports.safe` (escaped). Names are
+imported on first use: the notebook's outputs do not pay for Panel.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> module that defines it.
+_NAMES = {
+    "build_report": "export", "export_report": "export", "ReportError": "export", "inline_resources": "export",
+    "external_references": "export", "read_meta": "export", "Report": "report",
+    **{name: "views" for name in ("IncidentHeader", "ImpactView", "TimelineView", "MetricsView", "AnomalyHeatmap",
+                                  "LogsView", "HypothesesView", "ConclusionsView", "ActionItemsView",
+                                  "RecurrenceChecksView", "LinksView")},
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

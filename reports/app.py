@@ -45,7 +45,7 @@ from workbench.reports import auth, safe
 from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, filter_options, incident_frame
 from workbench.reports.charts import WIDTH
 from workbench.reports.safe import fmt
-from workbench.reports.views import Report
+from workbench.reports.report import Report
 
 __all__ = ["app", "check_exposure", "serve", "websocket_origins", "ServeError", "WorkbenchApp", "TABS"]
 

@@ -1,11 +1,13 @@
-"""HoloViews charts of the report and the scores they draw: timeline, key metrics, anomaly heatmap.
+"""HoloViews charts of the report and the notebook: timeline, key metrics, anomaly heatmap, log
+template counts, check verdicts. One implementation: the exported report, the executed notebook
+(:mod:`workbench.reports.notebook`) and the widgets draw these.
 
 Every chart takes unified tables (:mod:`workbench.telemetry.schema`) whose times are timezone-aware UTC and
 converts them to naive UTC at this edge only: HoloViews draws a datetime axis that carries a
 timezone as an empty plot, without any error (STACK.md). Axes say "UTC".
 
-The heatmap draws any long frame of ``timestamp``, ``service``, ``score``;
-:func:`robust_z_scores` is the stand-in used until the analysis engine's scores are passed in.
+Charts draw data they are given: the heatmap's scores come from the core
+(:func:`workbench.postmortem.gather.anomaly`, the engine's detector), never computed here.
 """
 from __future__ import annotations
 
@@ -16,28 +18,17 @@ import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend with
 import numpy as np
 import pandas as pd
 
-from workbench.signals.detect.base import robust_scale
-from workbench.signals.detect.frame import align, sustained_onset
+from workbench.postmortem.gather import ENGINE, ROBUST_Z, SCALES, incident_end  # noqa: F401 (the scores' names)
+from workbench.signals.detect.frame import sustained_onset
 
 #: Events that change the system (marked on metric charts as dashed lines).
 CHANGE_KINDS = ("deploy", "config_change", "feature_flag", "scale")
 #: Metrics shown first when a service has them (the sample's and most dashboards' golden signals).
 KEY_METRICS = ("error_rate", "latency_p99_ms", "request_rate", "cpu_utilization", "db_pool_usage", "queue_depth",
                "latency_p95_ms", "memory_utilization")
-#: Name of the heatmap score computed here (shown on the chart and in the report).
-ROBUST_Z = "robust z: max over the service's metrics of |value - baseline median| / (1.4826·MAD of the baseline)"
-#: Colour scale of the heatmap saturates here (a robust z of 10 is already far outside normal).
-Z_CLIP = 10.0
-#: Scores up to this are drawn white: the largest |z| of several metrics is often 2 on a normal step.
-Z_FLOOR = 2.0
-#: A service's onset on the heatmap: the first sustained run of steps at or above this score.
-ONSET_Z = 5.0
-#: Name of the engine's heatmap score (:func:`workbench.signals.detect.service_scores`), ``{detector}`` filled in.
-ENGINE = ("{detector} detector: the service's anomaly score over the detector's threshold on its own baseline "
-          "(1 = the cut-off, 2 = twice as far)")
-#: Colour scale and onset of each score: (floor, clip, onset). The engine's ratio reaches 1.5 on
-#: calm services of the sample and 10-37 at a broken one; a sustained run at 2x marks an onset.
-SCALES: dict[str, tuple[float, float, float]] = {"robust z": (Z_FLOOR, Z_CLIP, ONSET_Z), "engine": (1.0, 10.0, 2.0)}
+#: The robust-z scale (white up to the floor: the largest |z| of several metrics is often 2 on a
+#: normal step; saturated at the clip; a sustained run at the onset score starts a service's onset).
+Z_FLOOR, Z_CLIP, ONSET_Z = SCALES["robust z"]
 WIDTH = 1080
 PHASES = ("started", "detected", "mitigated", "resolved")
 _PHASE_COLORS = {"started": "#cf222e", "detected": "#bf8700", "mitigated": "#0969da", "resolved": "#1a7f37"}
@@ -55,86 +46,6 @@ def naive_utc(values: Any) -> Any:
         return None
     ts = pd.Timestamp(values)
     return ts.tz_convert(None) if ts.tzinfo is not None else ts
-
-
-def incident_end(incident: Any, window_end: pd.Timestamp) -> pd.Timestamp:
-    """Where the incident's shaded span ends: resolved, else mitigated, else the window end."""
-    last = incident.resolved or incident.mitigated
-    return pd.Timestamp(last) if last is not None else pd.Timestamp(window_end)
-
-
-# --------------------------------------------------------------------------- scores
-
-def anomaly_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tuple[Any, Any], step: str = "1min",
-                   detector: Any = None) -> tuple[pd.DataFrame, str, tuple[float, float, float]]:
-    """The heatmap's scores, what they are, and their scale ``(floor, clip, onset)``.
-
-    The engine's (:func:`workbench.signals.detect.service_scores` with ``detector``, the workspace's
-    setting), so the chart agrees with the analysis; :func:`robust_z_scores` only when the
-    detector could score no service (a baseline too short for it).
-    """
-    from workbench.signals import detect
-
-    scores = detect.service_scores(metrics, baseline, window, step=step, detector=detector)
-    if not scores.empty:
-        name = detector if isinstance(detector, str) else (type(detector).__name__ if detector is not None
-                                                           else detect.DEFAULT_DETECTOR)
-        return scores, ENGINE.format(detector=name), SCALES["engine"]
-    return robust_z_scores(metrics, baseline, window, step), ROBUST_Z, SCALES["robust z"]
-
-
-def robust_z_scores(metrics: pd.DataFrame, baseline: tuple[Any, Any], window: tuple[Any, Any],
-                    step: str = "1min") -> pd.DataFrame:
-    """A simple anomaly score per service and step: the largest robust |z| of its metrics.
-
-    For each service, metrics are aligned to ``step`` (:func:`workbench.signals.detect.frame.align`); each
-    metric's baseline median and robust scale (1.4826·MAD, with the fallbacks of
-    :func:`workbench.signals.detect.base.robust_scale`) come from the rows in ``baseline``; a step of
-    ``window`` scores ``max_m |x_m - median_m| / scale_m``. Services without baseline rows are left
-    out (there is nothing to compare with).
-
-    Parameters
-    ----------
-    metrics : pandas.DataFrame
-        Unified ``metrics`` rows covering both windows: ``timestamp`` (tz-aware), ``service``,
-        ``name``, ``value``.
-    baseline, window : tuple of time
-        ``[start, end)`` of the baseline and of the scored window (tz-aware).
-    step : str
-        Alignment step (a pandas offset alias).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``timestamp`` (datetime64[ns, UTC], start of the step), ``service`` (str), ``score``
-        (float, NaN where no metric had a value), sorted by service then time.
-    """
-    columns = {"timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "service": pd.Series([], dtype=object),
-               "score": pd.Series([], dtype="float64")}
-    if metrics.empty:
-        return pd.DataFrame(columns)
-    b0, b1 = (pd.Timestamp(t).tz_convert("UTC") for t in baseline)
-    w0, w1 = (pd.Timestamp(t).tz_convert("UTC") for t in window)
-    parts = []
-    for service, wide in align(metrics, step).items():
-        base = wide[(wide.index >= b0) & (wide.index < b1)]
-        cur = wide[(wide.index >= w0) & (wide.index < w1)]
-        base = base.loc[:, base.notna().any()]
-        if base.empty or cur.empty or base.shape[1] == 0:
-            continue
-        cur = cur[base.columns]
-        # robust_scale wants complete rows: a gap in the baseline takes the median of its column
-        filled = base.fillna(base.median())
-        center = np.median(filled.to_numpy(), axis=0)
-        scale = robust_scale(filled.to_numpy())
-        z = np.abs(cur.to_numpy() - center) / scale
-        with np.errstate(all="ignore"):
-            score = np.where(np.isnan(z).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=1))
-        parts.append(pd.DataFrame({"timestamp": cur.index, "service": service, "score": score}))
-    if not parts:
-        return pd.DataFrame(columns)
-    out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["service", "timestamp"], kind="stable").reset_index(drop=True)
 
 
 def service_order(scores: pd.DataFrame, threshold: float = ONSET_Z) -> list[str]:
@@ -167,20 +78,29 @@ def key_metrics(metrics: pd.DataFrame, services: Sequence[str], limit: int = 6,
 
 # --------------------------------------------------------------------------- charts
 
-def _markers(incident: Any, events: pd.DataFrame, x0: pd.Timestamp, x1: pd.Timestamp) -> hv.Overlay:
-    """The incident's span (shaded) and the change events (dashed lines) between ``x0`` and ``x1``."""
+def _markers(incident: Any, events: pd.DataFrame, x0: pd.Timestamp, x1: pd.Timestamp,
+             onsets: Sequence[Any] = ()) -> hv.Overlay:
+    """The incident's span (shaded), the change events (dashed lines) and ``onsets`` (dotted)
+    between ``x0`` and ``x1``."""
     span = hv.VSpan(naive_utc(incident.started), naive_utc(incident_end(incident, x1))).opts(
         color="#cf222e", alpha=0.08, line_alpha=0)
     changes = events[events["kind"].isin(CHANGE_KINDS)] if not events.empty else events
     times = naive_utc(changes["timestamp"]) if not changes.empty else pd.Series([], dtype="datetime64[ns]")
     lines = hv.VLines(pd.DataFrame({"x": times[(times >= naive_utc(x0)) & (times < naive_utc(x1))]}), kdims=["x"]).opts(
         color="#6e40c9", line_dash="dashed", line_width=1.2, alpha=0.8)
-    return span * lines
+    if not len(onsets):
+        return span * lines
+    dots = pd.Series([naive_utc(t) for t in onsets], dtype="datetime64[ns]")
+    marks = hv.VLines(pd.DataFrame({"x": dots[(dots >= naive_utc(x0)) & (dots < naive_utc(x1))]}), kdims=["x"]).opts(
+        color="#1f2328", line_dash="dotted", line_width=1.5)
+    return span * lines * marks
 
 
 def metric_chart(metrics: pd.DataFrame, name: str, services: Sequence[str], incident: Any, events: pd.DataFrame,
-                 x_range: tuple[Any, Any], width: int = WIDTH // 2 - 10, height: int = 230) -> hv.Overlay:
-    """One metric of several services over ``x_range``, with the incident span and changes marked.
+                 x_range: tuple[Any, Any], width: int = WIDTH // 2 - 10, height: int = 230,
+                 onsets: Sequence[Any] = ()) -> hv.Overlay:
+    """One metric of several services over ``x_range``, with the incident span and changes marked
+    (and ``onsets``, e.g. the services' anomaly onsets, dotted).
 
     ``metrics`` holds unified rows (``timestamp``, ``service``, ``name``, ``value``).
     """
@@ -196,10 +116,10 @@ def metric_chart(metrics: pd.DataFrame, name: str, services: Sequence[str], inci
         curves[str(service)] = hv.Curve(frame, "time", ["value", "service"]).opts(
             tools=["hover"], line_width=1.6)
     overlay = hv.NdOverlay(curves, kdims="service") if curves else hv.NdOverlay({}, kdims="service")
-    return (overlay * _markers(incident, events, x0, x1)).opts(
+    return (overlay * _markers(incident, events, x0, x1, onsets)).opts(
         width=width, height=height, title=str(name), xlabel="time (UTC)", ylabel=str(name),
-                        show_grid=True, legend_position="top_left", toolbar="above",
-                        xlim=(naive_utc(x0), naive_utc(x1)))
+        show_grid=True, legend_position="top_left", toolbar="above",
+        xlim=(naive_utc(x0), naive_utc(x1)))
 
 
 def heatmap_chart(scores: pd.DataFrame, incident: Any, x_range: tuple[Any, Any], method: str = ROBUST_Z, *,
@@ -276,3 +196,52 @@ def timeline_chart(incident: Any, events: pd.DataFrame, x_range: tuple[Any, Any]
         width=width, height=max(180, 40 * len(rows) + 80), xlim=(x0, x1), xlabel="time (UTC)", ylabel="",
         show_grid=True, title="Incident phases and events (shaded: detection gap, started → detected)",
         toolbar="above", show_legend=False)
+
+
+#: Colour of each check verdict on the verdict chart.
+VERDICT_COLORS = {"holds": "#1a7f37", "clear": "#1a7f37", "violated": "#cf222e", "recurred": "#cf222e",
+                  "no_data": "#bf8700", "inconclusive": "#bf8700"}
+
+
+def verdict_chart(checks: pd.DataFrame, width: int = WIDTH) -> hv.Overlay:
+    """Check verdicts over time: one row per thing checked (``what``), one dot per check coloured
+    by its verdict.
+
+    ``checks`` has ``time`` (tz-aware), ``what``, ``verdict`` and ``score`` (float or NaN).
+    """
+    frame = pd.DataFrame({"time": naive_utc(checks["time"]).to_numpy(), "what": checks["what"].astype(str).to_numpy(),
+                          "verdict": checks["verdict"].astype(str).to_numpy(),
+                          "score": pd.to_numeric(checks["score"], errors="coerce").to_numpy()})
+    frame["color"] = frame["verdict"].map(VERDICT_COLORS).fillna("#57606a")
+    rows = sorted(set(frame["what"]), key=lambda w: (w != "recurrence", w))
+    what = hv.Dimension("what", label="checked", values=list(reversed(rows)))
+    dots = hv.Scatter(frame, "time", [what, "verdict", "score", "color"]).opts(
+        size=11, color="color", marker="circle", tools=["hover"],
+        hover_tooltips=[("time", "@time{%F %T} UTC"), ("checked", "@what"), ("verdict", "@verdict"),
+                        ("score", "@score{0.00}")], hover_formatters={"@time": "datetime"})
+    return hv.Overlay([dots]).opts(width=width, height=max(150, 40 * len(rows) + 90), xlabel="time (UTC)", ylabel="",
+                                   show_grid=True, title="Verdicts of the rechecks over time", toolbar="above",
+                                   show_legend=False)
+
+
+def template_chart(counts: pd.DataFrame, labels: dict[str, str], incident: Any, x_range: tuple[Any, Any],
+                   width: int = WIDTH, height: int = 260) -> hv.Overlay:
+    """Log lines per step of some templates over ``x_range`` (``counts``: ``timestamp``,
+    ``template_id``, ``count``), the incident shaded; ``labels`` names each template."""
+    x0, x1 = (pd.Timestamp(t) for t in x_range)
+    curves = {}
+    for tid, part in counts.groupby("template_id", sort=False):
+        label = _short(labels.get(tid, str(tid)))
+        curves[label] = hv.Curve(pd.DataFrame({"time": naive_utc(part["timestamp"]).to_numpy(),
+                                               "lines": part["count"].to_numpy()}), "time", "lines").opts(
+            tools=["hover"], line_width=1.4)
+    overlay = hv.NdOverlay(curves, kdims="template") if curves else hv.NdOverlay({}, kdims="template")
+    span = hv.VSpan(naive_utc(incident.started), naive_utc(incident_end(incident, x1))).opts(
+        color="#cf222e", alpha=0.08, line_alpha=0)
+    return (overlay * span).opts(width=width, height=height, title="log lines per step", xlabel="time (UTC)",
+                                 ylabel="lines", legend_position="top_left", show_grid=True, toolbar="above")
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -33,7 +33,7 @@ from bokeh.resources import INLINE
 from workbench.workspace import Workspace, open_workspace
 from workbench.errors import WorkbenchError
 
-from .views import Report
+from .report import Report
 
 #: Default file name inside ``<workspace>/incidents/<id>/``.
 REPORT_FILE = "report.html"

@@ -1,9 +1,9 @@
 """Views of the workbench's core objects: each wraps records and renders itself via ``__panel__``.
 
 The same objects appear in a notebook (``pn.panel(IncidentHeader(incident))``), in the exported
-HTML file (:mod:`workbench.reports.export`) and in a served app. They read nothing themselves:
-:class:`Report` gathers the records from the knowledge base and the telemetry store and hands
-them to the views, so a notebook can build one view from whatever it already holds.
+HTML file (:mod:`workbench.reports.export`) and in a served app. They read nothing themselves and
+compute nothing: :class:`~workbench.reports.report.Report` hands them what the core gathered
+(:mod:`workbench.postmortem.gather`), so a notebook can build one view from whatever it holds.
 
 Every data string (titles, service names, summaries, rationales, log bodies ...) reaches a pane
 through :mod:`workbench.reports.safe` only.
@@ -18,16 +18,15 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from workbench.telemetry import schema
-from workbench.workspace import Workspace, open_workspace
-from workbench.telemetry.windows import analysis_window, baseline_window
+from workbench.postmortem.gather import ROBUST_Z
+from workbench.telemetry.windows import analysis_window
 
-from . import charts, safe
+from . import charts, safe, text
 from .safe import Markup, badge, fmt, join, table
 
 __all__ = [
     "IncidentHeader", "ImpactView", "TimelineView", "MetricsView", "AnomalyHeatmap", "LogsView", "HypothesesView",
-    "ConclusionsView", "ActionItemsView", "LinksView", "Report",
+    "ConclusionsView", "ActionItemsView", "RecurrenceChecksView", "LinksView",
 ]
 
 #: How conclusion kinds are titled, in report order.
@@ -43,26 +42,12 @@ _EVIDENCE_KEYS = ("time", "kind", "service", "signal", "magnitude", "direction",
 
 def when(value: Any) -> str:
     """A time as ``2026-11-02 14:03:00 UTC`` (``—`` for None)."""
-    if value is None:
-        return "—"
-    ts = pd.Timestamp(value)
-    ts = ts.tz_convert("UTC") if ts.tzinfo is not None else ts
-    return ts.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+    return text.when(value)
 
 
 def duration(start: Any, end: Any) -> str:
     """``end - start`` as ``5 min 48 s`` / ``1 h 12 min`` (``—`` if either is missing)."""
-    if start is None or end is None:
-        return "—"
-    seconds = int(round((pd.Timestamp(end) - pd.Timestamp(start)).total_seconds()))
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{sign}{h} h {m} min"
-    if m:
-        return f"{sign}{m} min {s} s" if s else f"{sign}{m} min"
-    return f"{sign}{s} s"
+    return text.duration(start, end)
 
 
 def _section(title: str, body: Markup, test_id: str) -> pn.pane.HTML:
@@ -271,7 +256,7 @@ class AnomalyHeatmap:
 
     incident: Any
     scores: pd.DataFrame
-    method: str = charts.ROBUST_Z
+    method: str = ROBUST_Z
     window: tuple[Any, Any] | None = None
     clip: float = charts.Z_CLIP
     floor: float = charts.Z_FLOOR
@@ -300,33 +285,18 @@ class LogsView:
     Parameters
     ----------
     incident : workbench.store.Incident
-    logs : pandas.DataFrame
-        Unified ``logs`` rows (``timestamp``, ``service``, ``severity``, ``body``).
-    limit : int
-        Templates shown, most lines first.
+    templates : pandas.DataFrame
+        ``service``, ``template``, ``count``, ``first_seen``, ``example``, most lines first
+        (:func:`workbench.postmortem.gather.log_templates`: the core mines the logs, not the view).
     """
 
     incident: Any
-    logs: pd.DataFrame
-    limit: int = 12
-
-    def templates(self) -> pd.DataFrame:
-        """``service``, ``template``, ``count``, ``first_seen``, ``example`` of WARN+ lines."""
-        from workbench.signals.logs import mine  # drain3 costs an import only when logs are shown
-
-        cols = ["service", "template", "count", "first_seen", "example"]
-        bad = self.logs[self.logs["severity"].isin(["WARN", "ERROR", "FATAL"])] if not self.logs.empty else self.logs
-        if bad.empty:
-            return pd.DataFrame(columns=cols)
-        mined = mine(bad.reset_index(drop=True))
-        grouped = mined.groupby(["service", "template_id"], sort=False)
-        out = grouped.agg(template=("template", "first"), count=("body", "size"), first_seen=("timestamp", "min"),
-                          example=("body", "first")).reset_index()
-        return out.sort_values(["count", "first_seen"], ascending=[False, True]).head(self.limit)[cols]
+    templates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["service", "template", "count", "first_seen", "example"]))
 
     def __panel__(self) -> pn.viewable.Viewable:
         rows = [(r.service, r.count, when(r.first_seen), fmt("<code>{0}</code>", r.template),
-                 fmt("<code>{0}</code>", r.example)) for r in self.templates().itertuples()]
+                 fmt("<code>{0}</code>", r.example)) for r in self.templates.itertuples()]
         body = table(rows, ("service", "lines", "first seen", "template", "example line"),
                      "no WARN or ERROR lines while the incident lasted", nowrap=(1, 2))
         return _section("Warning and error logs", body, "logs")
@@ -524,127 +494,3 @@ class LinksView:
 
     def __panel__(self) -> pn.viewable.Viewable:
         return _section("Links", safe.items([safe.link(l.get("title"), l.get("url")) for l in self.links]), "links")
-
-
-# --------------------------------------------------------------------------- the whole report
-
-@dataclass
-class Report:
-    """The postmortem of one incident, gathered from the knowledge base and the telemetry store.
-
-    Build it with :meth:`from_workspace`, or from records a notebook already holds
-    (``Report(incident, hypotheses=..., events=...)``; missing tables are empty). The heatmap shows
-    the analysis engine's per-step scores (:func:`charts.anomaly_scores` with ``detector``);
-    ``scores`` and ``score_method`` plug in any others.
-
-    Attributes
-    ----------
-    events, metrics, logs : pandas.DataFrame
-        Unified tables (:mod:`workbench.telemetry.schema`): events of the analysis window, metrics of the
-        baseline and the analysis window, logs of the incident's services (all services when it
-        names none) while it lasted.
-    scores : pandas.DataFrame or None
-        ``timestamp``, ``service``, ``score``; None computes :func:`charts.anomaly_scores`.
-    detector : str or None
-        Metric detector of the engine's scores (the workspace's ``detector`` setting).
-    window, baseline : tuple of pandas.Timestamp
-        Default :func:`workbench.telemetry.windows.analysis_window` / :func:`~workbench.telemetry.windows.baseline_window`.
-    step : str
-        Alignment step of the robust-z scores (the workspace's ``step`` setting).
-    """
-
-    incident: Any
-    hypotheses: Sequence[Any] = ()
-    conclusions: Sequence[Any] = ()
-    action_items: Sequence[Any] = ()
-    signoffs: Sequence[Any] = ()
-    checks: Sequence[Any] = ()
-    content_hash: str | None = None
-    events: pd.DataFrame = field(default_factory=lambda: schema.empty("events"))
-    metrics: pd.DataFrame = field(default_factory=lambda: schema.empty("metrics"))
-    logs: pd.DataFrame = field(default_factory=lambda: schema.empty("logs"))
-    scores: pd.DataFrame | None = None
-    score_method: str | None = None
-    detector: str | None = None
-    window: tuple[Any, Any] | None = None
-    baseline: tuple[Any, Any] | None = None
-    step: str = "1min"
-    _anomaly: Any = field(default=None, init=False, repr=False, compare=False)
-
-    @classmethod
-    def from_workspace(cls, workspace: Workspace | str | Any, incident_id: str, *, scores: pd.DataFrame | None = None,
-                       score_method: str | None = None) -> "Report":
-        """Read an incident, its decisions and its telemetry (analysis window + baseline).
-
-        Raises
-        ------
-        NotFoundError
-            No incident ``incident_id`` in the workspace's knowledge base.
-        """
-        ws = open_workspace(workspace)
-        kb = ws.knowledge_base()
-        try:
-            incident = kb.get_incident(incident_id)
-            records = dict(hypotheses=kb.list_hypotheses(incident_id), conclusions=kb.list_conclusions(incident_id),
-                           action_items=kb.list_action_items(incident_id), signoffs=kb.list_signoffs(incident_id),
-                           checks=kb.list_checks(incident_id=incident_id), content_hash=kb.content_hash(incident_id))
-        finally:
-            kb.close()
-        store = ws.telemetry()
-        window, baseline = analysis_window(incident), baseline_window(incident)
-        end = charts.incident_end(incident, window[1])
-        return cls(incident, **records, window=window, baseline=baseline, step=ws.settings.step,
-                   events=store.query("events", *window),
-                   metrics=store.query("metrics", baseline[0], window[1]),
-                   logs=store.query("logs", incident.started, max(end, incident.started + pd.Timedelta(minutes=1)),
-                                    services=list(incident.services) or None),
-                   scores=scores, score_method=score_method, detector=ws.settings.detector)
-
-    def anomaly(self) -> tuple[pd.DataFrame, str, tuple[float, float, float]]:
-        """The heatmap's scores, method and scale: the given ones, else :func:`charts.anomaly_scores`
-        (computed once)."""
-        if self.scores is not None:
-            return self.scores, self.score_method or "given scores", charts.SCALES.get(
-                self.score_method or "", charts.SCALES["robust z"])
-        if self._anomaly is None:
-            window = self.window or analysis_window(self.incident)
-            baseline = self.baseline or baseline_window(self.incident)
-            self._anomaly = charts.anomaly_scores(self.metrics, baseline, window, self.step, self.detector)
-        return self._anomaly
-
-    def anomaly_scores(self) -> pd.DataFrame:
-        """The heatmap's scores (see :meth:`anomaly`)."""
-        return self.anomaly()[0]
-
-    def metric_services(self, scores: pd.DataFrame, fallback: int = 3) -> list[str]:
-        """Services whose metrics are charted: the incident's services that have metrics, else
-        (an incident recorded without services) the ``fallback`` first of the heatmap's order."""
-        present = set(self.metrics["service"].unique())
-        own = [s for s in self.incident.services if s in present]
-        return own or charts.service_order(scores)[:fallback]
-
-    def views(self) -> list[Any]:
-        """The report's views, top to bottom."""
-        window = self.window or analysis_window(self.incident)
-        scores, method, (floor, clip, onset) = self.anomaly()
-        in_window = self.metrics[self.metrics["timestamp"] >= window[0]] if not self.metrics.empty else self.metrics
-        return [
-            IncidentHeader(self.incident, self.signoffs, self.content_hash),
-            ImpactView(self.incident, self.conclusions),
-            TimelineView(self.incident, self.events, window),
-            MetricsView(self.incident, in_window, self.events, window, services=self.metric_services(scores)),
-            AnomalyHeatmap(self.incident, scores, method, window, clip=clip, floor=floor, onset=onset),
-            LogsView(self.incident, self.logs),
-            HypothesesView(self.hypotheses),
-            ConclusionsView(self.conclusions),
-            ActionItemsView(self.action_items, self.checks),
-            RecurrenceChecksView(self.checks),
-            LinksView(self.incident.links),
-        ]
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        footer = safe.pane(safe.section(fmt(
-            '<p class="muted">Postmortem report of {0}, generated {1} by postmortem-workbench. Content hash {2}.</p>',
-            self.incident.id, when(datetime.now(timezone.utc)), self.content_hash or "—"), "footer"))
-        return pn.Column(*[pn.panel(v) for v in self.views()], footer, sizing_mode="stretch_width",
-                         max_width=charts.WIDTH + 40, styles={"margin": "0 auto", "padding": "8px 16px"})

@@ -19,9 +19,12 @@ from conftest import HOSTILE_STRINGS, SAMPLE  # noqa: E402
 import workbench
 from workbench.telemetry import schema  # noqa: E402
 from workbench.errors import NotFoundError  # noqa: E402
-from workbench.reports import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView, ImpactView,
+from workbench.postmortem import gather  # noqa: E402
+from workbench.postmortem.gather import robust_z_scores  # noqa: E402
+from workbench.reports import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView, ImpactView,  # noqa: E402
                                IncidentHeader, LinksView, LogsView, MetricsView, Report, TimelineView, build_report,
-                               export_report, inline_resources, read_meta, robust_z_scores, safe)
+                               export_report, inline_resources, read_meta)
+from workbench.reports import safe  # noqa: E402
 from workbench.reports.export import panel_dist  # noqa: E402
 
 SAMPLE_INCIDENT = "INC-20261102-001"
@@ -261,7 +264,8 @@ def test_each_view_wraps_core_objects_and_renders(ws):
     metrics = store.query("metrics", "2026-11-02T13:00Z", "2026-11-02T15:10Z")
     logs = store.query("logs", "2026-11-02T14:03Z", "2026-11-02T14:55Z", services=["payments"])
     views = [IncidentHeader(incident, signoffs, current), ImpactView(incident, conclusions),
-             TimelineView(incident, events), MetricsView(incident, metrics, events), LogsView(incident, logs),
+             TimelineView(incident, events), MetricsView(incident, metrics, events),
+             LogsView(incident, gather.log_templates(gather.incident_data(ws, SAMPLE_INCIDENT))),
              AnomalyHeatmap(incident, robust_z_scores(metrics, ("2026-11-02T13:00Z", "2026-11-02T13:40Z"),
                                                       ("2026-11-02T13:40Z", "2026-11-02T15:10Z"))),
              HypothesesView(hypotheses), ConclusionsView(conclusions), ActionItemsView(items, checks),
@@ -288,8 +292,10 @@ def test_each_view_wraps_core_objects_and_renders(ws):
     assert "not checked yet" in rows[1][-1]
     assert "overdue" in ActionItemsView(items, checks, today=pd.Timestamp("2026-12-24").date()).rows()[1][2]
 
-    templates = LogsView(incident, logs).templates()
-    assert templates["count"].sum() > 0 and templates.iloc[0]["service"] == "payments"
+    # the core mines the logs (the view only lays the templates out)
+    templates = gather.log_templates(gather.incident_data(ws, SAMPLE_INCIDENT))
+    assert templates["count"].sum() > 0 and {"payments", "checkout"} <= set(templates["service"])
+    assert templates["count"].is_monotonic_decreasing
 
 
 def test_report_from_records_alone(ws):
@@ -311,7 +317,8 @@ def test_build_report_returns_a_viewable(ws):
 
 
 def test_the_heatmap_shows_the_engines_scores_marks_the_broken_service_and_is_pluggable(ws):
-    from workbench.reports.charts import ROBUST_Z, SCALES, anomaly_scores, service_order
+    from workbench.postmortem.gather import ROBUST_Z, SCALES
+    from workbench.reports.charts import service_order
 
     report = Report.from_workspace(ws, SAMPLE_INCIDENT)
     scores, method, (floor, clip, onset) = report.anomaly()
@@ -330,8 +337,12 @@ def test_the_heatmap_shows_the_engines_scores_marks_the_broken_service_and_is_pl
     # a baseline too short for the detector falls back to robust z, and says so
     window = ("2026-11-02T13:40Z", "2026-11-02T15:10Z")
     metrics = report.metrics[report.metrics["timestamp"] >= pd.Timestamp("2026-11-02T13:35Z")]
-    fallback, name, scale = anomaly_scores(metrics, ("2026-11-02T13:35Z", "2026-11-02T13:40Z"), window)
-    assert name == ROBUST_Z and scale == SCALES["robust z"] and not fallback.empty
+    short = gather.IncidentData(report.incident, tuple(pd.Timestamp(t) for t in window),
+                                (pd.Timestamp("2026-11-02T13:35Z"), pd.Timestamp("2026-11-02T13:40Z")), metrics=metrics,
+                                detector="knn")
+    fallback = gather.anomaly(short)
+    assert fallback.method == ROBUST_Z and (fallback.floor, fallback.clip, fallback.onset) == SCALES["robust z"]
+    assert not fallback.scores.empty
 
     mine = scores.assign(score=1.0)
     plugged = Report.from_workspace(ws, SAMPLE_INCIDENT, scores=mine, score_method="engine score")

@@ -1,7 +1,7 @@
 """Anomaly heatmap (services × time, coloured by score) that opens a cell in the telemetry explorer.
 
 The chart is :func:`workbench.reports.charts.heatmap_chart` (naive-UTC axis, origin first) of
-per-service, per-step scores: by default the engine's (:func:`workbench.reports.charts.anomaly_scores`
+per-service, per-step scores: by default the engine's (:func:`workbench.postmortem.gather.anomaly`
 over the incident's baseline and window), or any ``timestamp, service, score`` frame passed in. Clicking a cell reaches :meth:`AnomalyHeatmapExplorer.on_select` through a
 HoloViews ``Tap`` stream (live in a kernel); the service dropdown, time field and "Open" button
 below the chart call the same method, for the keyboard and for scripts.
@@ -23,7 +23,7 @@ import ipywidgets as w
 import pandas as pd
 
 from workbench.workspace import Workspace
-from workbench.telemetry.windows import analysis_window, baseline_window
+from workbench.telemetry.windows import analysis_window
 
 from ._common import CSS, Status, StoreWidget, escape, in_kernel, when
 from .explorer import TelemetryExplorer, _panel_extension, _text, _utc
@@ -40,7 +40,7 @@ class AnomalyHeatmapExplorer(StoreWidget):
     explorer : TelemetryExplorer, optional
         The explorer a selected cell opens; default a new one shown below the heatmap.
     scores : pandas.DataFrame, optional
-        ``timestamp`` (tz-aware), ``service``, ``score``; default robust z of the metrics.
+        ``timestamp`` (tz-aware), ``service``, ``score``; default the engine's (:func:`workbench.postmortem.gather.anomaly`).
     method : str, optional
         What the score is (shown in the title).
     render : bool, optional
@@ -68,20 +68,20 @@ class AnomalyHeatmapExplorer(StoreWidget):
                  method: str | None = None, render: bool | None = None):
         import holoviews as hv
 
+        from workbench.postmortem import gather
         from workbench.reports import charts
 
         super().__init__(workspace, incident_id, kb=kb)
         self.render = in_kernel() if render is None else render
         own_explorer = explorer is None
         self.explorer = explorer or TelemetryExplorer(self.workspace, incident_id, kb=self.kb, render=self.render)
-        window, baseline = analysis_window(self.incident), baseline_window(self.incident)
-        floor, clip, onset = charts.SCALES["robust z"]
-        if scores is None:
-            metrics = self.workspace.telemetry().query("metrics", baseline[0], window[1])
-            scores, method, (floor, clip, onset) = charts.anomaly_scores(
-                metrics, baseline, window, self.workspace.settings.step, self.workspace.settings.detector)
+        window = analysis_window(self.incident)
+        floor, clip, onset = gather.SCALES["robust z"]
+        if scores is None:  # the engine's scores, gathered by the core (once per process)
+            found = gather.anomaly(gather.incident_data(self.workspace, incident_id, records=False))
+            scores, method, (floor, clip, onset) = found.scores, found.method, (found.floor, found.clip, found.onset)
         self.scores = scores
-        self.method = method or charts.ROBUST_Z
+        self.method = method or gather.ROBUST_Z
         self.order = charts.service_order(scores, onset)
         self.chart = charts.heatmap_chart(scores, self.incident, window, self.method, clip=clip, floor=floor,
                                           onset=onset)
