@@ -42,6 +42,16 @@ def require_browser(*modules: str) -> None:
         pytest.importorskip(name)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jupyter_data_dir(tmp_path_factory):
+    """Jupyter's data folder in a temp folder for the session: ``workbench run`` signs the notebooks
+    it writes (their signatures go there), and a test must not write into the user's own."""
+    path = tmp_path_factory.mktemp("jupyter-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_DATA_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for every browser test of the session (skipped without it)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -215,11 +216,42 @@ def test_hostile_note_arrives_as_data_and_runs_nothing(postmortem_run, sentinel)
     assert "pwned" not in lines
 
 
+def test_the_executed_notebook_displays_without_a_kernel(postmortem_run):
+    from nbformat.sign import NotebookNotary
+
+    result, nb, _ = postmortem_run
+    outputs = [(c, o) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    data = [o.get("data", {}) for _, o in outputs]
+    # no widget view and no saved widget state: nothing that opens as a repr, "Loading widget..."
+    # or "model not found"; every widget cell carries its static rendering instead
+    assert not [d for d in data if "application/vnd.jupyter.widget-view+json" in d]
+    assert "widgets" not in nb.metadata
+    assert not [d for d in data if d.get("text/plain", "").startswith(("VBox(", "Tab(", "HBox(", "HTML("))]
+    widget_cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("wbw.")]
+    assert len(widget_cells) >= 4
+    for cell in widget_cells:
+        assert [o for o in cell.outputs if "text/html" in o.get("data", {})], cell.source
+    # BokehJS inline once, and the charts (timeline, key metrics, heatmap, the hypotheses' series)
+    scripts = [d["application/javascript"] for d in data if "application/javascript" in d]
+    assert sum("Bokeh.set_log_level" in s for s in scripts) == 1
+    charts = sum(s.count('"target_id"') for s in scripts)  # one json_item per chart
+    assert charts >= 5
+    chart_cells = [c.source.split("(")[0] for c, o in outputs if "application/javascript" in o.get("data", {})]
+    assert chart_cells == ["show.charts_setup", "show.timeline", "show.metrics", "show.heatmap",
+                           "show.hypothesis_evidence"]
+    # no NaT/None/nan in what the tables show
+    shown = "\n".join(d.get("text/html", "") for d in data)
+    assert not re.search(r">\s*(NaT|None|nan|NaN)\s*<", shown)
+    assert Path(result.output_path).stat().st_size < 5_000_000
+    # trusted for the user who ran it, so JupyterLab runs the chart scripts
+    assert NotebookNotary().check_signature(nbformat.read(result.output_path, as_version=4))
+
+
 def test_timings_are_in_the_executed_notebook(postmortem_run):
     result, _, _ = postmortem_run
     cells = notebooks.cell_timings(result.output_path)
     assert all(isinstance(i, int) and isinstance(first, str) for i, first, _ in cells)
-    assert any(first.startswith("pm.evidence(") and seconds is not None for _, first, seconds in cells)
+    assert any(first.startswith("show.evidence(") and seconds is not None for _, first, seconds in cells)
     assert result.timings["kernel_start"] > 0 and result.timings["cells"] > 0
     assert result.timings["total"] >= result.timings["cells"]
 
@@ -248,7 +280,7 @@ def test_failing_cell_keeps_the_notebook_and_marks_the_run(sample_ws):
     assert exc.result.status == "failed" and exc.result.error["cell_index"] == exc.cell_index
     nb = nbformat.read(exc.result.output_path, as_version=4)
     failing = nb.cells[exc.cell_index]
-    assert failing.source.startswith("pm.summary(")
+    assert failing.source.startswith("show.summary(")
     assert [o.ename for o in failing.outputs if o.output_type == "error"] == ["TemplateParameterError"]
     (run,) = _runs(sample_ws, incident)
     assert run.status == "failed" and run.error_cell == exc.cell_index

@@ -295,6 +295,68 @@ def test_review_tabs_hold_the_four_editors(ws, kb):
         e.close()
 
 
+# --------------------------------------------------------------------------- shown without a kernel
+
+REPRS = ("VBox(", "Tab(", "HBox(", "HTML(")
+
+
+def test_every_widget_displays_a_static_view_beside_the_live_one(ws, kb):
+    from workbench.widgets import HypothesisExplorer, LazyWidget
+
+    iid, (h1, _) = new_incident(kb)
+    kb.add_conclusion(iid, kind="lesson", text="Canary the payments deploys", who="alice")
+    built = []
+    lazy = LazyWidget(lambda: built.append(1) or w.HTML(value="x"), "Heatmap explorer", "Click a cell.")
+    shown = [HypothesisReview(ws, iid), HypothesisExplorer(ws, iid, render=False), ConclusionsEditor(ws, iid),
+             LabelsEditor(ws, iid), ActionItemsEditor(ws, iid), review_tabs(ws, iid), lazy]
+    for obj in shown:
+        bundle = obj._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle  # live in the kernel that made it
+        assert bundle["text/html"] and not bundle["text/plain"].startswith(REPRS), type(obj).__name__
+        assert "with a kernel" in bundle["text/html"] or "Hypotheses" in bundle["text/html"]
+    review_html = shown[0]._repr_mimebundle_()["text/html"]
+    assert h1.summary in review_html and ">proposed<" in review_html  # the hypotheses with their review state
+    assert "Canary the payments deploys" in shown[5]._repr_mimebundle_()["text/html"]
+    assert built == []  # the lazy widget builds nothing until opened
+    lazy.open()
+    lazy.open()
+    assert built == [1] and lazy.button.disabled
+
+
+def test_the_hypothesis_explorer_shows_a_hypothesis_against_its_surroundings_and_decides_through_the_core(ws, kb):
+    from workbench.postmortem import chapters
+    from workbench.widgets import HypothesisExplorer
+
+    chapters.analysis(ws, SAMPLE_INCIDENT)  # what the notebook's cells above the explorer did: proposals stored
+    explorer = HypothesisExplorer(ws, SAMPLE_INCIDENT, render=False)
+    top = explorer.hypothesis()
+    assert (top.service, top.cause) == ("payments", "change")
+    assert explorer.charts == []  # nothing drawn before it is asked
+    assert explorer.show() and explorer.status.kind == "ok"
+    assert len(explorer.charts) >= 2  # its evidence series, and its log templates over time
+    callers = explorer.neighbours[explorer.neighbours["relation"] == "calls it"]
+    assert "checkout" in set(callers["service"])
+    lag = callers.set_index("service").loc["checkout", "lag_minutes"]
+    assert 0 < lag <= 5  # checkout followed payments
+    appeared = explorer.templates[explorer.templates["change"] == "appeared"]
+    assert appeared["template"].str.contains("InvalidFormatException").any()
+    assert "Similar past incidents" in explorer.facts.value and "Services around payments" in explorer.facts.value
+    assert explorer.show(service="checkout", metric="latency_p99_ms") and len(explorer.charts) >= 1
+    assert not explorer.show(service="nope") and "nope" in explorer.status.text
+
+    explorer.choice.value = top.id
+    assert explorer.decide("confirmed", rationale="", reviewer="carol") is None  # nothing without a rationale
+    kb.update_hypothesis(top.id, top.version, who="bob", summary=top.summary + " (edited)")  # someone else
+    assert explorer.decide("confirmed", rationale="stale", reviewer="carol") is None
+    assert "someone else changed" in explorer.status.text
+    stored = explorer.decide("confirmed", rationale="Errors start 2 min after the deploy", reviewer="carol")
+    assert stored is not None and explorer.status.kind == "ok"
+    again = [h for h in kb.list_hypotheses(SAMPLE_INCIDENT) if h.id == top.id][0]
+    assert (again.status, again.reviewer, again.rationale) == ("confirmed", "carol", "Errors start 2 min after the deploy")
+    changes = [(e.old, e.new, e.who) for e in kb.history("hypothesis", top.id) if e.field == "status"]
+    assert changes[-1] == ("proposed", "confirmed", "carol")
+
+
 # --------------------------------------------------------------------------- explorer and heatmap
 
 @pytest.fixture(scope="module")

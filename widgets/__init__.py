@@ -8,10 +8,12 @@ cell is one call::
 
     import workbench.widgets as wbw
     wbw.hypothesis_review(ws, incident_id)        # confirm / reject with reviewer and rationale
+    wbw.hypothesis_explorer(ws, incident_id)      # a hypothesis vs changes, neighbours, logs; decide in place
     wbw.action_items_editor(ws, incident_id)      # owner, due, kind, status, verification criterion
     wbw.conclusions_editor(ws, incident_id)       # summary, impact, contributing factors, lessons
     wbw.labels_editor(ws, incident_id)            # symptom, service, environment, confidence
     wbw.anomaly_heatmap(ws, incident_id)          # services × time; a click opens the explorer below
+                                                  # (lazy=True: built on a button press, for templates)
     wbw.telemetry_explorer(ws, incident_id)       # metrics / log templates with anomaly scores
 
 ``ws`` is a :class:`~workbench.Workspace` or its folder. The charts need the ``reports``
@@ -23,14 +25,16 @@ from typing import Any
 
 from .actions import ActionItemsEditor
 from .conclusions import ConclusionsEditor
+from .containers import LazyWidget, ReviewTabs
+from .hypotheses import HypothesisExplorer
 from .labels import LabelsEditor
 from .review import HypothesisCard, HypothesisReview
 
 __all__ = [
-    "HypothesisReview", "HypothesisCard", "ActionItemsEditor", "ConclusionsEditor", "LabelsEditor",
-    "TelemetryExplorer", "AnomalyHeatmapExplorer", "hypothesis_review", "action_items_editor",
-    "conclusions_editor", "labels_editor", "telemetry_explorer", "anomaly_heatmap", "review_tabs",
-    "enable_charts",
+    "HypothesisReview", "HypothesisCard", "HypothesisExplorer", "ActionItemsEditor", "ConclusionsEditor",
+    "LabelsEditor", "ReviewTabs", "LazyWidget", "TelemetryExplorer", "AnomalyHeatmapExplorer", "hypothesis_review",
+    "hypothesis_explorer", "action_items_editor", "conclusions_editor", "labels_editor", "telemetry_explorer",
+    "anomaly_heatmap", "review_tabs", "enable_charts",
 ]
 
 
@@ -50,6 +54,11 @@ def __getattr__(name: str) -> Any:
 def hypothesis_review(workspace: Any, incident_id: str, reviewer: str = "", **options: Any) -> HypothesisReview:
     """The hypothesis review of an incident (see :class:`HypothesisReview`)."""
     return HypothesisReview(workspace, incident_id, reviewer=reviewer, **options)
+
+
+def hypothesis_explorer(workspace: Any, incident_id: str, reviewer: str = "", **options: Any) -> HypothesisExplorer:
+    """The hypothesis explorer of an incident (see :class:`~workbench.widgets.hypotheses.HypothesisExplorer`)."""
+    return HypothesisExplorer(workspace, incident_id, reviewer=reviewer, **options)
 
 
 def action_items_editor(workspace: Any, incident_id: str, who: str = "", **options: Any) -> ActionItemsEditor:
@@ -74,8 +83,16 @@ def telemetry_explorer(workspace: Any, incident_id: str, **options: Any) -> Any:
     return TelemetryExplorer(workspace, incident_id, **options)
 
 
-def anomaly_heatmap(workspace: Any, incident_id: str, **options: Any) -> Any:
-    """The anomaly heatmap with its explorer below (see :class:`~workbench.widgets.heatmap.AnomalyHeatmapExplorer`)."""
+def anomaly_heatmap(workspace: Any, incident_id: str, *, lazy: bool = False, **options: Any) -> Any:
+    """The anomaly heatmap with its explorer below (see :class:`~workbench.widgets.heatmap.AnomalyHeatmapExplorer`).
+
+    ``lazy=True`` returns a :class:`LazyWidget` that builds it when its button is pressed: a
+    template can offer it without scoring every service (and loading Panel) while it runs.
+    """
+    if lazy:
+        return LazyWidget(lambda: anomaly_heatmap(workspace, incident_id, **options),
+                          f"Anomaly heatmap explorer of {incident_id}",
+                          "Click a heatmap cell to open that service at that time in the telemetry explorer.")
     from .heatmap import AnomalyHeatmapExplorer
 
     return AnomalyHeatmapExplorer(workspace, incident_id, **options)
@@ -92,18 +109,6 @@ def enable_charts() -> None:
     _panel_extension(force=True)
 
 
-def review_tabs(workspace: Any, incident_id: str, who: str = "") -> Any:
-    """Hypotheses, conclusions, labels and action items of an incident in one tabbed widget.
-
-    Returns an ``ipywidgets.Tab`` whose ``editors`` attribute holds the four editor objects.
-    """
-    import ipywidgets as w
-
-    editors = [HypothesisReview(workspace, incident_id, reviewer=who),
-               ConclusionsEditor(workspace, incident_id, who=who),
-               LabelsEditor(workspace, incident_id, who=who),
-               ActionItemsEditor(workspace, incident_id, who=who)]
-    tab = w.Tab(children=[e.widget for e in editors],
-                titles=("Hypotheses", "Conclusions", "Labels", "Action items"))
-    tab.editors = editors
-    return tab
+def review_tabs(workspace: Any, incident_id: str, who: str = "") -> "ReviewTabs":
+    """Hypotheses, conclusions, labels and action items of an incident in one tabbed widget."""
+    return ReviewTabs(workspace, incident_id, who=who)

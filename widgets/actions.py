@@ -124,6 +124,11 @@ class ActionItemsEditor(StoreWidget):
         self.select.value = value
         self.load(value)
 
+    def static_markup(self) -> str:
+        """The action items as shown, and how to edit them (the cell's output without a kernel)."""
+        return self.list_html.value + ("<div class='wbw-muted'>Run this cell in JupyterLab (with a kernel) to "
+                                    "add or edit action items.</div>")
+
     def item(self, item_id: str) -> Any:
         for a in self.items:
             if a.id == item_id:

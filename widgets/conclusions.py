@@ -76,6 +76,11 @@ class ConclusionsEditor(StoreWidget):
         self.select.value = value
         self.load(value)
 
+    def static_markup(self) -> str:
+        """The conclusions as shown, and how to edit them (the cell's output without a kernel)."""
+        return self.list_html.value + ("<div class='wbw-muted'>Run this cell in JupyterLab (with a kernel) to "
+                                    "add or edit conclusions.</div>")
+
     def conclusion(self, conclusion_id: str) -> Any:
         for c in self.conclusions:
             if c.id == conclusion_id:

@@ -78,6 +78,11 @@ class LabelsEditor(StoreWidget):
         confidence = labels.get("confidence")
         self.confidence.value = "" if confidence is None else format(confidence, "g")
 
+    def static_markup(self) -> str:
+        """The labels as shown, and how to edit them (the cell's output without a kernel)."""
+        return self.current.value + ("<div class='wbw-muted'>Run this cell in JupyterLab (with a kernel) to "
+                                    "edit the labels.</div>")
+
     def labels(self) -> dict[str, Any]:
         """The form as a labels mapping (empty fields left out).
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import ipywidgets as w
 import pandas as pd
 
+from workbench.postmortem.review import DECISIONS as CORE_DECISIONS, decide
 from workbench.workspace import Workspace
 
 from ._common import CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, badge, blank, escape, table, when
@@ -174,8 +175,12 @@ class HypothesisReview(StoreWidget):
             return None
         h = card.hypothesis
         try:
-            stored = self.kb.update_hypothesis(h.id, h.version, who=reviewer.strip(), status=status,
-                                               reviewer=reviewer.strip(), rationale=rationale)
+            if status in CORE_DECISIONS:  # what `workbench review` calls, with the version the reviewer saw
+                stored = decide(self.kb, self.incident_id, h.service, h.cause, status, reviewer=reviewer.strip(),
+                                rationale=rationale, version=h.version)
+            else:
+                stored = self.kb.update_hypothesis(h.id, h.version, who=reviewer.strip(), status=status,
+                                                   reviewer=reviewer.strip(), rationale=rationale)
         except STALE_ERRORS as exc:
             self._stale(exc)
             return None
@@ -193,6 +198,16 @@ class HypothesisReview(StoreWidget):
 
     def reject(self, hypothesis_id: str, rationale: str, reviewer: str | None = None) -> Any:
         return self.decide(hypothesis_id, "rejected", rationale, reviewer)
+
+    def static_markup(self) -> str:
+        """The hypotheses and their review state as a table (the cell's output without a kernel)."""
+        from workbench.reports.notebook import styled, hypotheses_markup
+
+        hypotheses = self.kb.list_hypotheses(self.incident_id)
+        return (CSS + f"<h3 style='margin:2px 0'>Hypotheses of {escape(self.incident.id)}: "
+                f"{escape(self.incident.title)}</h3>" + str(styled(hypotheses_markup(hypotheses), "review"))
+                + "<div class='wbw-muted'>Run this cell in JupyterLab (with a kernel) to confirm or reject them "
+                  "here.</div>")
 
     def _say(self, card: HypothesisCard, kind: str, text: str) -> None:
         # Top of the page and beside the buttons: a long list scrolls one of them out of view.

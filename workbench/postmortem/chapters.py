@@ -387,6 +387,53 @@ def recurrence_summary(ws: Workspace | str, incident_id: str, *, since: Any = No
     return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": "object"})
 
 
+#: Columns of :func:`signature_comparison`'s table.
+SIGNATURE_COLUMNS = ("aspect", "key", "original", "current")
+#: Signature parts compared key by key (weights), and those compared as one value.
+_SIGNATURE_WEIGHTS = ("services", "metrics", "templates", "changes")
+_SIGNATURE_VALUES = ("origin", "cause", "symptom")
+
+
+def signature_comparison(ws: Workspace | str, incident_id: str, *, top: int = 8) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The incident's stored signature beside the signature of the window its last recurrence check
+    examined (what moved in the incident, what moved then).
+
+    Returns
+    -------
+    facts : dict
+        ``checked_at``, ``window_start``, ``window_end`` (aware UTC or None), ``verdict``,
+        ``similarity`` (float or None), ``parts`` (per-aspect similarity), ``has_original``,
+        ``has_current``.
+    table : pandas.DataFrame
+        Columns :data:`SIGNATURE_COLUMNS`: one row per single-valued aspect (origin, cause,
+        symptom; ``key`` empty) and, per weighted aspect (services, metrics, templates, changes),
+        the ``top`` keys by their larger weight; a value missing on one side is None.
+    """
+    from ..analysis.pipeline import read_signature
+
+    ws = open_workspace(ws)
+    _incident(ws, incident_id)
+    stored = read_signature(ws, incident_id)
+    original = stored.to_dict() if stored is not None else {}
+    with ws.knowledge_base() as kb:
+        recurrence = [c for c in kb.list_checks(incident_id) if c.action_item_id is None]
+    last = max(recurrence, key=lambda c: c.at) if recurrence else None
+    facts = next((e for e in (last.evidence if last is not None else ())
+                  if isinstance(e, dict) and e.get("kind") == "recurrence"), {})
+    current = facts.get("current") if isinstance(facts.get("current"), dict) else {}
+    rows: list[dict[str, Any]] = [{"aspect": a, "key": "", "original": original.get(a), "current": current.get(a)}
+                                  for a in _SIGNATURE_VALUES if original.get(a) is not None or current.get(a) is not None]
+    for aspect in _SIGNATURE_WEIGHTS:
+        a, b = original.get(aspect) or {}, current.get(aspect) or {}
+        keys = sorted(set(a) | set(b), key=lambda k: -max(abs(a.get(k) or 0.0), abs(b.get(k) or 0.0)))[:top]
+        rows += [{"aspect": aspect, "key": k, "original": a.get(k), "current": b.get(k)} for k in keys]
+    return ({"checked_at": None if last is None else last.at, "window_start": None if last is None else last.window_start,
+             "window_end": None if last is None else last.window_end, "verdict": None if last is None else last.verdict,
+             "similarity": None if last is None else last.score, "parts": dict(facts.get("parts") or {}),
+             "has_original": bool(original), "has_current": bool(current)},
+            _frame(rows, SIGNATURE_COLUMNS))
+
+
 # --------------------------------------------------------------------------- helpers
 
 def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...], times: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ..errors import NotebookError
 from ..workspace import Workspace, open_workspace
+from .outputs import sign_file, static_outputs
 
 #: How an archived notebook's start time is written into its name.
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -100,15 +101,18 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 def stamp_metadata(output: Path, values: dict[str, Any]) -> None:
-    """Tie the executed notebook to its run record (``metadata.workbench``)."""
+    """Tie the executed notebook to its run record (``metadata.workbench``), make its widget outputs
+    static and sign it, so it displays when opened (:mod:`.outputs` says why)."""
     if not output.exists():
         return
     nb = read_notebook(output)
     nb.setdefault("metadata", {})["workbench"] = values
+    static_outputs(nb)
     tmp = output.with_name(f".{output.name}.tmp")
     # nbformat's own layout (so diffs stay small), without its schema validation pass.
     tmp.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, output)
+    sign_file(output)
 
 
 def archive(output: Path) -> Path | None:

@@ -32,7 +32,7 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 def decide(kb: Any, incident_id: str, service: str, cause: str, status: str, *, reviewer: str, rationale: str,
-           add: bool = False) -> Any:
+           add: bool = False, version: int | None = None) -> Any:
     """Confirm or reject the incident's ``(service, cause)`` hypothesis; returns the stored record.
 
     Parameters
@@ -46,6 +46,9 @@ def decide(kb: Any, incident_id: str, service: str, cause: str, status: str, *, 
     add : bool
         When the engine did not propose that pair, record it (a cause a human found: the ledger
         counts it as "not ranked", never as a miss).
+    version : int, optional
+        The version of the hypothesis the reviewer saw (the notebook's widgets pass it): a newer
+        one in the store raises :class:`~workbench.errors.ConflictError` and writes nothing.
 
     Raises
     ------
@@ -55,14 +58,16 @@ def decide(kb: Any, incident_id: str, service: str, cause: str, status: str, *, 
         ``status`` is not a decision.
     StoreError
         A missing reviewer or rationale, an unknown cause (the message names the field).
+    ConflictError
+        ``version`` is not the stored one.
     """
     if status not in DECISIONS:
         raise ReviewError(f"decision {status!r}: expected one of {', '.join(DECISIONS)}")
     hypotheses = kb.list_hypotheses(incident_id)
     match = next((h for h in hypotheses if (h.service, h.cause) == (service, cause)), None)
     if match is not None:
-        return kb.update_hypothesis(match.id, match.version, who=reviewer, status=status, reviewer=reviewer,
-                                    rationale=rationale)
+        return kb.update_hypothesis(match.id, match.version if version is None else version, who=reviewer,
+                                    status=status, reviewer=reviewer, rationale=rationale)
     if add:
         return kb.add_hypothesis(incident_id, service=service, cause=cause, summary=rationale, score=0.0,
                                  status=status, reviewer=reviewer, rationale=rationale, who=reviewer)
