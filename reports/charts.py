@@ -225,13 +225,14 @@ def verdict_chart(checks: pd.DataFrame, width: int = WIDTH) -> hv.Overlay:
 
 
 def template_chart(counts: pd.DataFrame, labels: dict[str, str], incident: Any, x_range: tuple[Any, Any],
-                   width: int = WIDTH, height: int = 260) -> hv.Overlay:
-    """Log lines per step of some templates over ``x_range`` (``counts``: ``timestamp``,
-    ``template_id``, ``count``), the incident shaded; ``labels`` names each template."""
+                   width: int = WIDTH, height: int = 340) -> hv.Overlay:
+    """Log lines per step of some templates (``counts``: ``timestamp``, ``template_id``, ``count``),
+    the incident shaded up to its end (``x_range`` is the analysis window); ``labels`` names each
+    template."""
     x0, x1 = (pd.Timestamp(t) for t in x_range)
     curves = {}
     for tid, part in counts.groupby("template_id", sort=False):
-        label = _short(labels.get(tid, str(tid)))
+        label = _short(labels.get(tid, str(tid)), 70)
         curves[label] = hv.Curve(pd.DataFrame({"time": naive_utc(part["timestamp"]).to_numpy(),
                                                "lines": part["count"].to_numpy()}), "time", "lines").opts(
             tools=["hover"], line_width=1.4)
@@ -239,7 +240,7 @@ def template_chart(counts: pd.DataFrame, labels: dict[str, str], incident: Any, 
     span = hv.VSpan(naive_utc(incident.started), naive_utc(incident_end(incident, x1))).opts(
         color="#cf222e", alpha=0.08, line_alpha=0)
     return (overlay * span).opts(width=width, height=height, title="log lines per step", xlabel="time (UTC)",
-                                 ylabel="lines", legend_position="top_left", show_grid=True, toolbar="above")
+                                 ylabel="lines", legend_position="bottom", show_grid=True, toolbar="above")
 
 
 def _short(text: str, n: int = 60) -> str:

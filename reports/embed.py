@@ -147,7 +147,7 @@ def embed_script(items: Sequence[dict[str, Any]], version: str, columns: int = 1
         "box.style.cssText = 'display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start';\n"
         "host.appendChild(box);\n"
         f"var tail = document.createElement('div'); tail.innerHTML = {script_json(str(after))}; host.appendChild(tail);\n"
-        "var slots = items.map(function () { var d = document.createElement('div');\n"
+        "var slots = items.map(function () { var d = document.createElement('div'); d.className = 'wb-chart';\n"
         f"  d.style.cssText = 'flex:0 1 {basis};min-width:0'; box.appendChild(d); return d; }});\n"
         "var t0 = Date.now();\n"
         "(function draw() {\n"

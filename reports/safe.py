@@ -161,10 +161,16 @@ def items(values: Iterable[Any], empty: str = "none") -> Markup:
     return fmt("<ul>{0}</ul>", join(lis))
 
 
+#: Classes that tell MathJax to leave text alone, so ``$x$`` in data stays text: ``mathjax_ignore``
+#: for MathJax 3+ (JupyterLab 4), ``tex2jax_ignore`` for MathJax 2 (nbconvert's HTML pages).
+NO_MATH = "tex2jax_ignore mathjax_ignore"
+
+
 def section(content: Markup, test_id: str | None = None) -> Markup:
-    """Wrap content in the report's styled container (``data-testid`` for browser tests)."""
+    """Wrap content in the report's styled container (``data-testid`` for browser tests); MathJax
+    skips it (:data:`NO_MATH`), so ``${shell} $(cmd)`` in data is not typeset as math."""
     attr = fmt(' data-testid="{0}"', test_id) if test_id else Markup("")
-    return fmt('<div class="wb"{0}>{1}</div>', attr, content)
+    return fmt('<div class="wb {0}"{1}>{2}</div>', NO_MATH, attr, content)
 
 
 def pane(markup: Markup, **params: Any) -> pn.pane.HTML:

@@ -15,9 +15,7 @@ import pandas as pd
 
 from workbench.workspace import Workspace, open_workspace  # noqa: F401 (the widgets' import)
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
-from workbench.reports import safe
-from workbench.reports.safe import Markup, escape  # noqa: F401 (the widgets' escaping)
-from workbench.reports import text
+from workbench.reports import safe, text
 
 #: Colours of the status line per kind of message.
 _STATUS_STYLE = {"ok": "color:#116329;background:#dafbe1", "error": "color:#a40e26;background:#ffebe9",
@@ -26,6 +24,7 @@ _STATUS_STYLE = {"ok": "color:#116329;background:#dafbe1", "error": "color:#a40e
 CSS = ("<style>.wbw-table{border-collapse:collapse;font-size:12px;margin:2px 0 6px 0}"
        ".wbw-table td,.wbw-table th{border:1px solid #d0d7de;padding:2px 6px;text-align:left;vertical-align:top;"
        "white-space:pre-wrap;overflow-wrap:anywhere}.wbw-table th{background:#f6f8fa}"
+       ".wbw-table td.nw{white-space:nowrap;overflow-wrap:normal}"
        ".wbw-badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;background:#eaeef2;"
        "margin-right:4px}.wbw-confirmed{background:#dafbe1;color:#116329}.wbw-rejected{background:#eaeef2;"
        "color:#57606a}.wbw-proposed{background:#fff8c5;color:#7d4e00}.wbw-muted{color:#57606a}"
@@ -36,14 +35,27 @@ SAVE_ERRORS = (WorkbenchError, ValueError)
 STALE_ERRORS = (ConflictError, NotFoundError)
 
 
-def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], empty: str = "none") -> Markup:
-    """An HTML table whose every cell and header is escaped (:func:`workbench.reports.safe.table`)."""
-    return safe.table(rows, headers, empty, cls="wbw-table", empty_cls="wbw-muted", empty_tag="span")
+# The widgets assemble their HTML as plain ``str`` (f-strings of escaped parts), so these return
+# ``str``: a :class:`~workbench.reports.safe.Markup` on the right of ``"<b>" + ...`` would escape
+# the literal markup on its left (``Markup.__radd__`` treats it as data).
+
+def escape(value: Any) -> str:
+    """``value`` as HTML text (:func:`workbench.reports.safe.escape`); ``""`` for None."""
+    return str(safe.escape(value))
 
 
-def badge(text: Any, kind: str = "") -> Markup:
-    """A small rounded label (:func:`workbench.reports.safe.badge` with the widgets' classes)."""
-    return safe.badge(text, f"wbw-badge wbw-{kind}")
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], empty: str = "none",
+          nowrap: Sequence[int] = ()) -> str:
+    """An HTML table whose every cell and header is escaped (:func:`workbench.reports.safe.table`);
+    a cell that is HTML the widget built (a badge) is passed as :class:`~workbench.reports.safe.Markup`;
+    columns in ``nowrap`` (times, numbers, badges) do not wrap."""
+    return str(safe.table(rows, headers, empty, nowrap, cls="wbw-table", empty_cls="wbw-muted", empty_tag="span"))
+
+
+def badge(text_: Any, kind: str = "") -> safe.Markup:
+    """A small rounded label (:func:`workbench.reports.safe.badge` with the widgets' classes); Markup,
+    so it can be a cell of :func:`table`."""
+    return safe.badge(text_, f"wbw-badge wbw-{kind}")
 
 
 def when(value: Any) -> str:
@@ -61,7 +73,7 @@ def static_bundle(widget: w.Widget, markup: str, plain: str, **kwargs: Any) -> d
     """
     bundle = widget._repr_mimebundle_(**kwargs)
     data = dict(bundle[0] if isinstance(bundle, tuple) else bundle or {})
-    data["text/html"] = markup
+    data["text/html"] = f'<div class="{safe.NO_MATH}">{markup}</div>'  # "$...$" in data is not math
     data["text/plain"] = plain
     return data
 

@@ -177,14 +177,17 @@ class HypothesisExplorer(StoreWidget):
         names = evidence_metrics(h, frame)[:SERIES] if h is not None else [self.metric.value]
         self.neighbours = gather.neighbours(self.workspace, self.incident_id, service, onsets)
         shown = [service, *[s for s in self.neighbours["service"] if s in self.catalog][:3]]
-        marks = [t for t in onsets["onset"] if not pd.isna(t)] if not onsets.empty else []
-        self.charts = [charts.metric_chart(frame, name, shown, self.data.incident, self.data.events,
-                                           self.data.window, width=440, onsets=marks) for name in names if name]
+        # the onsets of the services drawn (dotted): who moved first is read off the lines
+        marks = [t for s, t in zip(onsets["service"], onsets["onset"]) if s in shown and not pd.isna(t)] \
+            if not onsets.empty else []
+        series = [charts.metric_chart(frame, name, shown, self.data.incident, self.data.events, self.data.window,
+                                      width=440, onsets=marks) for name in names if name]
         self.templates, self.counts = gather.template_changes(self.workspace, self.incident_id, service)
+        logs = []
         if not self.counts.empty:
             labels = dict(zip(self.templates["template_id"], self.templates["template"]))
-            self.charts.append(charts.template_chart(self.counts, labels, self.data.incident, self.data.window,
-                                                     width=900))
+            logs = [charts.template_chart(self.counts, labels, self.data.incident, self.data.window, width=900)]
+        self.charts = series + logs
         self.facts.value = CSS + self._facts_markup(h, service)
         if self.render:
             from IPython.display import display
@@ -193,7 +196,11 @@ class HypothesisExplorer(StoreWidget):
 
             with self.output:
                 self.output.clear_output(wait=True)
-                display(Charts(self.charts, f"{service}", columns=2))
+                display(Charts(series, f"{service}: its series, dotted lines the onsets of " + ", ".join(shown),
+                               columns=2))
+                if logs:
+                    display(Charts(logs, f"{service}: log templates, lines per step (the window and the same "
+                                         f"length before)"))
 
     def _facts_markup(self, h: Any, service: str) -> str:
         own = self.neighbours
@@ -201,20 +208,20 @@ class HypothesisExplorer(StoreWidget):
                  "" if pd.isna(r.lag_minutes) else f"{r.lag_minutes:+.0f} min") for r in own.itertuples()]
         parts = [f"<b>Services around {escape(service)}</b> (lag: their onset − {escape(service)}'s; "
                  "negative = they moved first)" + table(rows, ("service", "relation", "onset", "lead/lag"),
-                                                             "no callers or callees in the topology")]
+                                                             "no callers or callees in the topology", nowrap=(1, 2, 3))]
         trows = [(badge(r.change, {"appeared": "proposed", "vanished": "rejected", "up": "proposed"}.get(r.change, "")),
                   f"{r.baseline_rate:.2f}", f"{r.window_rate:.2f}", when(r.first_seen) if not pd.isna(r.first_seen)
                   else "", r.template) for r in self.templates.itertuples()] if not self.templates.empty else []
         parts.append(f"<b>Log templates of {escape(service)}</b> (lines per minute, the window vs the same length "
                      "before)" + table(trows, ("change", "before", "window", "first seen", "template"),
-                                            "no log lines"))
+                                            "no log lines", nowrap=(0, 1, 2, 3)))
         if h is not None:
             sims = [s for s in h.similar if isinstance(s, Mapping)]
             srows = [(s.get("incident_id", ""), s.get("title", ""), " / ".join(str(s[k]) for k in ("service", "cause")
                       if s.get(k)) or "not confirmed", f"{s['similarity']:.2f}" if isinstance(
                       s.get("similarity"), (int, float)) else "") for s in sims]
             parts.append("<b>Similar past incidents</b>" + table(srows, ("incident", "title", "confirmed cause",
-                                                                            "similarity"), "none"))
+                                                                            "similarity"), "none", nowrap=(0, 3)))
         return "".join(parts)
 
     # ------------------------------------------------------------------ deciding

@@ -23,6 +23,7 @@ import ipywidgets as w
 import pandas as pd
 
 from workbench.postmortem.review import DECISIONS as CORE_DECISIONS, decide
+from workbench.reports import text
 from workbench.workspace import Workspace
 
 from ._common import CSS, SAVE_ERRORS, STALE_ERRORS, Status, StoreWidget, badge, blank, escape, table, when
@@ -267,4 +268,4 @@ def _cell(item: Any, key: str) -> Any:
 
 
 def _number(value: Any) -> str:
-    return "" if value is None else format(float(value), ".4g")
+    return "" if value is None else text.number(value)
