@@ -1,8 +1,8 @@
 """Executed notebooks on disk: reading them, their per-cell timings, the run they belong to, and
 keeping the previous one when a run replaces it.
 
-Plain JSON (no nbformat or papermill needed). An unreadable file raises
-:class:`~workbench.errors.NotebookError`.
+Plain JSON (no nbformat or papermill needed; only signing a run's notebook, :mod:`.outputs`, uses
+nbformat, which comes with papermill). An unreadable file raises :class:`~workbench.errors.NotebookError`.
 """
 from __future__ import annotations
 
