@@ -16,6 +16,7 @@ Every object also has a plain-text form, so a script or a terminal shows somethi
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -396,9 +397,17 @@ def _criterion(verification: Any) -> Markup:
 def recurrence_summary(ws: Any, incident_id: str, *, since: Any = None, window_hours: float = 24) -> HTML:
     """Where the follow-up stands: checks so far, the last verdict, follow-up reviews, the next window."""
     frame = _pm().recurrence_summary(open_workspace(ws), incident_id, since=since, window_hours=window_hours)
-    rows = [(r.field, fmt('<span class="text">{0}</span>', r.value)) for r in frame.itertuples()]
+    rows = [(r.field, fmt('<span class="text">{0}</span>', _readable_times(r.value))) for r in frame.itertuples()]
     return _out(table(rows, ("", "")), "\n".join(f"{r.field}: {r.value}" for r in frame.itertuples()),
                 "recurrence-summary")
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
+
+
+def _readable_times(value: Any) -> str:
+    """ISO 8601 times inside a chapter's text as ``2026-11-02 14:03:00 UTC``."""
+    return _ISO.sub(lambda m: text.when(m.group(0)), text.plain(value))
 
 
 def checks(ws: Any, incident_id: str, *, since: Any = None) -> HTML:
@@ -423,13 +432,15 @@ def verdicts(ws: Any, incident_id: str, *, since: Any = None) -> Charts:
     frame = _pm().checks(ws, incident_id, since=since)
     with ws.knowledge_base() as kb:
         titles = {a.id: a.title for a in kb.list_action_items(incident_id)}
+    # placed at the end of the window each check examined: the time the verdict is about (a replay
+    # or a late recheck runs long after it)
     rows = pd.DataFrame({
-        "time": frame["at"], "verdict": frame["verdict"].astype(str),
+        "time": frame["window_end"].fillna(frame["at"]), "verdict": frame["verdict"].astype(str),
         "what": ["recurrence" if text.missing(a) else f"action: {titles.get(a, a)}" for a in frame["action_item_id"]],
         "score": frame["score"]})
     plots = [charts.verdict_chart(rows, width=WIDTH)] if not rows.empty else []
-    note = fmt('<p class="muted">{0} check(s); green: holds / clear, red: violated / recurred, amber: no data or '
-               'inconclusive.</p>', len(rows))
+    note = fmt('<p class="muted">{0} check(s), each at the end of the window it examined; green: holds / clear, '
+               'red: violated / recurred, amber: no data or inconclusive.</p>', len(rows))
     return Charts(plots, "Verdicts over time", before=styled(note, "verdicts"))
 
 

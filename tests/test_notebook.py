@@ -233,7 +233,7 @@ def test_the_executed_notebook_displays_without_a_kernel(postmortem_run):
         assert [o for o in cell.outputs if "text/html" in o.get("data", {})], cell.source
     # BokehJS inline once, and the charts (timeline, key metrics, heatmap, the hypotheses' series)
     scripts = [d["application/javascript"] for d in data if "application/javascript" in d]
-    assert sum("Bokeh.set_log_level" in s for s in scripts) == 1
+    assert sum("/* BEGIN bokeh.min.js */" in s for s in scripts) == 1
     charts = sum(s.count('"target_id"') for s in scripts)  # one json_item per chart
     assert charts >= 5
     chart_cells = [c.source.split("(")[0] for c, o in outputs if "application/javascript" in o.get("data", {})]
@@ -242,6 +242,9 @@ def test_the_executed_notebook_displays_without_a_kernel(postmortem_run):
     # no NaT/None/nan in what the tables show
     shown = "\n".join(d.get("text/html", "") for d in data)
     assert not re.search(r">\s*(NaT|None|nan|NaN)\s*<", shown)
+    # evidence grouped per suspicious service, most suspicious first, the weaker items folded
+    (evidence,) = [o.data["text/html"] for c, o in outputs if c.source.startswith("show.evidence(")]
+    assert "<details>" in evidence and evidence.index("<h3>payments") < evidence.index("<h3>checkout")
     assert Path(result.output_path).stat().st_size < 5_000_000
     # trusted for the user who ran it, so JupyterLab runs the chart scripts
     assert NotebookNotary().check_signature(nbformat.read(result.output_path, as_version=4))
