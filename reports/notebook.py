@@ -307,26 +307,34 @@ def _review_order(h: Any) -> tuple[int, float]:
 
 def hypothesis_evidence(ws: Any, incident_id: str, *, detector: str | None = None, top: int = TOP_HYPOTHESES,
                         per_hypothesis: int = 1) -> Charts:
-    """For each of the ``top`` hypotheses, the metric series its evidence names (its service), the
-    incident shaded and changes dashed."""
+    """For each of the ``top`` hypotheses, the metric series its evidence names (on its service),
+    the incident shaded, changes dashed and the service's onset dotted; hypotheses that point at
+    the same series share one chart."""
     from . import charts
 
     ws = open_workspace(ws)
-    _pm().analysis(ws, incident_id, detector=detector)
+    result = _pm().analysis(ws, incident_id, detector=detector)
     data = _data(ws, incident_id)
     frame = data.window_metrics
+    onsets = {} if result is None or result.onsets.empty else dict(zip(result.onsets["service"], result.onsets["onset"]))
     ranked = sorted((h for h in data.hypotheses if h.status != "rejected"), key=_review_order)[:top]
-    plots, listed = [], []
+    series: dict[tuple[str, str], list[str]] = {}  # (service, metric) -> the hypotheses it backs
+    listed = []
     for h in ranked:
         names = evidence_metrics(h, frame)[:per_hypothesis]
         for name in names:
-            chart = charts.metric_chart(frame, name, [h.service], data.incident, data.events, data.window,
-                                        width=WIDTH // 2 - 6)
-            plots.append(chart.opts(title=f"#{h.rank} {h.service} × {h.cause}: {name}"))
+            series.setdefault((h.service, name), []).append(f"#{text.plain(h.rank)} {h.cause}")
         listed.append(fmt("<li><b>#{0} {1} × {2}</b>: {3}</li>", text.plain(h.rank), h.service, h.cause,
                           ", ".join(names) or "no metric in its evidence"))
-    note = fmt('<p class="muted">The series behind the top hypotheses (shaded: the incident; dashed: changes).</p>'
-               '<ul>{0}</ul>', join(listed)) if listed else fmt('<p class="muted">No hypotheses to chart.</p>')
+    plots = []
+    for (service, name), backs in series.items():
+        onset = onsets.get(service)
+        chart = charts.metric_chart(frame, name, [service], data.incident, data.events, data.window,
+                                    width=WIDTH // 2 - 6, onsets=[] if onset is None or pd.isna(onset) else [onset])
+        plots.append(chart.opts(title=f"{service}: {name} ({', '.join(backs)})"))
+    note = fmt('<p class="muted">The series behind the top hypotheses (shaded: the incident; dashed: changes; '
+               'dotted: the service\'s onset).</p><ul>{0}</ul>', join(listed)) if listed else \
+        fmt('<p class="muted">No hypotheses to chart.</p>')
     return Charts(plots, "Evidence of the top hypotheses", columns=2, before=styled(note, "hypothesis-evidence"))
 
 
