@@ -180,7 +180,7 @@ def test_a_confirm_click_in_jupyterlab_reaches_the_store(lab, page):
     confirm.click()
     page.get_by_text("Confirmed payments × change").first.wait_for(timeout=30_000)
     ARTIFACTS.mkdir(exist_ok=True)
-    page.get_by_text("Hypotheses of INC-20261102-001").first.scroll_into_view_if_needed()
+    page.locator(".jp-OutputArea-output", has_text="Hypotheses of INC-20261102-001").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "widgets-review.png"))
 
     with lab["ws"].knowledge_base() as kb:
