@@ -86,7 +86,7 @@ def _window(ws: Any, incident_id: str, window_start: Any, window_end: Any) -> tu
 def _data(ws: Any, incident_id: str, window_start: Any = None, window_end: Any = None,
           baseline_hours: Any = None, records: bool = True) -> Any:
     return _gather().incident_data(ws, incident_id, window=_window(ws, incident_id, window_start, window_end),
-                                   baseline_hours=baseline_hours, records=records)
+                                   baseline_hours=baseline_hours, records=records, logs=False)
 
 
 def charts_setup() -> BokehJS:

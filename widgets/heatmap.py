@@ -78,7 +78,7 @@ class AnomalyHeatmapExplorer(StoreWidget):
         window = analysis_window(self.incident)
         floor, clip, onset = gather.SCALES["robust z"]
         if scores is None:  # the engine's scores, gathered by the core (once per process)
-            found = gather.anomaly(gather.incident_data(self.workspace, incident_id, records=False))
+            found = gather.anomaly(gather.incident_data(self.workspace, incident_id, records=False, logs=False))
             scores, method, (floor, clip, onset) = found.scores, found.method, (found.floor, found.clip, found.onset)
         self.scores = scores
         self.method = method or gather.ROBUST_Z

@@ -80,7 +80,7 @@ class HypothesisExplorer(StoreWidget):
 
         self.detector = detector
         self.render = in_kernel() if render is None else render
-        self.data = gather.incident_data(self.workspace, incident_id, records=False)
+        self.data = gather.incident_data(self.workspace, incident_id, records=False, logs=False)
         frame = self.data.window_metrics
         self.catalog = {str(s): sorted(p["name"].astype(str).unique()) for s, p in frame.groupby("service")} \
             if not frame.empty else {}

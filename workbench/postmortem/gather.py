@@ -107,7 +107,7 @@ def incident_end(incident: Any, window_end: Any) -> pd.Timestamp:
 
 
 def incident_data(workspace: Workspace | str | Any, incident_id: str, *, window: tuple[Any, Any] | None = None,
-                  baseline_hours: float | None = None, records: bool = True) -> IncidentData:
+                  baseline_hours: float | None = None, records: bool = True, logs: bool = True) -> IncidentData:
     """Gather one incident's records and telemetry (see :class:`IncidentData`).
 
     Parameters
@@ -120,6 +120,8 @@ def incident_data(workspace: Workspace | str | Any, incident_id: str, *, window:
         Baseline length before the window start; default the standard baseline (24 h).
     records : bool
         Read the hypotheses, conclusions, action items, sign-offs, checks and content hash too.
+    logs : bool
+        Read the incident's logs too (only the log templates need them; empty otherwise).
 
     Raises
     ------
@@ -144,16 +146,16 @@ def incident_data(workspace: Workspace | str | Any, incident_id: str, *, window:
         base = (win[0] - length, win[0])
     key = (str(ws.root), incident_id, win, base, tuple(incident.services), incident.started, incident.resolved,
            incident.mitigated)
+    store = ws.telemetry()
     if key not in _TELEMETRY:
-        store = ws.telemetry()
-        end = incident_end(incident, win[1])
-        _TELEMETRY[key] = {
-            "events": store.query("events", *win),
-            "metrics": store.query("metrics", base[0], win[1]),
-            "logs": store.query("logs", incident.started, max(end, incident.started + pd.Timedelta(minutes=1)),
-                                services=list(incident.services) or None)}
+        _TELEMETRY[key] = {"events": store.query("events", *win), "metrics": store.query("metrics", base[0], win[1])}
     tables = _TELEMETRY[key]
-    return IncidentData(incident, win, base, **extra, **tables, step=ws.settings.step,
+    if logs and "logs" not in tables:
+        end = incident_end(incident, win[1])
+        tables["logs"] = store.query("logs", incident.started, max(end, incident.started + pd.Timedelta(minutes=1)),
+                                     services=list(incident.services) or None)
+    return IncidentData(incident, win, base, **extra, events=tables["events"], metrics=tables["metrics"],
+                        logs=tables["logs"] if logs else schema.empty("logs"), step=ws.settings.step,
                         detector=ws.settings.detector, key=key)
 
 
@@ -293,7 +295,7 @@ def template_changes(workspace: Workspace | str | Any, incident_id: str, service
     """
     from ..signals.logs import mine, template_counts
 
-    data = incident_data(workspace, incident_id, window=window, records=False)
+    data = incident_data(workspace, incident_id, window=window, records=False, logs=False)
     w0, w1 = data.window
     b0 = w0 - (w1 - w0)
     store = open_workspace(workspace).telemetry()
