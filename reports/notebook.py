@@ -26,7 +26,7 @@ from .embed import HTML, BokehJS, Charts
 from .safe import CSS, Markup, badge, code, collapsible, fmt, items, join, link, section, table
 
 __all__ = ["action_items", "analysis_notes", "charts_setup", "checks", "conclusions", "detection_gap", "evidence",
-           "heatmap", "hypotheses", "hypothesis_evidence", "metrics", "open_workspace", "recurrence_summary",
+           "heatmap", "hypotheses", "hypothesis_evidence", "logs", "metrics", "open_workspace", "recurrence_summary",
            "signatures", "suggestions", "summary", "timeline", "verdicts", "verification_criteria"]
 
 #: Width of a full-width chart in a notebook (JupyterLab's output area beside the file browser).
@@ -249,6 +249,20 @@ def evidence(ws: Any, incident_id: str, *, detector: str | None = None, top: int
             f"{service}: suspicion {text.number(part['suspicion'].iloc[0])}, {len(rows)} item(s)", body))
         plain.append(f"{service} (suspicion {text.number(part['suspicion'].iloc[0])}): {len(rows)} item(s)")
     return _out(join(parts), "\n".join(plain), "evidence")
+
+
+def logs(ws: Any, incident_id: str, *, limit: int = 12) -> HTML:
+    """The warning and error log templates while the incident lasted, most lines first (Drain3 in
+    the core, :func:`workbench.postmortem.gather.log_templates`)."""
+    ws = open_workspace(ws)
+    data = _gather().incident_data(ws, incident_id, records=False)
+    frame = _gather().log_templates(data, limit=limit)
+    rows = [(r.service, r.count, text.when(r.first_seen), fmt("<code>{0}</code>", r.template),
+             fmt("<code>{0}</code>", r.example)) for r in frame.itertuples()]
+    body = table(rows, ("service", "lines", "first seen", "template", "example line"),
+                 "No WARN or ERROR lines while the incident lasted.", nowrap=(1, 2))
+    plain = "\n".join(f"{r.service}  {r.count}  {r.template}" for r in frame.itertuples()) or "no WARN or ERROR lines"
+    return _out(body, plain, "logs")
 
 
 def _clocks(values: Iterable[Any]) -> list[str]:
