@@ -22,6 +22,7 @@ from workbench.store import INCIDENT_STATUSES, SEVERITIES
 
 from . import safe
 from .safe import Markup, fmt
+from .text import percent  # noqa: F401 (part of this module's surface)
 from .views import duration, when
 
 __all__ = [
@@ -51,11 +52,6 @@ def seconds_text(seconds: float | None) -> str:
         return "unknown"
     start = pd.Timestamp(0, tz="UTC")
     return duration(start, start + pd.Timedelta(seconds=float(seconds)))
-
-
-def percent(value: float | None) -> str:
-    """``12.5 %``; ``—`` for None (a rate with an empty denominator)."""
-    return "—" if value is None else f"{100 * value:.1f} %"
 
 
 def _today(today: date | None) -> date:

@@ -116,9 +116,10 @@ def number(value: Any, digits: int = 2) -> str:
 
 
 def percent(value: Any) -> str:
-    """A 0–1 share as ``83 %``; :data:`MISSING` when not a finite number."""
+    """A 0–1 share as ``83.4 %``; :data:`MISSING` when not a finite number (a rate with an empty
+    denominator, a confidence nobody computed)."""
     f = finite(value)
-    return MISSING if f is None else f"{round(100 * f):d} %"
+    return MISSING if f is None else f"{100 * f:.1f} %"
 
 
 def plain(value: Any) -> str:

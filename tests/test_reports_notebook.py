@@ -28,7 +28,7 @@ def test_values_read_like_the_report():
         ["—", "—", "—", "—", "—", "1.23", "x"]
     assert (text.number(1.03712), text.number(0.000123), text.number(float("inf"))) == ("1.04", "0.00012", "—")
     assert text.duration("2026-11-02T14:03:00Z", "2026-11-02T14:08:48Z") == "5 min 48 s"
-    assert (text.minutes_text(125.5), text.minutes_text(None), text.percent(0.834)) == ("2 h 5 min", "—", "83 %")
+    assert (text.minutes_text(125.5), text.minutes_text(None), text.percent(0.834)) == ("2 h 5 min", "—", "83.4 %")
     assert text.when("2026-11-02T14:10:00Z", seconds=None) == "2026-11-02 14:10 UTC"
 
 
@@ -42,7 +42,7 @@ def test_the_hypotheses_table_shows_a_calibrated_confidence_only_when_there_is_o
     plain = hypotheses_markup([_hypothesis()])
     assert ">1.04<" in plain and "confidence" not in plain
     calibrated = hypotheses_markup([_hypothesis(confidence=0.834), _hypothesis(id="h2", rank=2, confidence=None)])
-    assert "confidence" in calibrated and ">83 %<" in calibrated and ">—<" in calibrated
+    assert "confidence" in calibrated and ">83.4 %<" in calibrated and ">—<" in calibrated
 
 
 def test_chart_scripts_keep_data_inside_their_json():
