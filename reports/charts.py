@@ -18,6 +18,7 @@ import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend with
 import numpy as np
 import pandas as pd
 
+from workbench.formats import clip
 from workbench.postmortem.gather import ENGINE, ROBUST_Z, SCALES, incident_end  # noqa: F401 (the scores' names)
 from workbench.signals.detect.frame import sustained_onset
 
@@ -232,7 +233,7 @@ def template_chart(counts: pd.DataFrame, labels: dict[str, str], incident: Any, 
     x0, x1 = (pd.Timestamp(t) for t in x_range)
     curves = {}
     for tid, part in counts.groupby("template_id", sort=False):
-        label = _short(labels.get(tid, str(tid)), 70)
+        label = clip(labels.get(tid, str(tid)), 70)
         curves[label] = hv.Curve(pd.DataFrame({"time": naive_utc(part["timestamp"]).to_numpy(),
                                                "lines": part["count"].to_numpy()}), "time", "lines").opts(
             tools=["hover"], line_width=1.4)
@@ -241,8 +242,3 @@ def template_chart(counts: pd.DataFrame, labels: dict[str, str], incident: Any, 
         color="#cf222e", alpha=0.08, line_alpha=0)
     return (overlay * span).opts(width=width, height=height, title="log lines per step", xlabel="time (UTC)",
                                  ylabel="lines", legend_position="bottom", show_grid=True, toolbar="above")
-
-
-def _short(text: str, n: int = 60) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -13,6 +13,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from workbench.formats import clip
 from workbench.workspace import Workspace
 from workbench.store import CONCLUSION_KINDS
 
@@ -72,7 +73,7 @@ class ConclusionsEditor(StoreWidget):
             rows, ("kind", "text", "author", "id"), "no conclusions yet")
         ids = {c.id for c in self.conclusions}
         value = current if current in ids else None
-        self.select.options = [(NEW, None)] + [(f"{c.kind}: {_short(c.text)}", c.id) for c in self.conclusions]
+        self.select.options = [(NEW, None)] + [(f"{c.kind}: {clip(c.text, 50)}", c.id) for c in self.conclusions]
         self.select.value = value
         self.load(value)
 
@@ -119,7 +120,3 @@ class ConclusionsEditor(StoreWidget):
         self.status.ok(f"Saved the {stored.kind} (version {stored.version}).")
         return stored
 
-
-def _short(text: str, n: int = 50) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= n else line[: n - 1] + "…"

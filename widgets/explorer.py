@@ -33,6 +33,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from workbench.formats import clip
 from workbench.workspace import Workspace
 from workbench.telemetry.windows import BASELINE, analysis_window
 
@@ -286,7 +287,7 @@ class TelemetryExplorer(StoreWidget):
             part = counts[counts["template_id"] == tid] if counts is not None else None
             if part is None or part.empty:
                 continue
-            label = f"{row['service']}: {_short(row['template'])}"
+            label = f"{row['service']}: {clip(row['template'], 60)}"
             curves[label] = hv.Curve(pd.DataFrame({"time": naive_utc(part["timestamp"]).to_numpy(),
                                                    "lines": part["count"].to_numpy()}), "time", "lines")
         span = hv.VSpan(naive_utc(self.incident.started), naive_utc(incident_end(self.incident, end))).opts(
@@ -451,7 +452,3 @@ def _text(value: Any) -> str:
     ts = _utc(value)
     return ts.strftime("%Y-%m-%d %H:%M:%S" if ts.second else "%Y-%m-%d %H:%M")
 
-
-def _short(text: str, n: int = 60) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"
