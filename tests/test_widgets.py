@@ -435,6 +435,13 @@ def test_heatmap_click_opens_the_service_in_the_explorer(ws, explorer):
     assert explorer.services.value == ("payments",)
     assert not heat.on_select("nowhere", None) and "nowhere" in heat.status.text
 
+    # the template's cell: a button that builds this heatmap (and its explorer) only when pressed
+    from workbench.widgets import anomaly_heatmap
+
+    lazy = anomaly_heatmap(ws, SAMPLE_INCIDENT, lazy=True, explorer=explorer)
+    assert lazy.built is None
+    assert isinstance(lazy.open(), AnomalyHeatmapExplorer) and lazy.built.explorer is explorer
+
 
 def test_importing_the_widgets_does_not_import_panel():
     code = "import sys, workbench.widgets; print('panel' in sys.modules, 'holoviews' in sys.modules)"
