@@ -266,6 +266,9 @@ def test_recurrence_executes(sample_ws, postmortem_run):
     for heading in ("Follow-up status", "Recheck history", "Verification criteria"):
         assert f"## {heading}" in markdown
     assert _errors(nb) == [] and result.status == "succeeded"
+    shown = {c.source.split("(")[0]: o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs}
+    assert "signature of" in shown["show.signatures"]["text/plain"]  # the incident's own, beside the last check's
+    assert shown["show.verdicts"]["text/plain"].startswith("Verdicts over time")
     (run,) = [r for r in _runs(sample_ws, INCIDENT) if r.id == result.run_id]
     assert run.status == "succeeded" and run.template == "recurrence"
     assert run.output_path == f"incidents/{INCIDENT}/recurrence.ipynb"
