@@ -186,11 +186,12 @@ def test_opened_without_a_kernel_every_output_renders(lab, browser):
         state = page.evaluate("() => { const w = window.jupyterapp.shell.currentWidget;"
                               " return {trusted: w.content.model.cells.get(5).trusted,"
                               " kernel: w.sessionContext.session ? w.sessionContext.session.kernel : null}; }")
-        page.locator(".jp-OutputArea-output", has_text="Services ordered by onset").first.scroll_into_view_if_needed()
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "notebook-jupyterlab.png"))
-        page.locator(".jp-OutputArea-output", has_text="Hypotheses of").first.scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "notebook-jupyterlab-review.png"))
+        for text, name in (("Services ordered by onset", "notebook-jupyterlab.png"),
+                           ("Hypotheses of", "notebook-jupyterlab-review.png")):
+            page.locator(".jp-OutputArea-output", has_text=text).first.scroll_into_view_if_needed()
+            page.wait_for_timeout(800)  # JupyterLab paints cells scrolled into view on the next frames
+            page.screenshot(path=str(ARTIFACTS / name))
         assert state == {"trusted": True, "kernel": None}
         assert len(painted) >= 5 and all(painted)  # timeline, key metrics, heatmap, hypotheses' series
         assert not [r for r in REPRS if r in shown], shown[:2000]
