@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.formats import clip
-from workbench.postmortem.gather import ENGINE, ROBUST_Z, SCALES, incident_end  # noqa: F401 (the scores' names)
+from workbench.postmortem.gather import ROBUST_Z, SCALES, incident_end
 from workbench.signals.detect.frame import sustained_onset
 
 #: Events that change the system (marked on metric charts as dashed lines).

@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 
 from conftest import HOSTILE_STRINGS, require_browser
-from test_reports_browser import ARTIFACTS, CANVAS_STATE
+from test_reports_browser import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 

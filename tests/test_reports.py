@@ -262,7 +262,6 @@ def test_each_view_wraps_core_objects_and_renders(ws):
     store = ws.telemetry()
     events = store.query("events", "2026-11-02T13:00Z", "2026-11-02T15:10Z")
     metrics = store.query("metrics", "2026-11-02T13:00Z", "2026-11-02T15:10Z")
-    logs = store.query("logs", "2026-11-02T14:03Z", "2026-11-02T14:55Z", services=["payments"])
     views = [IncidentHeader(incident, signoffs, current), ImpactView(incident, conclusions),
              TimelineView(incident, events), MetricsView(incident, metrics, events),
              LogsView(incident, gather.log_templates(gather.incident_data(ws, SAMPLE_INCIDENT))),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 import ipywidgets as w
-import pandas as pd
 
 from workbench.workspace import Workspace, open_workspace  # noqa: F401 (the widgets' import)
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
