@@ -510,6 +510,8 @@ def suggestions(ws: Any, incident_id: str) -> HTML:
     """Runbook and alert updates the recheck proposed."""
     frame = _pm().suggestions(open_workspace(ws), incident_id)
     rows = [(badge(r.kind), text.plain(r.service), fmt('<span class="text">{0}</span>', r.text),
-             fmt('<span class="text">{0}</span>', r.reason), text.when(r.proposed)) for r in frame.itertuples()]
-    return _out(table(rows, ("kind", "service", "suggestion", "why", "proposed"), "no suggestions"),
+             fmt('<span class="text">{0}</span>', r.reason), text.when(r.proposed), text.plain(r.key))
+            for r in frame.itertuples()]
+    # the key (``runbook:payments``) is how a reviewer names the proposal when accepting it
+    return _out(table(rows, ("kind", "service", "suggestion", "why", "proposed", "key"), "no suggestions"),
                 f"{len(rows)} suggestion(s)", "suggestions")
