@@ -102,3 +102,21 @@ def sample_copy(sample_pristine, tmp_path_factory):
         return workbench.open_workspace(dest)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def prometheus():
+    """One Prometheus per session holding ~6 h of the sample's metrics (tests/prom.py); skipped without it."""
+    from prom import running_prometheus
+
+    with running_prometheus() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def alertmanager():
+    """One Alertmanager per session (no gossip; tests/prom.py); skipped without it."""
+    from prom import running_alertmanager
+
+    with running_alertmanager() as server:
+        yield server

@@ -14,7 +14,7 @@ from workbench.telemetry import schema, sources
 from workbench.store import validate_document
 
 
-def _files(tmp_path, shared):
+def _files(tmp_path, shared, request):
     path = tmp_path / "metrics.csv"
     path.write_text("timestamp,service,environment,name,value\n"
                     "2026-11-01T00:00:00Z,checkout,production,cpu,0.5\n"
@@ -22,7 +22,7 @@ def _files(tmp_path, shared):
     return f"files:{path}", {"table": "metrics"}, None
 
 
-def _otlp(tmp_path, shared):
+def _otlp(tmp_path, shared, request):
     line = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
                                "scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
                                                           "name": "GET /cart", "startTimeUnixNano": "1793491200000000000",
@@ -32,14 +32,30 @@ def _otlp(tmp_path, shared):
     return f"otlp:{path}", {}, None
 
 
-def _nezha(tmp_path, shared):
+def _nezha(tmp_path, shared, request):
     if shared is None:
         pytest.skip("../shared/data is not beside the repo")
     start = pd.Timestamp("2023-01-30T13:14:00Z")
     return f"nezha:{shared / 'nezha-trainticket'}", {"days": ["2023-01-30"]}, (start, start + pd.Timedelta(minutes=3))
 
 
-BUILDERS = {"files": _files, "otlp": _otlp, "nezha": _nezha}
+def _prometheus(tmp_path, shared, request):
+    server = request.getfixturevalue("prometheus")  # skipped without the binaries
+    start = pd.Timestamp("2026-11-02T14:00:00Z")
+    return f"prometheus:{server.url}", {"match": ['{service="payments"}']}, (start, start + pd.Timedelta(minutes=30))
+
+
+def _alertmanager(tmp_path, shared, request):
+    server = request.getfixturevalue("alertmanager")
+    server.request("/api/v2/alerts", [{"labels": {"alertname": "Contract", "service": "checkout"},
+                                       "annotations": {"summary": "contract"}, "startsAt": "2026-11-02T14:05:00Z"}],
+                   method="POST")
+    start = pd.Timestamp("2026-11-02T14:00:00Z")
+    return (f"alertmanager:{server.url}", {"filter": 'alertname="Contract"'},
+            (start, start + pd.Timedelta(minutes=30)))
+
+
+BUILDERS = {"files": _files, "otlp": _otlp, "nezha": _nezha, "prometheus": _prometheus, "alertmanager": _alertmanager}
 
 
 def test_every_registered_source_has_a_contract_fixture():
@@ -54,8 +70,8 @@ def shared_or_none():
 
 
 @pytest.mark.parametrize("scheme", sorted(BUILDERS))
-def test_source_contract(scheme, tmp_path, shared_or_none):
-    url, options, window = BUILDERS[scheme](tmp_path, shared_or_none)
+def test_source_contract(scheme, tmp_path, shared_or_none, request):
+    url, options, window = BUILDERS[scheme](tmp_path, shared_or_none, request)
     src = sources.open_source(url, **options)
     assert src.scheme == scheme and src.url.startswith(f"{scheme}:")
     start, end = window or (None, None)

@@ -29,22 +29,31 @@ def init(path: Optional[Path] = typer.Argument(None, help="Folder of the new wor
 
 
 @app.command()
-def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (files, otlp, nezha) or a folder with manifest.yaml."),
+def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (files, otlp, nezha, prometheus, "
+                                                    "alertmanager), a folder with manifest.yaml, or the name of a "
+                                                    "[sources.<name>] table of workbench.toml."),
            workspace: Optional[Path] = WorkspaceOpt,
            start: Optional[str] = typer.Option(None, help="Only telemetry at or after this time (ISO 8601 with zone)."),
            end: Optional[str] = typer.Option(None, help="Only telemetry before this time (ISO 8601 with zone)."),
+           match: list[str] = typer.Option([], "--match", help="Prometheus series selector (repeatable), e.g. "
+                                                              "'{job=\"checkout\"}'; default: every series."),
+           step: Optional[str] = typer.Option(None, "--step", help="Prometheus query step, e.g. 60s (default 60s)."),
            option: list[str] = typer.Option([], "--option", "-o", help="Source option key=value (repeatable), e.g. -o table=metrics."),
            as_json: bool = JsonOpt) -> None:
     """Validate a source's telemetry into the workspace and import the incidents it describes.
 
     All or nothing: on any error the workspace is left as it was. Ingesting the same data twice
-    adds nothing.
+    adds nothing. Live sources (prometheus, alertmanager) need --start and --end.
     """
     from tqdm import tqdm
 
     from ..telemetry.ingest import ingest as run_ingest
 
     options = dict(option_pair(o) for o in option)
+    if match:
+        options["match"] = list(match)
+    if step is not None:
+        options["step"] = step
     ws = open_workspace(workspace)
     with tqdm(desc="ingest", unit="step", file=sys.stderr, disable=None, leave=False) as bar:
         def progress(text: str) -> None:
@@ -61,6 +70,10 @@ def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (
     if result.duplicates_dropped:
         typer.echo(f"  duplicate rows inside the source dropped: {result.duplicates_dropped:,}")
     typer.echo(f"  incidents: {len(result.incidents_added)} added, {len(result.incidents_updated)} updated, {len(result.incidents_unchanged)} unchanged")
+    if result.source_stats.get("points_not_finite"):
+        typer.echo(f"  points without a finite value (NaN, Inf) dropped: {result.source_stats['points_not_finite']:,}")
+    for link in result.links_offered:
+        typer.echo(f"  link offered: {link['title']} <{link['url']}>")
 
 
 @app.command()
@@ -84,14 +97,68 @@ def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder t
 
 
 @app.command()
-def sources() -> None:
-    """List the registered source schemes."""
+def sources(source: Optional[str] = typer.Argument(None, help="A live source URL (prometheus:http://host:9090) or a "
+                                                              "[sources.<name>] name: list what it holds."),
+            workspace: Optional[Path] = WorkspaceOpt,
+            start: Optional[str] = typer.Option(None, help="Window start for the listing (default: one hour ago)."),
+            end: Optional[str] = typer.Option(None, help="Window end for the listing (default: now)."),
+            match: list[str] = typer.Option([], "--match", help="Prometheus series selector (repeatable)."),
+            label: Optional[str] = typer.Option(None, "--label", help="Prometheus: list the values of this label "
+                                                                       "('' lists the label names)."),
+            option: list[str] = typer.Option([], "--option", "-o", help="Source option key=value (repeatable)."),
+            as_json: bool = JsonOpt) -> None:
+    """List the registered source schemes and the workspace's configured sources, or what one live source holds.
+
+    With a source: Prometheus metric names with their kind (gauge, counter fetched as a rate,
+    histogram fetched as quantiles), series counts and services; Alertmanager's alerts.
+    """
+    import json
+
+    import pandas as pd
+
+    from ..errors import WorkbenchError
     from ..telemetry import sources as registry
 
-    for name in registry.names():
-        cls = registry.get(name)
-        doc = (cls.__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:<8} {doc[0] if doc else ''}")
+    if source is None:
+        rows = [{"scheme": name, "about": ((registry.get(name).__doc__ or "").strip().splitlines() or [""])[0]}
+                for name in registry.names()]
+        try:
+            named = registry.configured(open_workspace(workspace).settings)
+        except WorkbenchError:
+            named = {}  # outside a workspace: only the schemes
+        if as_json:
+            echo_json({"schemes": rows, "configured": {n: u for n, (u, _) in named.items()}})
+            return
+        for row in rows:
+            typer.echo(f"{row['scheme']:<13} {row['about']}")
+        for name, (url, _) in named.items():
+            typer.echo(f"[sources.{name}] {url}")
+        return
+    options: dict = dict(option_pair(o) for o in option)
+    if match:
+        options["match"] = list(match)
+    end_ts = option_time(end, "--end") or pd.Timestamp.now(tz="UTC")
+    start_ts = option_time(start, "--start") or end_ts - pd.Timedelta(hours=1)
+    if ":" not in source:
+        src = registry.open_configured(open_workspace(workspace).settings, source, **options)
+    else:
+        src = registry.open_source(source, **options)
+    if label is not None:
+        if not hasattr(src, "label_values"):
+            raise typer.BadParameter(f"{src.scheme} sources have no labels", param_hint="--label")
+        values = src.label_values(label, start_ts, end_ts) if label else src.label_names(start_ts, end_ts)
+        if as_json:
+            echo_json(values)
+        else:
+            typer.echo("\n".join(values))
+        return
+    table = src.catalogue(start_ts, end_ts)
+    if as_json:
+        echo_json(json.loads(table.to_json(orient="records", date_format="iso")))
+    elif table.empty:
+        typer.echo(f"{src.url}: nothing in {start_ts} .. {end_ts}")
+    else:
+        typer.echo(table.to_string(index=False))
 
 
 @app.command()

@@ -7,6 +7,7 @@ workspace as it was. Ingesting the same data twice adds nothing.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -15,7 +16,7 @@ import pandas as pd
 
 from ..errors import NotFoundError
 from ..store.documents import validate_document
-from .sources import open_source
+from .sources import configured, open_configured, open_source
 from .sources.base import RawFrame
 
 if TYPE_CHECKING:  # the workspace sits above the telemetry layer; ingest only calls its two openers
@@ -38,6 +39,10 @@ class IngestResult:
         Exact duplicate rows inside the source itself, dropped during validation.
     incidents_added, incidents_updated, incidents_unchanged : list of str
         Incident ids by outcome.
+    links_offered : list of dict
+        Links (``title``, ``url``) the source offers for incidents, e.g. runbooks named by alerts.
+    source_stats : dict
+        What a live source did (series, queries, chunks, HTTP requests, dropped points ...).
     seconds : float
         Wall time.
     """
@@ -50,6 +55,8 @@ class IngestResult:
     incidents_added: list[str] = field(default_factory=list)
     incidents_updated: list[str] = field(default_factory=list)
     incidents_unchanged: list[str] = field(default_factory=list)
+    links_offered: list[dict[str, str]] = field(default_factory=list)
+    source_stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,7 +71,10 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
     ----------
     workspace : Workspace
     url : str
-        Source URL, e.g. ``nezha:../shared/data/nezha-trainticket`` or ``data/sample``.
+        Source URL, e.g. ``nezha:../shared/data/nezha-trainticket``, ``data/sample`` or
+        ``prometheus:http://host:9090``, or the name of a ``[sources.<name>]`` table of the
+        workspace's ``workbench.toml`` (a name wins over a folder of the same name in the current
+        directory only when it has no ``/`` or ``:``).
     start, end : pandas.Timestamp, optional
         Only telemetry in ``[start, end)`` (pushed down to the source where it can).
     who : str
@@ -80,7 +90,7 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
         Nothing is written when any is raised.
     """
     t0 = time.perf_counter()
-    source = open_source(url, **options)
+    source = open_named(workspace, url, **options)
     result = IngestResult(source=source.url)
 
     def on_frame(raw: RawFrame) -> None:
@@ -108,8 +118,17 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
         kb.close()
     result.rows_added = staged.stats.rows_added
     result.rows_present = staged.stats.rows_present
+    result.links_offered = source.links()
+    result.source_stats = dict(getattr(source, "stats", {}) or {})
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def open_named(workspace: Workspace, url: str, **options: Any):
+    """Open ``url``: a ``[sources.<name>]`` of the workspace when it is one of those names, else a source URL."""
+    if ":" not in url and "/" not in url and os.sep not in url and url in configured(workspace.settings):
+        return open_configured(workspace.settings, url, **options)
+    return open_source(url, **options)
 
 
 def import_document(kb, doc: dict[str, Any], who: str, origin: str) -> tuple[str, Any]:

@@ -87,6 +87,8 @@ class Source(ABC):
 
     #: The URL scheme the source is registered under (set by ``@register``).
     scheme: ClassVar[str] = ""
+    #: True for sources that query a live system for a window (they need ``start`` and ``end``).
+    live: ClassVar[bool] = False
 
     def __init__(self, location: str, **options: Any):
         self.location = location
@@ -103,6 +105,25 @@ class Source(ABC):
     def incidents(self) -> list[dict[str, Any]]:
         """Incident documents the source describes (none by default)."""
         return []
+
+    def links(self) -> list[dict[str, str]]:
+        """Links (``title``, ``url``) the source offers for incidents, e.g. runbooks named by alerts.
+
+        Known after :meth:`read`; none by default.
+        """
+        return []
+
+    def catalogue(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        """What a live source holds in the window (``workbench sources URL``); one row per kind of thing.
+
+        Raises
+        ------
+        SourceError
+            The source has no discovery (files are listed by the shell).
+        """
+        from ..errors import SourceError
+
+        raise SourceError(f"{self.url}: the {self.scheme} source has no discovery listing")
 
     def read(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
              progress: Callable[[RawFrame], None] | None = None) -> Telemetry:
