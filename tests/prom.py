@@ -236,7 +236,9 @@ def start_prometheus(blocks: Path | None = None, secured: bool = False) -> Serve
             "--log.level=warn"]
     server = Server("prometheus", f"http://127.0.0.1:{port}", root)
     if secured:
-        cert, key = self_signed(root)
+        from conftest import self_signed_certificate
+
+        cert, key = self_signed_certificate(root)
         (root / "web.yml").write_text(
             f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
             f"basic_auth_users:\n  alice: '{_BCRYPT}'\n")
@@ -264,17 +266,6 @@ def backfill(text: str, folder: Path) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"promtool failed ({done.returncode}): {done.stdout}{done.stderr}")
     return blocks
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (its own CA) and its key, made with openssl."""
-    if shutil.which("openssl") is None:
-        raise Unavailable("openssl is needed to make a test certificate")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def start_alertmanager() -> Server:
@@ -336,3 +327,62 @@ def rate_expected(values: np.ndarray, window_steps: int) -> np.ndarray:
     for i in range(window_steps, len(values)):
         out[i] = values[i - window_steps + 1:i + 1].sum() * 60.0 / (window_steps * 60.0)
     return out
+
+
+@dataclass
+class Gateway:
+    """An authenticating reverse proxy in front of a real server, as teams run one (oauth2-proxy, a
+    Mimir/Grafana Cloud gateway): it wants ``Authorization: Bearer <token>``, records the
+    ``X-Scope-OrgID`` it sees and answers 503 to the first ``fail_first`` requests (an overloaded
+    gateway), then forwards each GET to ``upstream`` unchanged.
+    """
+
+    upstream: str
+    token: str
+    fail_first: int = 0
+    url: str = ""
+    seen_tenants: list[str] = field(default_factory=list)
+    requests: int = 0
+
+
+@contextmanager
+def gateway(upstream: str, token: str, fail_first: int = 0) -> Iterator[Gateway]:
+    """Run a :class:`Gateway` on a free loopback port for the ``with`` block."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = Gateway(upstream, token, fail_first)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep the test output clean
+            pass
+
+        def _answer(self, code: int, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            state.requests += 1
+            state.seen_tenants.append(self.headers.get("X-Scope-OrgID", ""))
+            if self.headers.get("Authorization") != f"Bearer {state.token}":
+                return self._answer(401, b'{"status":"error","errorType":"unauthorized","error":"bad or missing token"}')
+            if state.requests <= state.fail_first:
+                return self._answer(503, b"upstream overloaded, try again", "text/plain")
+            try:
+                with urllib.request.urlopen(state.upstream + self.path, timeout=10) as resp:
+                    return self._answer(resp.status, resp.read(), resp.headers.get("Content-Type", ""))
+            except urllib.error.HTTPError as exc:
+                return self._answer(exc.code, exc.read(), exc.headers.get("Content-Type", ""))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,7 +15,7 @@ import pytest
 
 pn = pytest.importorskip("panel")
 
-from conftest import HOSTILE_STRINGS  # noqa: E402
+from conftest import HOSTILE_STRINGS, self_signed_certificate as _self_signed  # noqa: E402
 from test_reports import (HOSTILE_INCIDENT, HOSTILE_SERVICES, HOSTILE_SHOWN, HOSTILE_TITLE,  # noqa: E402
                           add_hostile_incident)
 import workbench
@@ -242,19 +242,6 @@ def test_serve_off_loopback_needs_tls_or_an_explicit_proxy_and_refuses_bad_key_p
     assert "both --tls-cert and --tls-key" in capsys.readouterr().err
     assert main([*base, "--tls-cert", str(secret), "--tls-key", str(secret)]) == 2
     assert f"cannot load the certificate {secret}" in capsys.readouterr().err
-
-
-def _self_signed(folder):
-    """A certificate for 127.0.0.1 and its key, made with openssl (skipped without it)."""
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def test_serve_speaks_https_with_a_certificate(ws, tmp_path):

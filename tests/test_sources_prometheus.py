@@ -75,6 +75,27 @@ def test_a_live_source_needs_a_window():
         src.read(None, None)
 
 
+def test_configured_sources_from_workbench_toml():
+    from workbench.errors import ConfigError, UnknownNameError
+
+    extra = {"sources": {"prod": {"type": "prometheus", "url": "https://prom.example.com/", "step": "30s"},
+                         "alerts": {"url": "alertmanager:http://am:9093"}}}
+    table = sources.configured(extra, environ={"WORKBENCH_SOURCE_ALERTS_URL": "alertmanager:http://am2:9093"})
+    assert table == {"prod": ("prometheus:https://prom.example.com/", {"step": "30s"}),
+                     "alerts": ("alertmanager:http://am2:9093", {})}
+    assert sources.live_sources(extra, environ={}) == ["prod", "alerts"]
+    src = sources.open_configured(extra, "prod", environ={}, match=["up"])
+    assert src.url == "prometheus:https://prom.example.com" and src.step_ms == 30_000 and src.selectors == ["up"]
+    with pytest.raises(UnknownNameError, match="did you mean 'prod'"):
+        sources.open_configured(extra, "prd", environ={})
+    with pytest.raises(ConfigError, match=r"sources.x.url: required"):
+        sources.configured({"sources": {"x": {"step": "1m"}}}, environ={})
+    with pytest.raises(UnknownNameError, match="did you mean 'prometheus'"):
+        sources.configured({"sources": {"x": {"url": "prometeus:http://a"}}}, environ={})
+    with pytest.raises(SourceError, match=r"^sources.x: .*secrets are never taken"):
+        sources.open_configured({"sources": {"x": {"url": "prometheus:http://a", "password": "pw"}}}, "x", environ={})
+
+
 # --------------------------------------------------------------------------- against the server
 
 @pytest.mark.prometheus
@@ -256,3 +277,26 @@ def test_basic_auth_over_tls_with_a_custom_ca(secured, workspace, monkeypatch, t
     result = ingest(workspace, url, *HOUR, **{**{k: v for k, v in good.items() if k != "basic_auth_password_env"},
                                                 "basic_auth_password_file": str(password_file)})
     assert result.rows_added["metrics"] == 8 * 60
+
+
+@pytest.mark.prometheus
+def test_bearer_token_tenant_and_retries_through_a_gateway(prometheus, workspace, monkeypatch, tmp_path):
+    monkeypatch.setenv("WB_TEST_PROM_TOKEN", "t0ken-123")
+    with prom.gateway(prometheus.url, token="t0ken-123", fail_first=2) as gw:
+        url = f"prometheus:{gw.url}"
+        options = {"match": ["error_rate"], "bearer_token_env": "WB_TEST_PROM_TOKEN", "tenant": "team-shop",
+                   "backoff": "0"}
+        result = ingest(workspace, url, *HOUR, **options)  # two 503s, retried
+        assert result.rows_added["metrics"] == 8 * 60
+        assert result.source_stats["requests"] == gw.requests and gw.requests >= 4
+        assert set(gw.seen_tenants) == {"team-shop"}
+        with pytest.raises(SourceError, match=r"HTTP 503: upstream overloaded, try again \(after 2 attempts\)"):
+            gw.requests, gw.fail_first = 0, 5
+            ingest(workspace, url, *HOUR, **{**options, "retries": "1"})
+        token_file = tmp_path / "token"
+        token_file.write_text("wrong\n")
+        gw.fail_first = 0
+        with pytest.raises(SourceError, match="HTTP 401: unauthorized: bad or missing token.*check the credentials") as err:
+            ingest(workspace, url, *HOUR, match=["error_rate"], bearer_token_file=str(token_file))
+        assert "wrong" not in str(err.value)
+    assert workspace.telemetry().counts()["metrics"] == 8 * 60
