@@ -88,10 +88,10 @@ def openmetrics_lines(name: str, labels: dict[str, str], times: Iterable[pd.Time
         yield f"{head} {float(value)!r} {seconds}"
 
 
-def backfill_text(frame: pd.DataFrame) -> str:
-    """The sample's rows plus the extra series as one OpenMetrics text ending in ``# EOF``.
+def backfill_text(frame: pd.DataFrame, extras: bool = True) -> str:
+    """The sample's rows (plus, with ``extras``, the extra series) as one OpenMetrics text ending in ``# EOF``.
 
-    Extra series: ``shop_requests_total`` per service (a counter: the running sum of
+    Extra series (in :data:`BACKFILL_START` .. :data:`BACKFILL_END`): ``shop_requests_total`` per service (a counter: the running sum of
     ``request_rate`` × 60 s, so its rate is request_rate averaged), ``shop_latency_seconds_bucket``
     of checkout (:data:`HISTOGRAM_PER_MINUTE` per minute), ``shop_hostile`` (frontend,
     :data:`HOSTILE_LABELS`) and ``shop_gappy`` (cart, nothing in :data:`GAP`).
@@ -100,6 +100,8 @@ def backfill_text(frame: pd.DataFrame) -> str:
     frame = frame.sort_values(["name", "service", "timestamp"], kind="stable")
     for (name, service, environment), g in frame.groupby(["name", "service", "environment"], sort=False):
         lines += openmetrics_lines(name, {"service": service, "environment": environment}, g["timestamp"], g["value"])
+    if not extras:
+        return "\n".join(lines) + "\n# EOF\n"
     rates = frame[frame["name"] == "request_rate"]
     for (service, environment), g in rates.groupby(["service", "environment"]):
         lines += openmetrics_lines("shop_requests_total", {"service": service, "environment": environment},
