@@ -185,6 +185,9 @@ def _read_csv(entry: TableEntry, path: Path) -> tuple[pd.DataFrame, Callable[[in
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     text = read_text(path)
+    fast = _read_jsonl_arrow(text)
+    if fast is not None:
+        return fast
     records: list[dict[str, Any]] = []
     lines: list[int] = []
     # Not splitlines(): U+2028 and friends may sit raw inside a JSON string.
@@ -202,6 +205,51 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     return frame, lambda i: f"line {lines[i]}"
 
+
+#: Arrow types the JSON-lines fast path accepts: exactly what ``json.loads`` would give per value.
+_FLAT_JSON_TYPES = (pa.types.is_string, pa.types.is_int64, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
+
+
+def _read_jsonl_arrow(text: str) -> tuple[pd.DataFrame, Callable[[int], str]] | None:
+    """Arrow's multi-threaded JSON reader, when it reads the file exactly as ``json.loads`` would.
+
+    Fields whose first value is text are read as text (Arrow would otherwise turn ISO times into
+    timestamps). Anything else (a nested object, a field changing type, a duplicate key, an
+    integer beyond float precision, a line that is not an object) returns None, and the line-by-
+    line reader reads the file and names the offending line.
+    """
+    import pyarrow.json as pajson
+
+    head = text.lstrip()
+    if not head.startswith("{"):
+        return None
+    try:
+        first = json.loads(head[:head.find("\n")] if "\n" in head else head)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(first, dict):
+        return None
+    schema_ = pa.schema([(k, pa.string()) for k, v in first.items() if isinstance(v, str)])
+    try:
+        table = pajson.read_json(io.BytesIO(text.encode("utf-8")), parse_options=pajson.ParseOptions(
+            explicit_schema=schema_, unexpected_field_behavior="infer", newlines_in_values=False))
+    except (pa.ArrowException, ValueError):
+        return None
+    for field_ in table.schema:
+        if not any(check(field_.type) for check in _FLAT_JSON_TYPES):
+            return None
+        if pa.types.is_floating(field_.type):
+            biggest = pc.max(pc.abs(table[field_.name])).as_py()
+            if biggest is not None and biggest >= 2**53:  # may have been an integer json.loads keeps exact
+                return None
+    frame = table.to_pandas()
+
+    def locate(i: int) -> str:
+        # Only errors need line numbers: count them then (blank lines are not records).
+        numbers = [n for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+        return f"line {numbers[i]}"
+
+    return frame, locate
 
 def _map_columns(entry: TableEntry, path: Path, raw: pd.DataFrame, locate: Callable[[int], str]) -> pd.DataFrame:
     """Turn the file's columns into the unified columns of ``entry.table``."""
