@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -275,14 +276,27 @@ def _map_columns(entry: TableEntry, path: Path, raw: pd.DataFrame, locate: Calla
     if time_col:
         out[time_col] = _epoch(out[time_col], entry, path, _source_column(entry, time_col, available) or time_col, locate)
     for col in _OPTIONAL_TEXT & set(out.columns):
-        out[col] = out[col].astype(object).where(out[col].notna(), "")
+        column = out[col] if pd.api.types.is_string_dtype(out[col].dtype) else out[col].astype(object)
+        out[col] = column.where(column.notna(), "")
     if table == "logs":
         out["severity"] = _severity(out["severity"], entry.severity_map)
     if entry.attributes_from:
         out["attributes"] = _fold_attributes(raw, out.get("attributes"), entry, path, locate)
-    elif "attributes" in out.columns:
-        out["attributes"] = out["attributes"].map(_pairs_to_dict)
+    elif "attributes" in out.columns and out["attributes"].dtype == object:
+        out["attributes"] = _per_distinct(out["attributes"], _pairs_to_dict)  # text columns hold no pairs
     return out
+
+
+def _per_distinct(series: pd.Series, func: Callable[[Any], Any]) -> pd.Series:
+    """``series.map(func)``, calling ``func`` once per distinct value (falls back per row for unhashable values)."""
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # lists (Parquet MAP pairs) are unhashable
+        return series.map(func)
+    mapped = np.empty(len(uniques) + 1, dtype=object)
+    mapped[:-1] = [func(v) for v in uniques]
+    mapped[-1] = series[codes == -1].iloc[0] if (codes == -1).any() else None
+    return pd.Series(mapped[codes], index=series.index, dtype=object)
 
 
 def _epoch(series: pd.Series, entry: TableEntry, path: Path, column: str, locate: Callable[[int], str]) -> pd.Series:
@@ -322,7 +336,7 @@ def _severity(series: pd.Series, mapping: dict[str, str] | None) -> pd.Series:
             text = mapping.get(text, mapping.get(text.strip(), text))
         return schema.normalize_severity(text)
 
-    return series.astype(object).map(one)
+    return _per_distinct(series, one)
 
 
 def _pairs_to_dict(value: Any) -> Any:
