@@ -300,3 +300,14 @@ def test_bad_options_and_folders_are_refused(tmp_path):
         open_source(f"nezha:{root}", days=["2023-01-31"])
     with pytest.raises(SourceError, match="rca_data"):
         open_source(f"nezha:{tmp_path / 'missing'}")
+
+
+def test_undecodable_bytes_are_replaced_and_multiline_fields_kept(tmp_path):
+    root = _dataset(tmp_path)
+    path = root / "rca_data" / "2023-01-29" / "log" / "10_00_log.csv.gz"
+    text = ",".join(LOG_HEADER) + "\n" + ",".join(
+        ["2023-01-29T09:59:30Z", "0", "10.0.0.1", POD, "server", "t1", "s1", "PLACEHOLDER"]) + "\n"
+    raw = text.encode().replace(b"PLACEHOLDER", b'"caf\xe9 line\nand more"')
+    path.write_bytes(gzip.compress(raw))
+    tel = open_source(f"nezha:{root}").read()
+    assert tel.logs["body"].tolist() == ["caf\ufffd line\nand more"]

@@ -96,9 +96,10 @@ Malformed input
 A CSV row with the wrong number of fields or broken quoting, a row without a usable time, id or
 pod, and a metric value that is neither a number nor missing are skipped, counted in
 :attr:`NezhaSource.skipped` (relative file path → count; reset by each
-:meth:`~NezhaSource.frames` call) and logged as a warning naming the file (and the lines of
+:meth:`~NezhaSource.frames` call) and logged as a warning naming the file (and the records of
 malformed rows). Undecodable bytes are replaced (U+FFFD). None of the shared files has a
-malformed row; the README reports one in the full data set.
+malformed row; the README reports one in the full data set. Malformed rows are named by their
+record number (the header is record 1; a quoted multi-line value is one record).
 
 Metric files are whole days, so each is parsed once per source instance and kept in memory
 (about 1.3 M values for both days); later windows only select rows.
@@ -107,10 +108,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import logging
 import re
-import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -118,6 +119,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from .. import schema
 from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
@@ -173,10 +177,9 @@ _TRACE_COLUMNS = ("TraceID", "SpanID", "ParentID", "PodName", "OperationName",
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FILE_MINUTE = re.compile(r"^(\d{2})_(\d{2})_(log|trace)\.csv\.gz$")
 _HAS_ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"
-_LEVEL = re.compile(r"^\s*\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\s+([A-Za-z]+)\b")
+#: The level token after the line's clock (``16:42:22.382 INFO  …``), for Arrow's RE2 engine.
+_LEVEL_RE2 = r"^\s*\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\s+(?P<level>[A-Za-z]+)\b"
 _OPTIONS = ("days", "cases", "labels")
-#: Longest field accepted by the CSV reader; a longer one is a broken quote swallowing lines.
-_FIELD_LIMIT = 16 * 1024 * 1024
 _WARN_LINES = 5
 
 
@@ -304,6 +307,9 @@ class NezhaSource(Source):
 
     def _metrics(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
         lo, hi = _ns_bounds(start, end)
+        # Text columns are gathered as codes into small vocabularies and built once at the end:
+        # a million Python strings turned into an Arrow column cost more than all the parsing.
+        vocab = _Vocabulary()
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("timestamp", "service", "name", "value", "unit", "attributes")}
         for day in self.days:
             folder = self.root / "rca_data" / day / "metric"
@@ -316,23 +322,28 @@ class NezhaSource(Source):
                 keep = (parsed["stamp"] >= lo) & (parsed["stamp"] < hi)
                 if not keep.any():
                     continue
+                service = vocab.codes(parsed["service"])
+                attributes = vocab.codes(parsed["attributes"])
                 for name, unit, values in parsed["series"]:
                     has = keep & np.isfinite(values)
-                    if not has.any():
+                    count = int(has.sum())
+                    if not count:
                         continue
                     cols["timestamp"].append(parsed["stamp"][has])
-                    cols["service"].append(parsed["service"][has])
-                    cols["name"].append(np.full(int(has.sum()), name, dtype=object))
+                    cols["service"].append(service[has])
+                    cols["name"].append(np.full(count, vocab.code(name)))
                     cols["value"].append(values[has])
-                    cols["unit"].append(np.full(int(has.sum()), unit, dtype=object))
-                    cols["attributes"].append(parsed["attributes"][has])
+                    cols["unit"].append(np.full(count, vocab.code(unit)))
+                    cols["attributes"].append(attributes[has])
         if not cols["timestamp"]:
             return schema.empty("metrics")
         data = {k: np.concatenate(v) for k, v in cols.items()}
         return pd.DataFrame({
             "timestamp": pd.to_datetime(data["timestamp"], unit="ns", utc=True),
-            "service": data["service"], "environment": np.full(len(data["value"]), ENVIRONMENT, dtype=object),
-            "name": data["name"], "value": data["value"], "unit": data["unit"], "attributes": data["attributes"],
+            "service": vocab.column(data["service"]),
+            "environment": vocab.column(np.full(len(data["value"]), vocab.code(ENVIRONMENT))),
+            "name": vocab.column(data["name"]), "value": data["value"], "unit": vocab.column(data["unit"]),
+            "attributes": vocab.column(data["attributes"]),
         })
 
     def _metric_file(self, path: Path) -> dict[str, Any]:
@@ -347,32 +358,34 @@ class NezhaSource(Source):
         front = path.name == FRONT_FILE
         columns = FRONT_METRICS if front else POD_METRICS
         who = "ServiceName" if front else "PodName"
-        table, bad_lines = _read_csv(path, ("TimeStamp", who))
+        table, bad_lines = _read_csv(path, ("TimeStamp", who), as_arrow=True)
         skipped: Counter[str] = Counter()
         if bad_lines:
             skipped[_malformed(bad_lines)] += len(bad_lines)
-        seconds = pd.to_numeric(table["TimeStamp"], errors="coerce").to_numpy(dtype="float64")
+        seconds = _numbers(table["TimeStamp"])
         usable = np.isfinite(seconds) & (seconds >= EARLIEST.timestamp()) & (seconds < 2**33)
-        ok = usable & table[who].ne("").to_numpy(dtype=bool)
+        ok = usable & np.asarray(pc.not_equal(table[who], ""), dtype=bool)
         if (~ok).any():
             skipped[f"row(s) with no usable TimeStamp or {who}"] += int((~ok).sum())
-        table, seconds = table[ok], seconds[ok]
-        names = table[who]
+        seconds = seconds[ok]
+        names = table[who].to_pandas()[ok].reset_index(drop=True)
         series = []
         for column, (name, unit) in columns.items():
-            if column not in table.columns:
+            if column not in table.column_names:
                 continue
             raw = table[column]
-            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64")
+            values = _numbers(raw)
             missing = ~np.isfinite(values)
             if missing.any():
                 # "NaN" (Prometheus' answer over no samples) or an empty cell is a missing
                 # sample (documented); anything else unparseable or infinite is bad input.
-                bad = int((~raw[missing].str.strip().str.lower().isin(("", "nan"))).sum())
+                text = pc.utf8_lower(pc.utf8_trim_whitespace(raw))
+                fine = np.asarray(pc.is_in(text, pa.array(["", "nan"])), dtype=bool)
+                bad = int((missing & ~fine & ok).sum())
                 if bad:
                     skipped[f"value(s) of {column} that are not finite numbers"] += bad
                 values = np.where(missing, np.nan, values)
-            series.append((name, unit, values))
+            series.append((name, unit, values[ok]))
         parsed = {
             "stamp": np.round(seconds * 1e3).astype("int64") * 1_000_000,
             "service": (names if front else _per_value(names, service_of)).to_numpy(dtype=object),
@@ -402,10 +415,9 @@ class NezhaSource(Source):
             table, ts = table[keep], ts[keep]
             if table.empty:
                 continue
-            bodies, partial = zip(*(_body(v) for v in table["Log"]))
-            body = pd.Series(bodies, index=table.index, dtype=object)
-            level = body.str.extract(_LEVEL, expand=False)
-            severity = level.map(_severity_of(level.dropna().unique()), na_action="ignore").fillna("INFO")
+            body, partial = _bodies(table["Log"])
+            level = _level_tokens(body)
+            severity = level.map(_severity_of(level.dropna().unique()), na_action="ignore").astype(object).fillna("INFO")
             # Attribute JSON assembled from per-value JSON strings: identical to
             # schema.to_attributes (sorted keys, compact), and 5x faster than a dumps per row.
             tail = pd.Series(np.where(partial, ',"truncated":true}', "}"), index=table.index, dtype=object)
@@ -529,48 +541,64 @@ class NezhaSource(Source):
 
 # --------------------------------------------------------------------------- helpers
 
-def _read_csv(path: Path, required: Iterable[str]) -> tuple[pd.DataFrame, list[int]]:
-    """Every well-formed row of a gzip CSV as text columns, and the line numbers of malformed rows."""
-    rows: list[list[str]] = []
-    bad_lines: list[int] = []
-    limit = csv.field_size_limit()
-    csv.field_size_limit(min(_FIELD_LIMIT, sys.maxsize))
+def _read_csv(path: Path, required: Iterable[str], as_arrow: bool = False) -> tuple[Any, list[int]]:
+    """Every well-formed row of a gzip CSV as text columns, and the record numbers of malformed rows.
+
+    Arrow's CSV reader (one block per file, so a quoted field may hold newlines): the columns come
+    back as Arrow-backed ``str``; a row with the wrong number of fields is skipped and its record
+    number (the header is record 1; blank lines do not count) is returned.
+    """
     try:
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-            reader = csv.reader(handle)
-            try:
-                header = next(reader, None)
-            except csv.Error as exc:
-                raise SourceError(f"{path}: the header line is not CSV ({exc})") from exc
-            if header is None:
-                return pd.DataFrame(columns=list(required), dtype=object), []
-            width = len(header)
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error:
-                    bad_lines.append(reader.line_num)
-                    continue
-                if len(row) == width:
-                    rows.append(row)
-                elif row:  # a blank line is not a record
-                    bad_lines.append(reader.line_num)
+        with open(path, "rb") as handle:
+            data = gzip.decompress(handle.read())
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"{path}: cannot read this gzip CSV file ({exc})") from exc
-    finally:
-        csv.field_size_limit(limit)
+    newline = data.find(b"\n")
+    first = (data if newline < 0 else data[:newline]).decode("utf-8", errors="replace").rstrip("\r")
+    if not first.strip():
+        empty = pd.DataFrame(columns=list(required), dtype=object)
+        return (pa.Table.from_pandas(empty.astype(str), preserve_index=False) if as_arrow else empty), []
+    try:
+        header = next(csv.reader([first], strict=True))
+    except csv.Error as exc:
+        raise SourceError(f"{path}: the header line is not CSV ({exc})") from exc
     missing = [c for c in required if c not in header]
     if missing:
         raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; "
                           f"expected {', '.join(required)} (found {', '.join(header)})")
-    return pd.DataFrame(rows, columns=header, dtype=object), bad_lines
+    try:
+        table, bad_lines = _arrow_csv(data, header)
+    except pa.ArrowInvalid as exc:
+        if "UTF8" not in str(exc).upper().replace("-", ""):
+            raise SourceError(f"{path}: unreadable CSV ({exc})") from exc
+        # Documented: undecodable bytes are replaced (U+FFFD), never fatal.
+        table, bad_lines = _arrow_csv(data.decode("utf-8", errors="replace").encode("utf-8"), header)
+    table = table.rename_columns(header)
+    return (table if as_arrow else table.to_pandas()), bad_lines
+
+
+def _arrow_csv(data: bytes, header: list[str]) -> tuple[pa.Table, list[int]]:
+    """Arrow's CSV reader over ``data`` (header line included), every column text, bad rows skipped."""
+    bad_lines: list[int] = []
+
+    def skip(row: Any) -> str:
+        bad_lines.append(row.number if row.number is not None else -1)
+        return "skip"
+
+    names = [f"{c}\x00{i}" if header.count(c) > 1 else c for i, c in enumerate(header)]
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
+                                       block_size=max(len(data), 1) + 1),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False))
+    return table, bad_lines
 
 
 def _malformed(lines: list[int]) -> str:
     shown = ", ".join(map(str, lines[:_WARN_LINES])) + (" …" if len(lines) > _WARN_LINES else "")
-    return f"malformed CSV row(s) (wrong number of fields or bad quoting; lines {shown})"
+    return f"malformed CSV row(s) (wrong number of fields or bad quoting; records {shown}, the header is 1)"
 
 
 def fault_cases(root: Path, day: str) -> list[tuple[str, pd.Timestamp, dict[str, Any]]]:
@@ -626,10 +654,40 @@ def _ns_bounds(start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[in
     return (start.value if start is not None else info.min), (end.value if end is not None else info.max)
 
 
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """Text cells as float64, NaN where a cell is not a number (Arrow's cast; pandas' parser when it refuses)."""
+    try:
+        return np.asarray(pc.cast(pc.if_else(pc.equal(column, ""), None, column), pa.float64())
+                          .to_numpy(zero_copy_only=False), dtype="float64")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+class _Vocabulary:
+    """Text values as integer codes, turned into an Arrow-backed ``str`` column in one step."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+
+    def code(self, text: str) -> int:
+        return self._index.setdefault(text, len(self._index))
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        """Codes of an array of texts (one dictionary lookup per distinct value)."""
+        codes, uniques = pd.factorize(values)
+        table = np.array([self.code(u) for u in uniques], dtype="int64")
+        return table[codes]
+
+    def column(self, codes: np.ndarray) -> pd.Series:
+        words = pa.array(list(self._index), type=pa.string())
+        return pa.chunked_array([pc.take(words, pa.array(codes))]).to_pandas()
+
+
 def _per_value(series: pd.Series, func: Any) -> pd.Series:
-    """``series.map(func)`` computed once per distinct value (pods, operations repeat a lot)."""
-    table = {value: func(value) for value in pd.unique(series)}
-    return series.map(table).astype(object)
+    """``series.map(func)`` computed once per distinct value (pods, operations repeat a lot), as ``str``."""
+    codes, uniques = pd.factorize(series)
+    mapped = pd.array([func(value) for value in uniques], dtype="str")
+    return pd.Series(mapped.take(codes, allow_fill=True), index=series.index)
 
 
 def _json_text(value: str) -> str:
@@ -662,6 +720,23 @@ def _nanos(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 _INT64_MAX = str(np.iinfo("int64").max)
+
+
+def _bodies(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """:func:`_body` of every row (json.loads per line measured as fast as Arrow's JSON reader here)."""
+    pairs = [_body(v) for v in raw.astype("str")]
+    return (pd.Series([b for b, _ in pairs], index=raw.index, dtype="str"),
+            np.array([p for _, p in pairs], dtype=bool))
+
+
+def _level_tokens(body: pd.Series) -> pd.Series:
+    """The level token of each line (:data:`_LEVEL_RE2`), NaN where there is none."""
+    found = pc.extract_regex(pa.array(body.astype("str"), type=pa.string()), _LEVEL_RE2)
+    if isinstance(found, pa.ChunkedArray):
+        found = found.combine_chunks()
+    token = pc.struct_field(found, "level").to_pandas()
+    token.index = body.index
+    return token
 
 
 def _body(raw: str) -> tuple[str, bool]:
