@@ -50,7 +50,8 @@ from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, Hypothe
 from .outbox import OutboxMethods
 from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, RUN_STATUSES, SEVERITIES,
                       TIMELINE, ActionItem, Check, Conclusion, HistoryEntry, Hypothesis, Incident, Run, SignOff,
-                      check_date, check_enum, check_id, check_review, check_time, check_timeline, check_who,
+                      check_date, check_enum, check_id, check_json, check_review, check_time, check_timeline,
+                      check_who,
                       check_window, clean, fail, iso, to_record)
 
 #: What a new hypothesis takes from a candidate record in :meth:`replace_proposed_hypotheses`.
@@ -459,6 +460,18 @@ class KnowledgeBase(OutboxMethods):
         return self._rows("check", query)
 
     # ------------------------------------------------------------------ history
+
+    def record_evidence(self, incident_id: str, evidence: Mapping[str, Any], who: str) -> None:
+        """Append where an incident's evidence came from to its history (``field = "evidence"``).
+
+        ``evidence`` is a JSON object, e.g. a live source's fetch: ``{"source", "url", "start",
+        "end", "rows"}`` (:mod:`workbench.live`). The incident itself is not changed.
+        """
+        value = check_json(dict(evidence), "evidence")
+        who = check_who(who)
+        with self._session(write=True) as s:
+            self._get(s, "incident", incident_id)
+            writes.log(s, "incident", incident_id, incident_id, "evidence", None, value, who, self._clock())
 
     def history(self, entity: str | None = None, entity_id: str | None = None,
                 incident_id: str | None = None) -> list[HistoryEntry]:
