@@ -101,7 +101,7 @@ def bench_prometheus(repeat: int = 3) -> list[dict]:
     sys.path.insert(0, str(REPO / "tests"))
     import prom  # the tests' throwaway-server helpers
 
-    from workbench.sources import open_source
+    from workbench.telemetry.sources import open_source
 
     end = pd.Timestamp("2026-11-03T00:00:00Z")
     out = []
@@ -120,7 +120,7 @@ def bench_prometheus(repeat: int = 3) -> list[dict]:
                     t0 = time.perf_counter()
                     rows = len(open_source(url).read(start, end).metrics)
                     fetch.append(time.perf_counter() - t0)
-                    ws = config.init(Path(tmp) / f"ws-{hours}-{i}")
+                    ws = workbench.init(Path(tmp) / f"ws-{hours}-{i}")
                     t0 = time.perf_counter()
                     result = ingest(ws, url, start, end, who="benchmark")
                     runs.append(time.perf_counter() - t0)

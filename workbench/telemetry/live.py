@@ -1,9 +1,9 @@
 """An incident's telemetry from the workspace's live sources, fetched once and kept in the store.
 
 When ``workbench.toml`` names live sources (``[sources.<name>]`` tables of the ``prometheus`` or
-``alertmanager`` kind, :func:`workbench.sources.live_sources`), :func:`fetch_incident` pulls the
+``alertmanager`` kind, :func:`workbench.telemetry.sources.live_sources`), :func:`fetch_incident` pulls the
 incident's analysis window and its baseline (``[baseline start, window end)``, the span
-:func:`workbench.analysis.analyze` reads) from each of them into the telemetry store. ``workbench
+:func:`workbench.analysis.pipeline.analyze` reads) from each of them into the telemetry store. ``workbench
 analyze``, ``workbench run`` and ``workbench recheck`` call it before they read the store; so can
 a notebook or a script::
 
@@ -35,6 +35,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from ..formats import aware_time, iso_utc
 from . import schema
 from .sources import live_sources, open_configured
 from .windows import analysis_window, baseline_window
@@ -73,7 +74,7 @@ class SourceFetch:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, "start": schema.iso_utc(self.start), "end": schema.iso_utc(self.end),
+        return {"name": self.name, "url": self.url, "start": iso_utc(self.start), "end": iso_utc(self.end),
                 "cached": self.cached, "rows_read": dict(self.rows_read),
                 "seconds": round(self.seconds, 3), "stats": dict(self.stats)}
 
@@ -110,7 +111,7 @@ class FetchReport:
         """One line per source, for the CLI."""
         lines = []
         for s in self.sources:
-            window = f"{schema.iso_utc(s.start)} .. {schema.iso_utc(s.end)}"
+            window = f"{iso_utc(s.start)} .. {iso_utc(s.end)}"
             if s.cached:
                 lines.append(f"{s.name}: {window} already fetched (cached in the store; --refresh fetches again)")
             else:
@@ -165,11 +166,11 @@ def fetch_incident(workspace: Any, incident_id: str, *, refresh: bool = False, w
     names = live_sources(workspace.settings, environ)
     if not names:
         return report
-    now = pd.Timestamp.now(tz="UTC") if now is None else schema.aware_time(now, "now")
+    now = pd.Timestamp.now(tz="UTC") if now is None else aware_time(now, "now")
     kb = workspace.knowledge_base()
     try:
         incident = kb.get_incident(incident_id)
-        start, end = (schema.aware_time(window[0], "window start"), schema.aware_time(window[1], "window end")) \
+        start, end = (aware_time(window[0], "window start"), aware_time(window[1], "window end")) \
             if window is not None else fetch_window(incident)
         end = min(end, now.floor("s"))
         recorded = [h.new for h in kb.history(entity="incident", entity_id=incident_id)
@@ -211,8 +212,8 @@ def fetch_incident(workspace: Any, incident_id: str, *, refresh: bool = False, w
                 report.links_added = new_links
             for part in opened:
                 kb.record_evidence(incident_id, {
-                    "source": part.name, "url": part.url, "start": schema.iso_utc(part.start),
-                    "end": schema.iso_utc(part.end), "rows": {t: n for t, n in part.rows_read.items() if n},
+                    "source": part.name, "url": part.url, "start": iso_utc(part.start),
+                    "end": iso_utc(part.end), "rows": {t: n for t, n in part.rows_read.items() if n},
                     "refresh": refresh}, who=who)
             staged.commit()
     except BaseException:
