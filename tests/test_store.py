@@ -26,7 +26,7 @@ HOSTILE = [
     "RTL \u202eevil\u202c and עברית العربية \u200f",
     "yes", "null", "~", "0x1F", "1e3", "2023-01-29", "- dash", ": colon", "#hash", "&anchor *alias",
     "\u2028line sep\u2029para sep\x85next line",
-    "\ufeffbom and \x07 bell",
+    "\ufeffbom and \x7f delete",  # DEL is not a C0 control character (workbench.formats.text_problem)
 ]
 
 
@@ -423,6 +423,9 @@ def test_nul_characters_are_refused_clearly(kb):
         kb.add_hypothesis(inc.id, service="a", cause="code", summary="s", score=1, evidence=[{"x": "\x00"}], who="x")
     with pytest.raises(StoreError, match="lone surrogate"):
         kb.add_conclusion(inc.id, kind="summary", text="\ud800", who="x")
+    # The same text rule as the telemetry edge: C0 controls other than tab, LF and CR are refused.
+    with pytest.raises(StoreError, match=r"field 'title': contains a control character \('\\x07'\)"):
+        _incident(kb, title="bell \x07")
 
 
 # ----------------------------------------------------------------------------- documents

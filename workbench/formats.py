@@ -1,7 +1,19 @@
-"""Shared value rules: times in UTC, finite numbers, one-line text, ``key=value`` pairs.
+"""Shared value rules: times in UTC, finite numbers, acceptable text, one-line text, ``key=value`` pairs.
 
 The one place for the small conversions every layer needs, so a time typed on the command line,
 read from a criterion or stored in a signature goes through the same rule everywhere.
+
+Acceptable text
+---------------
+Text anywhere in the workbench (telemetry at the edge, the knowledge base) is valid Unicode that
+UTF-8 can encode (no lone surrogates, which is how undecodable bytes survive
+``errors="surrogateescape"``) and holds no C0 control character (U+0000-U+001F), except that
+*multi-line* text (a log body, an event summary, an attribute value, an incident's title or a
+rationale) may hold a tab, a line feed and a carriage return. NUL is refused everywhere: PostgreSQL
+cannot store it in ``text``, and a NUL inside a name cuts it short in C tools. One-line text
+(service, environment, metric and span names, ids, attribute keys) takes no control character
+at all. :func:`text_problem` checks one value, :func:`bad_text` a column at once (Arrow's regex
+engine); both apply :data:`CONTROL_ONE_LINE` / :data:`CONTROL_MULTI_LINE`.
 """
 from __future__ import annotations
 
@@ -9,7 +21,62 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+#: Characters one-line text may not hold: every C0 control character.
+CONTROL_ONE_LINE = "[\\x00-\\x1f]"
+#: Characters multi-line text may not hold: C0 controls except tab, line feed, carriage return.
+CONTROL_MULTI_LINE = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
+_CONTROL = {False: re.compile(CONTROL_ONE_LINE), True: re.compile(CONTROL_MULTI_LINE)}
+
+
+def text_problem(value: str, multiline: bool = True) -> str | None:
+    """What makes ``value`` unacceptable text (see the module docstring), or None when it is fine.
+
+    Parameters
+    ----------
+    value : str
+    multiline : bool
+        True for text that may span lines (tab, LF and CR allowed), False for names and ids.
+
+    Returns
+    -------
+    str or None
+        e.g. ``"a NUL character (\\x00)"``, ``"a control character ('\\x1b')"``, ``"a lone surrogate
+        (not UTF-8)"``.
+    """
+    found = _CONTROL[multiline].search(value)
+    if found is not None:
+        char = found.group()
+        return "a NUL character (\\x00)" if char == "\x00" else f"a control character ({char!r})"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (not UTF-8)"
+    return None
+
+
+def bad_text(values: pd.Series, multiline: bool = True) -> np.ndarray:
+    """Boolean mask of the strings in ``values`` that :func:`text_problem` refuses (missing values: False).
+
+    Vectorised: Arrow's regex engine over the column; a column Arrow cannot hold (lone
+    surrogates) is checked once per distinct value instead.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(values):
+        return np.zeros(0, dtype=bool)
+    try:
+        arrow = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeEncodeError, TypeError):
+        codes, uniques = pd.factorize(values)
+        flags = np.array([isinstance(u, str) and text_problem(u, multiline) is not None for u in uniques] + [False])
+        return flags[codes]
+    pattern = CONTROL_MULTI_LINE if multiline else CONTROL_ONE_LINE
+    found = pc.match_substring_regex(arrow, pattern)
+    return np.asarray(found.fill_null(False), dtype=bool)
 
 
 def aware_time(value: Any, field: str, error: type[Exception] = ValueError) -> pd.Timestamp:

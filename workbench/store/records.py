@@ -9,8 +9,10 @@ Value rules (the same for SQLite and PostgreSQL)
 ------------------------------------------------
 - Times are timezone-aware ``datetime`` (or ``pandas.Timestamp``) or ISO 8601 strings with ``Z`` or
   an offset; naive times are refused. They are stored and returned as UTC, microsecond precision.
-- Text may hold any Unicode except NUL (``\\x00``, which PostgreSQL cannot store in ``text``) and
-  lone surrogates (not encodable as UTF-8): both are refused rather than altered.
+- Text follows :func:`workbench.formats.text_problem` (multi-line text: the same rule as log
+  bodies at the telemetry edge): any Unicode except NUL (``\\x00``, which PostgreSQL cannot store
+  in ``text``), the other C0 control characters but tab, LF and CR, and lone surrogates (not
+  encodable as UTF-8); such text is refused rather than altered.
 - JSON fields (evidence, similar, parameters, verification) take dicts with string keys, lists,
   strings, finite numbers, booleans and ``None``; numpy scalars become numbers, aware datetimes
   become ISO strings ending in ``Z``. Key order is kept.
@@ -29,6 +31,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable, Mapping
 
 from ..errors import StoreError
+from ..formats import text_problem
 from .models import ID_LENGTH
 
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4", "SEV5")
@@ -86,13 +89,11 @@ def check_text(value: Any, field: str) -> str:
 def _string(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise fail(field, "a string", value)
-    if "\x00" in value:
-        raise StoreError(f"field {field!r}: contains a NUL character (\\x00), which the database cannot "
-                         f"store in text; remove it")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"field {field!r}: contains a lone surrogate, which is not valid UTF-8") from None
+    problem = text_problem(value, multiline=True)
+    if problem is not None:
+        why = {"a NUL character (\\x00)": ", which the database cannot store in text; remove it",
+               "a lone surrogate (not UTF-8)": ", which is not valid UTF-8"}.get(problem, "; remove it")
+        raise StoreError(f"field {field!r}: contains {problem}{why}")
     return value
 
 
