@@ -97,3 +97,41 @@ def test_gzip_and_progress(workspace, tmp_path):
     result = ingest(workspace, str(path), table="metrics", progress=seen.append)
     assert result.rows_added["metrics"] == 1
     assert any("read metrics" in s for s in seen) and any("write metrics" in s for s in seen)
+
+
+# name -> (file name, text, table, column the error must name): NUL in every kind of text column,
+# and the other C0 control characters where they do not belong (workbench.formats.text_problem).
+CONTROL = {
+    "NUL in a log body": ("l.jsonl", _log_line(body="served \x00 then"), "logs", "body"),
+    "NUL in a service name": ("m.csv", HEADER + "2026-11-01T00:00:00Z,check\x00out,production,cpu,0.5\n", "metrics", "service"),
+    "NUL in a metric name": ("m.csv", HEADER + "2026-11-01T00:00:00Z,checkout,production,cp\x00u,0.5\n", "metrics", "name"),
+    "NUL in an event summary": ("e.csv", "timestamp,service,environment,kind,summary\n"
+                                "2026-11-01T00:00:00Z,payments,production,deploy,v2\x00\n", "events", "summary"),
+    "NUL in an attribute key": ("l.jsonl", _log_line(attributes={"po\x00d": "a"}), "logs", "attributes"),
+    "NUL in an attribute value": ("l.jsonl", _log_line(attributes={"pod": "a\x00"}), "logs", "attributes"),
+    "escape in a log body": ("l.jsonl", _log_line(body="\x1b[31mred"), "logs", "body"),
+    "newline in a service name": ("l.jsonl", _log_line(service="check\nout"), "logs", "service"),
+    "tab in an attribute key": ("l.jsonl", _log_line(attributes={"k\tey": "a"}), "logs", "attributes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTROL))
+def test_control_characters_are_refused_naming_file_and_column(workspace, tmp_path, case):
+    name, text, table, column = CONTROL[case]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    before = _snapshot(workspace)
+    with pytest.raises(SchemaError) as err:
+        ingest(workspace, str(path), table=table)
+    message = str(err.value)
+    assert str(path) in message and f"column '{column}'" in message and "control character" in message
+    assert _snapshot(workspace) == before
+
+
+def test_multi_line_text_keeps_tabs_and_line_breaks(workspace, tmp_path):
+    path = tmp_path / "l.jsonl"
+    body = "Traceback:\r\n\tat Foo.bar(Foo.java:10)\n"
+    path.write_text(_log_line(body=body, attributes={"note": "two\nlines"}), encoding="utf-8")
+    ingest(workspace, str(path), table="logs")
+    stored = workspace.telemetry().query("logs")
+    assert stored["body"].tolist() == [body] and json.loads(stored["attributes"][0]) == {"note": "two\nlines"}

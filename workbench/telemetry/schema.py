@@ -10,9 +10,17 @@ Conventions of a validated frame
   reason.
 - ``attributes`` is a JSON object serialised with sorted keys (a ``str``), so frames hash, compare
   and round-trip through Parquet and SQL unchanged. Sources may hand in dicts.
+- Text columns are Arrow-backed ``str`` and follow :func:`workbench.formats.text_problem`: no NUL,
+  no other C0 control character in names and ids (service, environment, metric and span names,
+  ids, attribute keys), tab/LF/CR allowed only in multi-line text (log bodies, event summaries,
+  attribute values).
 - Exact duplicate rows are dropped and counted in the :class:`ValidationReport`; two rows with the
   same key but different content (a metric series with two values at one time, a span id used
-  twice) are an error, never resolved silently.
+  twice) are an error, never resolved silently. :func:`merge` applies the same rules when new
+  rows meet stored ones.
+
+Validation is vectorised: columns are checked with Arrow and pandas operations, JSON attributes
+and mixed-type text once per distinct value; no Python runs per row.
 """
 from __future__ import annotations
 
@@ -24,9 +32,9 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from ..errors import SchemaError, UnknownNameError
+from ..formats import bad_text, text_problem
 
 TABLES = ("metrics", "logs", "spans", "events", "topology")
 
@@ -45,7 +53,9 @@ MAX_BODY_CHARS = 65_536
 
 _ROWS_SHOWN = 5
 
-# column -> (kind, required, default). kind: time | str | float | json | enum:<name>
+# column -> (kind, required, default). kind: time | str (one line, non-empty) | str? (one line, may
+# be empty) | text? (multi-line, may be empty) | body (multi-line, non-empty, bounded) | float |
+# duration | json | enum:<name>
 _COLUMNS: dict[str, dict[str, tuple[str, bool, Any]]] = {
     "metrics": {
         "timestamp": ("time", True, None),
@@ -81,7 +91,7 @@ _COLUMNS: dict[str, dict[str, tuple[str, bool, Any]]] = {
         "service": ("str", True, None),
         "environment": ("str", True, None),
         "kind": ("enum:kind", True, None),
-        "summary": ("str?", True, None),
+        "summary": ("text?", True, None),
         "attributes": ("json", False, "{}"),
     },
     "topology": {
@@ -98,6 +108,12 @@ KEYS: dict[str, tuple[str, ...] | None] = {
     "events": None,
     "topology": ("caller", "callee"),
 }
+
+#: Key of :func:`merge` with ``replace=True`` for events (they have no key): an alert is the same
+#: alert when its time, service, environment, kind and fingerprint attribute agree.
+EVENT_REPLACE_KEY = ("timestamp", "service", "environment", "kind", "fingerprint")
+#: Marks a frame :func:`validate` produced (``frame.attrs``): the store does not validate it again.
+VALIDATED_ATTR = "workbench.validated"
 
 #: The column each table is ordered and windowed by.
 TIME_COLUMN = {"metrics": "timestamp", "logs": "timestamp", "spans": "start", "events": "timestamp", "topology": None}
@@ -125,7 +141,7 @@ def empty(table: str) -> pd.DataFrame:
         elif kind in ("float", "duration"):
             data[col] = pd.Series([], dtype="float64")
         else:
-            data[col] = pd.Series([], dtype=object)
+            data[col] = pd.Series([], dtype="str")
     return pd.DataFrame(data)
 
 
@@ -167,8 +183,8 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
              max_body_chars: int = MAX_BODY_CHARS) -> Validated:
     """Validate ``frame`` as the unified ``table`` and return it normalised.
 
-    Every failure is collected before raising (pandera's ``lazy=True``), so one error names every
-    bad column with its first offending rows.
+    Every failure is collected before raising, so one error names every bad column with its
+    first offending rows.
 
     Parameters
     ----------
@@ -210,9 +226,10 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
     if failures:
         raise SchemaError(table, source, failures)
 
-    out = pd.DataFrame(index=frame.index)
+    out = {}
+    codes: dict[str, np.ndarray] = {}
     for col, (kind, _, default) in spec.items():
-        series = frame[col] if col in frame.columns else pd.Series(default, index=frame.index, dtype=object)
+        series = frame[col] if col in frame.columns else pd.Series(default, index=frame.index, dtype="str")
         if kind == "time":
             series, bad = to_utc(series, tz)
             if bad is not None and bad.any():
@@ -220,49 +237,170 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
                             if tz is None else "a parseable time")
                 failures.append(_failure(col, expected, frame, bad))
         elif kind == "json":
-            series, bad = _to_json(series)
+            series, bad, control, codes[col] = _to_json(series)
             if bad.any():
                 failures.append(_failure(col, "a JSON object (dict or JSON text)", frame, bad))
+            if control.any():
+                failures.append(_failure(col, "attribute keys without control characters and values without "
+                                              "NUL or control characters other than tab, LF and CR", frame, control))
         elif kind in ("float", "duration"):
             series, bad = _to_float(series, nonnegative=(kind == "duration"))
             if bad.any():
                 failures.append(_failure(col, "a finite number" + (" >= 0" if kind == "duration" else ""), frame, bad))
         else:
-            series, bad = _to_text(series, allow_empty=kind.endswith("?") or kind.startswith("enum"),
-                                   fill_missing=default if default is not None else None)
+            multiline = kind in ("body", "text?")
+            optional = kind.endswith("?") or kind.startswith("enum")
+            series, bad, control, codes[col] = _to_text(series, allow_empty=optional,
+                                                        fill_missing=default if default is not None else None,
+                                                        multiline=multiline)
             if bad.any():
-                failures.append(_failure(col, "a non-empty UTF-8 string" if not kind.endswith("?") else "a UTF-8 string", frame, bad))
-        out[col] = series
-
-    checks = _pandera_schema(table, max_body_chars)
-    try:
-        checks.validate(out, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        failures.extend(_from_pandera(exc.failure_cases, frame))
+                failures.append(_failure(col, "a non-empty UTF-8 string" if not kind.endswith("?") else "a UTF-8 string",
+                                         frame, bad))
+            control &= ~bad
+            if control.any():
+                failures.append(_failure(col, "text without NUL or control characters other than tab, LF and CR"
+                                         if multiline else "one line of text without control characters (no NUL, "
+                                                           "tab or line break)", frame, control))
+            allowed = _ENUMS.get(kind)
+            if allowed is not None:
+                outside = ~series.isin(allowed[0]).to_numpy(dtype=bool) & ~bad
+                if outside.any():
+                    failures.append(_failure(col, allowed[1], frame, outside))
+            if kind == "body":
+                long = (series.str.len() > max_body_chars).fillna(False).to_numpy(dtype=bool)
+                if long.any():
+                    failures.append(_failure(col, f"a log body of at most {max_body_chars} characters", frame, long))
+        out[col] = series.reset_index(drop=True) if isinstance(series, pd.Series) else series
     if failures:
         raise SchemaError(table, source, _merge(failures))
 
-    out = out.reset_index(drop=True)
-    dup = out.duplicated(keep="first")
-    report.duplicates_dropped = int(dup.sum())
-    out = out[~dup]
+    result = pd.DataFrame(out)
+    shown = frame.reset_index(drop=True)
+    result, dropped = _dedupe(table, result, source, shown, {c: v for c, v in codes.items() if v is not None})
+    report.duplicates_dropped = dropped
+    result = _sorted(table, result)
+    result.attrs[VALIDATED_ATTR] = table
+    report.rows_out = len(result)
+    return Validated(result, report)
+
+
+def merge(table: str, stored: pd.DataFrame, new: pd.DataFrame, source: str = "<store>",
+          replace: bool = False) -> tuple[pd.DataFrame, int]:
+    """``stored`` and ``new`` rows (both validated) as one frame with the rules of :func:`validate`.
+
+    Exact duplicates of stored rows are dropped; a new row whose key matches a stored row with
+    other values is an error (:class:`SchemaError` naming ``source``), unless ``replace`` is
+    True: then the new row replaces the stored one (for events: the stored event with the same
+    time, service, environment, kind and ``fingerprint`` attribute, see :data:`EVENT_REPLACE_KEY`).
+
+    Returns
+    -------
+    (pandas.DataFrame, int)
+        The merged frame, ordered by time, and how many stored rows were replaced.
+    """
+    if stored is None or not len(stored):
+        return new, 0
+    if not len(new):
+        return stored, 0
+    new = _conform(table, new, stored)
+    both = pd.concat([stored, new], ignore_index=True)
+    replaced = 0
+    if replace:
+        key = list(KEYS[table] or ())
+        frame = both
+        if table == "events":
+            frame = both.assign(fingerprint=both["attributes"].str.extract(r'"fingerprint":"([^"]*)"', expand=False))
+            key = list(EVENT_REPLACE_KEY)
+        if key:
+            later = frame.duplicated(subset=key, keep="last").to_numpy(dtype=bool)
+            if table == "events":
+                later &= frame["fingerprint"].notna().to_numpy(dtype=bool)
+            later[len(stored):] = False  # only stored rows give way
+            # An identical stored row is kept (and the new copy dropped below as a duplicate).
+            identical = both.duplicated(keep=False).to_numpy(dtype=bool)
+            drop = later & ~identical
+            replaced = int(drop.sum())
+            both = both[~drop].reset_index(drop=True)
+    merged, _ = _dedupe(table, both, source, both)
+    return _sorted(table, merged), replaced
+
+
+def _conform(table: str, frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``like``'s dtypes where they differ (text read back from Parquet, time units)."""
+    out = {}
+    for col in columns(table):
+        series = frame[col]
+        if col in like.columns and series.dtype != like[col].dtype:
+            series = series.astype(like[col].dtype)
+        out[col] = series
+    return pd.DataFrame(out)
+
+
+def _dedupe(table: str, frame: pd.DataFrame, source: str, shown: pd.DataFrame,
+            codes: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, int]:
+    """Drop exact duplicate rows (keep the first) and refuse key conflicts; ``shown`` names the rows.
+
+    ``codes`` (column -> integer codes of equal values) spares hashing text columns again.
+    """
     key = KEYS[table]
     if key:
-        clash = out.duplicated(subset=list(key), keep=False)
+        # Usually no key repeats: one pass over the key columns, the full-row pass only if needed.
+        suspects = _duplicated(frame, list(key), codes, keep=False)
+        if not suspects.any():
+            return frame, 0
+        dup = np.zeros(len(frame), dtype=bool)
+        dup[suspects] = frame[suspects].duplicated(keep="first").to_numpy(dtype=bool)
+        kept = frame[~dup]
+        clash = kept.duplicated(subset=list(key), keep=False).to_numpy(dtype=bool)
         if clash.any():
-            rows = frame.reset_index(drop=True)[~dup][clash.to_numpy()]
+            rows = shown[~dup][clash]
             raise SchemaError(table, source, [{
                 "column": ", ".join(key),
                 "check": "unique key (rows with the same key but different values conflict)",
                 "count": int(clash.sum()),
                 "rows": _rows(rows),
             }])
+        return kept.reset_index(drop=True), int(dup.sum())
+    dup = _duplicated(frame, list(frame.columns), codes, keep="first")
+    if not dup.any():
+        return frame, 0
+    return frame[~dup].reset_index(drop=True), int(dup.sum())
+
+
+def _duplicated(frame: pd.DataFrame, cols: list[str], codes: dict[str, np.ndarray] | None, keep: Any) -> np.ndarray:
+    """``frame.duplicated(subset=cols, keep=keep)`` as a mask, from per-column integer codes.
+
+    Text columns use ``codes`` when given (computed during validation), other columns are
+    factorised here; the codes are combined into one row id per distinct combination.
+    """
+    if not len(frame):
+        return np.zeros(0, dtype=bool)
+    ids = np.zeros(len(frame), dtype=np.int64)
+    size = 1
+    for col in cols:
+        c = codes.get(col) if codes else None
+        if c is None and pd.api.types.is_string_dtype(frame[col].dtype) and frame[col].dtype != object:
+            c = _distinct(frame[col])[0]  # Arrow's hash: faster than pandas' on Arrow strings
+        if c is None:
+            c, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+            n = len(uniques) + 1
+        else:
+            n = int(c.max()) + 2 if len(c) else 1
+        c = c.astype(np.int64) + 1  # -1 (missing) becomes 0
+        if size * n >= 2**62:  # re-number the combinations so far before they overflow
+            ids, uniques = pd.factorize(ids)
+            size = len(uniques)
+        ids = ids * n + c
+        size *= n
+    return pd.Series(ids).duplicated(keep=keep).to_numpy(dtype=bool)
+
+
+def _sorted(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     time_col = TIME_COLUMN[table]
-    if time_col:
-        out = out.sort_values(time_col, kind="stable")
-    out = out.reset_index(drop=True)
-    report.rows_out = len(out)
-    return Validated(out, report)
+    if time_col and not frame[time_col].is_monotonic_increasing:
+        order = np.argsort(frame[time_col].to_numpy(dtype="datetime64[ns]").view("int64"), kind="stable")
+        frame = frame.take(order).reset_index(drop=True)
+    return frame
 
 
 def normalize_severity(value: Any) -> str:
@@ -324,25 +462,64 @@ def to_utc(series: pd.Series, tz: str | None = None) -> tuple[pd.Series, pd.Seri
             return pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]"), pd.Series(True, index=series.index)
         loc = series.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
         return loc.astype("datetime64[ns, UTC]"), loc.isna()
-    # object: strings, Timestamps, datetimes, or a mix
+    if pd.api.types.is_string_dtype(series.dtype) and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        return _text_times(series.astype("str"), tz)
+    # Objects: Timestamps/datetimes of one zone convert at once; a mix is sorted out per distinct value.
     values = series.astype(object)
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        naive = ~values.str.strip().str.contains(_OFFSET.pattern, case=False, regex=True).astype(bool)
-        bad = pd.Series(False, index=series.index)
-    else:
-        naive = values.map(_is_naive).astype(bool)
-        bad = values.isna() | values.map(lambda v: isinstance(v, (bytes, bool)))
+    codes, uniques = pd.factorize(values)
+    naive = np.array([_is_naive(v) for v in uniques] + [False], dtype=bool)[codes]
+    bad = np.array([isinstance(v, (bytes, bool)) for v in uniques] + [True], dtype=bool)[codes]
+    text = np.array([_as_text(v) if not isinstance(v, (bytes, bool)) else None for v in uniques] + [None],
+                    dtype=object)[codes]
     if tz is None:
         bad |= naive
     parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
-    aware_mask = ~naive & ~bad
-    if aware_mask.any():
-        parsed[aware_mask] = pd.to_datetime(values[aware_mask].map(_as_text), utc=True, errors="coerce", format="ISO8601")
-    if tz is not None and (naive & ~bad).any():
-        local = pd.to_datetime(values[naive & ~bad].map(_as_text), errors="coerce", format="ISO8601")
-        parsed[naive & ~bad] = local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    bad |= parsed.isna()
+    aware = ~naive & ~bad
+    if aware.any():
+        parsed[aware] = pd.to_datetime(pd.Series(text[aware], index=series.index[aware]), utc=True, errors="coerce",
+                                       format="ISO8601")
+    local = naive & ~bad
+    if tz is not None and local.any():
+        times = pd.to_datetime(pd.Series(text[local], index=series.index[local]), errors="coerce", format="ISO8601")
+        parsed[local] = times.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    bad = pd.Series(bad, index=series.index) | parsed.isna()
     return parsed.astype("datetime64[ns, UTC]"), bad
+
+
+def _text_times(values: pd.Series, tz: str | None) -> tuple[pd.Series, pd.Series]:
+    """``to_utc`` of text: an offset (``Z``, ``+02:00``, ``UTC``) makes a time aware."""
+    stripped = values.str.strip()
+    naive = ~stripped.str.contains(_OFFSET.pattern, case=False, regex=True).fillna(False).astype(bool)
+    bad = values.isna()
+    if tz is None:
+        bad = bad | naive
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    aware = ~naive & ~bad
+    if aware.all():
+        fast = _arrow_times(stripped)
+        if fast is not None:
+            return fast, bad | fast.isna()
+    if aware.any():
+        parsed[aware] = pd.to_datetime(stripped[aware], utc=True, errors="coerce", format="ISO8601")
+    local = naive & ~bad
+    if tz is not None and local.any():
+        times = pd.to_datetime(stripped[local], errors="coerce", format="ISO8601")
+        parsed[local] = times.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return parsed.astype("datetime64[ns, UTC]"), bad | parsed.isna()
+
+
+def _arrow_times(text: pd.Series) -> pd.Series | None:
+    """ISO 8601 texts with offsets through Arrow's parser; None when Arrow refuses one (pandas decides then)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pc.cast(pa.array(text, from_pandas=True), pa.timestamp("ns", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    out = arr.to_pandas()
+    out.index = text.index
+    return out.astype("datetime64[ns, UTC]")
 
 
 def _as_text(v: Any) -> Any:
@@ -361,27 +538,71 @@ def _is_naive(v: Any) -> bool:
     return False
 
 
-def _to_json(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    values = series.astype(object)
-    if pd.api.types.infer_dtype(values, skipna=True) == "string" and not values.isna().any():
-        # Attributes repeat a lot (pods, versions): convert each distinct text once.
-        table = {}
-        for v in pd.unique(values):
-            try:
-                table[v] = (to_attributes(v), False)
-            except (ValueError, TypeError):
-                table[v] = ("{}", True)
-        pairs = values.map(table)
-    else:
-        def convert(v: Any) -> tuple[str, bool]:
-            try:
-                return to_attributes(v), False
-            except (ValueError, TypeError):
-                return "{}", True
-        pairs = values.map(convert)
-    out = pairs.map(lambda p: p[0]).astype(object)
-    bad = pairs.map(lambda p: p[1]).astype(bool)
-    return out, bad
+def _to_json(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Attributes as sorted-key JSON text: (text, not-an-object mask, control-character mask, codes).
+
+    ``codes`` number equal texts alike (None when the input held dicts).
+
+    Converted once per distinct value (attributes repeat: pods, versions); dicts, which cannot be
+    hashed, are taken per row, as they arrive only from sources that build them.
+    """
+    values = series.astype(object) if not pd.api.types.is_string_dtype(series.dtype) else series
+    hashable = True
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:  # dicts
+        uniques = values.to_numpy(dtype=object)
+        codes = np.arange(len(values))
+        hashable = False
+    converted = [_attribute_text(v) for v in uniques] + [("{}", False)]
+    text = np.array([c[0] for c in converted], dtype=object)
+    bad = np.array([c[1] for c in converted], dtype=bool)
+    control = _json_control(text)
+    codes = np.where(codes < 0, len(converted) - 1, codes)
+    out = pd.Series(pd.array(text, dtype="str").take(codes), index=series.index)
+    if hashable:  # two raw texts may canonicalise to one JSON text: number the JSON texts
+        canon = pd.factorize(text)[0]
+        return out, bad[codes], control[codes], canon[codes]
+    return out, bad[codes], control[codes], None
+
+
+def _attribute_text(value: Any) -> tuple[str, bool]:
+    """(sorted-key JSON, not an object) of one attributes value."""
+    try:
+        return to_attributes(value), False
+    except (ValueError, TypeError):
+        return "{}", True
+
+
+#: A JSON escape of a control character (``\\n``, ``\\u0000`` ...) that is not itself an escaped backslash.
+_JSON_CONTROL_ESCAPE = r'(?:^|[^\\])(?:\\\\)*\\(?:[bfnrt]|u00[01][0-9a-fA-F])'
+
+
+def _json_control(texts: np.ndarray) -> np.ndarray:
+    """Which canonical JSON texts break the text rule (keys one line, string values multi-line).
+
+    ``json.dumps`` writes every control character as an escape, so Arrow's regex finds the texts
+    holding any; only those are parsed again to see whether the character is allowed where it is.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = np.zeros(len(texts), dtype=bool)
+    suspects = np.asarray(pc.match_substring_regex(pa.array(texts, type=pa.string()), _JSON_CONTROL_ESCAPE),
+                          dtype=bool)
+    for i in np.flatnonzero(suspects):
+        out[i] = _bad_json_text(json.loads(texts[i]), key=False)
+    return out
+
+
+def _bad_json_text(value: Any, key: bool) -> bool:
+    if isinstance(value, dict):
+        return any(_bad_json_text(k, key=True) or _bad_json_text(v, key=False) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_bad_json_text(v, key=False) for v in value)
+    if isinstance(value, str):
+        return text_problem(value, multiline=not key) is not None
+    return False
 
 
 def _to_float(series: pd.Series, nonnegative: bool) -> tuple[pd.Series, pd.Series]:
@@ -395,28 +616,76 @@ def _to_float(series: pd.Series, nonnegative: bool) -> tuple[pd.Series, pd.Serie
     return values, pd.Series(bad, index=series.index)
 
 
-def _to_text(series: pd.Series, allow_empty: bool, fill_missing: Any) -> tuple[pd.Series, pd.Series]:
-    values = series.astype(object)
-    missing = values.isna()
-    if fill_missing is not None:
-        values = values.where(~missing, fill_missing)
-        missing = pd.Series(False, index=series.index)
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        # Fast path (the common case): every value is a str; check each distinct value once.
-        text = values
-        uniq = pd.Series(pd.unique(values), dtype=object)
-        bad_uniq = uniq.map(_not_utf8).astype(bool)
-        if not allow_empty:
-            bad_uniq |= uniq.str.strip().eq("")
-        bad = values.isin(set(uniq[bad_uniq])) if bad_uniq.any() else pd.Series(False, index=series.index)
-        return text, bad
+def _to_text(series: pd.Series, allow_empty: bool, fill_missing: Any,
+             multiline: bool) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Text as ``str``: (text, bad mask: missing/not text/not UTF-8/empty, control-character mask,
+    codes of equal values or None)."""
+    if pd.api.types.is_string_dtype(series.dtype) and not series.dtype == object:
+        text = series
     else:
-        bad = missing | values.map(lambda v: not isinstance(v, (str, int, np.integer)) or isinstance(v, bool))
-        text = values.map(lambda v: str(v) if isinstance(v, (str, int, np.integer)) else "")
-        bad |= text.map(_not_utf8).astype(bool)
+        text = None
+        values = series.astype(object)
+        if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+            try:
+                text = values.astype("str")
+            except (UnicodeEncodeError, ValueError, TypeError):
+                text = None  # lone surrogates: checked per distinct value below
+        if text is None:
+            return (*_to_text_objects(values, allow_empty, fill_missing, multiline), None)
+    missing = text.isna().to_numpy(dtype=bool)
+    if fill_missing is not None and missing.any():
+        text = text.fillna(fill_missing)
+        missing = np.zeros(len(text), dtype=bool)
+    # Checked once per distinct value: names, environments and attributes repeat on every row.
+    codes, distinct = _distinct(text)
+    flags = np.zeros(len(distinct) + 1, dtype=bool)
     if not allow_empty:
-        bad |= text.str.strip().eq("")
-    return text.astype(object), bad
+        flags[:-1] = distinct.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    bad = flags[codes] | missing
+    control = np.append(bad_text(distinct, multiline), False)[codes]
+    return text, bad, control, codes
+
+
+def _distinct(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(codes, distinct values) of a text column through Arrow's hash; code -1 marks a missing value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(text, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    encoded = pc.dictionary_encode(arr)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return codes, encoded.dictionary.to_pandas()
+
+
+def _to_text_objects(values: pd.Series, allow_empty: bool, fill_missing: Any,
+                     multiline: bool) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """The slow path of :func:`_to_text` for mixed objects: decided once per distinct value."""
+    if fill_missing is not None:
+        values = values.where(values.notna(), fill_missing)
+    codes, uniques = pd.factorize(values)
+    results = [_one_text(v, allow_empty, multiline) for v in uniques] + [("", True, False)]
+    codes = np.where(codes < 0, len(results) - 1, codes)
+    text = np.array([r[0] for r in results], dtype=object)[codes]
+    bad = np.array([r[1] for r in results], dtype=bool)[codes]
+    control = np.array([r[2] for r in results], dtype=bool)[codes]
+    try:
+        out = pd.Series(text, index=values.index).astype("str")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        out = pd.Series(text, index=values.index, dtype=object)  # only when validation fails anyway
+    return out, bad, control
+
+
+def _one_text(value: Any, allow_empty: bool, multiline: bool) -> tuple[str, bool, bool]:
+    if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+        return "", True, False
+    text = str(value)
+    if _not_utf8(text):
+        return text, True, False
+    if not allow_empty and not text.strip():
+        return text, True, False
+    return text, False, text_problem(text, multiline) is not None
 
 
 def _not_utf8(text: str) -> bool:
@@ -428,31 +697,16 @@ def _not_utf8(text: str) -> bool:
         return True
 
 
-def _pandera_schema(table: str, max_body_chars: int) -> pa.DataFrameSchema:
-    cols: dict[str, pa.Column] = {}
-    for col, (kind, _, _) in _COLUMNS[table].items():
-        if kind == "enum:kind":
-            cols[col] = pa.Column(object, pa.Check.isin(EVENT_KINDS, error=f"one of {', '.join(EVENT_KINDS)}"))
-        elif kind == "enum:severity":
-            cols[col] = pa.Column(object, pa.Check.isin(SEVERITIES, error=f"an OpenTelemetry severity text ({', '.join(SEVERITIES)})"))
-        elif kind == "enum:status":
-            cols[col] = pa.Column(object, pa.Check.isin(SPAN_STATUSES, error="ok or error"))
-        elif kind == "body":
-            cols[col] = pa.Column(object, pa.Check(lambda s: s.str.len() <= max_body_chars, error=f"a log body of at most {max_body_chars} characters"))
-    return pa.DataFrameSchema(cols, strict=False)
+_ENUMS = {
+    "enum:kind": (EVENT_KINDS, f"one of {', '.join(EVENT_KINDS)}"),
+    "enum:severity": (SEVERITIES, f"an OpenTelemetry severity text ({', '.join(SEVERITIES)})"),
+    "enum:status": (SPAN_STATUSES, "ok or error"),
+}
 
 
-def _from_pandera(cases: pd.DataFrame, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for (column, check), group in cases.groupby(["column", "check"], sort=False):
-        idx = [i for i in group["index"].tolist() if i is not None]
-        mask = frame.index.isin(idx)
-        out.append({"column": column, "check": check, "count": len(group), "rows": _rows(frame[mask])})
-    return out
-
-
-def _failure(col: str, expected: str, frame: pd.DataFrame, bad: pd.Series) -> dict[str, Any]:
-    return {"column": col, "check": expected, "count": int(bad.sum()), "rows": _rows(frame[bad.to_numpy()])}
+def _failure(col: str, expected: str, frame: pd.DataFrame, bad: Any) -> dict[str, Any]:
+    mask = np.asarray(bad, dtype=bool)
+    return {"column": col, "check": expected, "count": int(mask.sum()), "rows": _rows(frame[mask])}
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -6,10 +6,12 @@ and pushes the time and service filters into DuckDB, so a notebook pulls one inc
 not the whole history.
 
 Writes are idempotent and all-or-nothing: a day file is merged with what is already stored
-(exact duplicates dropped and counted, conflicting keys refused by :func:`workbench.telemetry.schema.validate`),
-every new file is written beside its target first, and the targets are swapped in only when
-every file of the write is ready. A failure before the swap leaves the store as it was; a failure
-during the swap restores the previous files.
+(exact duplicates dropped and counted, conflicting keys refused by :func:`workbench.telemetry.schema.merge`,
+or, with ``replace=True``, replaced by the new rows: a live source fetched again), every new file
+is written beside its target first, and the targets are swapped in only when every file of the
+write is ready. A failure before the swap leaves the store as it was; a failure during the swap
+restores the previous files. Frames :func:`~workbench.telemetry.schema.validate` produced are not
+validated again (it marks them); any other frame is.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,9 +117,12 @@ class TelemetryStore:
         self.root = Path(root)
 
     # ------------------------------------------------------------------ write
-    def stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None = None) -> StagedWrite:
-        """Merge ``tables`` (validated frames) with the stored ones and write the result beside
-        the targets. Nothing is visible until :meth:`StagedWrite.commit`.
+    def stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None = None,
+              replace: bool = False) -> StagedWrite:
+        """Merge ``tables`` with the stored ones and write the result beside the targets.
+
+        Nothing is visible until :meth:`StagedWrite.commit`. ``replace``: a new row replaces a
+        stored row with the same key instead of conflicting with it (:func:`schema.merge`).
         """
         moves: list[tuple[Path, Path]] = []
         stats = WriteStats()
@@ -126,22 +132,20 @@ class TelemetryStore:
                 stats.rows_present[table] = 0
                 if frame is None or frame.empty:
                     continue
+                if frame.attrs.get(schema.VALIDATED_ATTR) != table:
+                    frame = schema.validate(table, frame, source=f"write to {self.root / table}").frame
                 for target, part in self._partitions(table, frame):
                     stored = self._read_file(target) if target.exists() else None
-                    if stored is not None and not stored.empty:
-                        merged = pd.concat([stored, part], ignore_index=True)
-                    else:
-                        merged = part
-                    checked = schema.validate(table, merged, source=str(target))
                     before = 0 if stored is None else len(stored)
-                    added = len(checked.frame) - before
+                    merged, replaced = schema.merge(table, stored, part, source=str(target), replace=replace)
+                    added = len(merged) - (before - replaced)
                     stats.rows_added[table] += added
                     stats.rows_present[table] += len(part) - added
-                    if added == 0 and stored is not None:
+                    if added == 0 and not replaced and stored is not None:
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-                    _write_parquet(checked.frame, tmp)
+                    _write_parquet(merged, tmp)
                     moves.append((tmp, target))
                     stats.files += 1
                     if progress:
@@ -236,9 +240,16 @@ class TelemetryStore:
         if time_col is None:
             yield self.root / table / _PART, frame
             return
-        days = frame[time_col].dt.strftime("%Y-%m-%d")
-        for day, part in frame.groupby(days, sort=True):
-            yield self.root / table / f"day={day}" / _PART, part.reset_index(drop=True)
+        # Whole UTC days as integers (formatting every timestamp as text costs more than the write);
+        # a validated frame is ordered by time, so each day is one slice of it.
+        days = frame[time_col].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").view("int64")
+        if not (np.diff(days) >= 0).all():
+            order = np.argsort(days, kind="stable")
+            frame, days = frame.take(order), days[order]
+        bounds = [0, *(np.flatnonzero(np.diff(days)) + 1), len(days)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            name = np.datetime64(int(days[lo]), "D").astype(str)
+            yield self.root / table / f"day={name}" / _PART, frame.iloc[lo:hi].reset_index(drop=True)
 
     def _files(self, table: str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> list[Path]:
         base = self.root / table

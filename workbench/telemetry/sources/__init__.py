@@ -57,7 +57,10 @@ def _load_builtins() -> None:
 
 def get(scheme: str) -> type[Source]:
     """The source class registered as ``scheme`` (raises UnknownNameError with suggestions)."""
-    _load_builtins()
+    if scheme in _BUILTIN_MODULES:  # a built-in scheme is its module's name: import only that one
+        importlib.import_module(f"{__name__}.{scheme}")
+    else:
+        _load_builtins()
     return registry.get(scheme)
 
 
