@@ -8,6 +8,7 @@ import typer
 
 from ..workspace import open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_time
+from .live import OfflineOpt, RefreshOpt, warn_offline
 
 
 @app.command()
@@ -19,13 +20,26 @@ def recheck(incident_ids: list[str] = typer.Argument(None, help="Incidents to ch
             executor: str = typer.Option("local", help="local (process pool), serial, dask-local, or dask://HOST:PORT."),
             report: bool = typer.Option(False, "--report", help="Also execute the recurrence notebook of every incident that recurred."),
             workspace: Optional[Path] = WorkspaceOpt,
+            refresh: bool = RefreshOpt,
+            offline: bool = OfflineOpt,
             as_json: bool = JsonOpt) -> None:
-    """Check watched incidents for recurrence and every open action item's criterion; record each check."""
+    """Check watched incidents for recurrence and every open action item's criterion; record each check.
+
+    With live sources in workbench.toml, the checked window and its baseline are fetched from
+    them first (--refresh: again; --offline: not at all).
+    """
+    from ..errors import SourceError
     from ..loop import rechecks as loop
 
     ws = open_workspace(workspace)
-    result = loop.recheck(ws, incident_ids or None, all=all_incidents, since=option_time(since, "--since"),
-                          until=option_time(until, "--until"), window=window, executor=executor, report=report, who="cli")
+    if offline:
+        warn_offline(ws)
+    try:
+        result = loop.recheck(ws, incident_ids or None, all=all_incidents, since=option_time(since, "--since"),
+                              until=option_time(until, "--until"), window=window, executor=executor, report=report,
+                              who="cli", fetch=not offline, refresh=refresh)
+    except SourceError as exc:
+        raise SourceError(f"{exc} (nothing was checked; --offline checks what the store already holds)") from None
     if as_json:
         echo_json(result.to_dict())
     else:

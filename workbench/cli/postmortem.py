@@ -9,6 +9,7 @@ import typer
 from ..formats import clip, printable
 from ..workspace import open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
+from .live import OfflineOpt, RefreshOpt, fetch_live
 
 
 @app.command()
@@ -19,11 +20,15 @@ def analyze(incident_id: Optional[str] = typer.Argument(None, help="Incident id 
             no_store: bool = typer.Option(False, "--no-store", help="Do not store the ranking and signature (a dry run)."),
             top: int = typer.Option(5, min=1, help="Hypotheses shown per incident."),
             evidence: int = typer.Option(3, min=0, help="Evidence lines shown per hypothesis."),
+            refresh: bool = RefreshOpt,
+            offline: bool = OfflineOpt,
             as_json: bool = JsonOpt) -> None:
     """Rank root-cause hypotheses of an incident, with their evidence and similar past incidents.
 
     The ranking replaces the incident's proposed hypotheses (confirmed and rejected ones stay) and
     the incident's signature is written to incidents/<id>/signature.json, unless --no-store.
+    With live sources in workbench.toml ([sources.<name>]), the incident's window and baseline
+    are fetched from them first, once (--refresh: again; --offline: not at all).
     """
     from ..analysis.pipeline import analyze as run_analysis
 
@@ -38,6 +43,7 @@ def analyze(incident_id: Optional[str] = typer.Argument(None, help="Incident id 
             kb.close()
     else:
         ids = [incident_id]
+    fetch_live(ws, ids, refresh=refresh, offline=offline)
     results = []
     for i, iid in enumerate(ids):
         result = run_analysis(ws, iid, detector=detector, store=not no_store)
@@ -89,8 +95,14 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
                  all_incidents: bool = typer.Option(False, "--all", help="Run every incident (with --since: those started since then)."),
                  since: Optional[str] = typer.Option(None, help="With --all: only incidents started at or after this time."),
                  workspace: Optional[Path] = WorkspaceOpt,
+                 refresh: bool = RefreshOpt,
+                 offline: bool = OfflineOpt,
                  as_json: bool = JsonOpt) -> None:
-    """Execute the postmortem notebook of an incident with papermill (previous runs are kept, timestamped)."""
+    """Execute the postmortem notebook of an incident with papermill (previous runs are kept, timestamped).
+
+    With live sources in workbench.toml, the incident's window is fetched from them first, once
+    (--refresh: again; --offline: not at all).
+    """
     from .. import yamlio
     from ..postmortem import runner as notebook
 
@@ -103,6 +115,13 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
             params[key] = value
     ws = open_workspace(workspace)
     if all_incidents or since:
+        kb = ws.knowledge_base()
+        try:
+            chosen = [incident_id] if incident_id else [i.id for i in kb.list_incidents(
+                since=option_time(since, "--since") if since else None)]
+        finally:
+            kb.close()
+        fetch_live(ws, chosen, refresh=refresh, offline=offline)
         results = notebook.run_many(ws, None if not incident_id else [incident_id], since=option_time(since, "--since") if since else "1970-01-01T00:00:00Z",
                                     template=template, parameters=params or None, who="cli")
         summary = notebook.summarize(results)
@@ -117,6 +136,7 @@ def run_notebook(incident_id: Optional[str] = typer.Argument(None, help="Inciden
         return
     if not incident_id:
         raise typer.BadParameter("give an incident id, or --all", param_hint="INCIDENT_ID")
+    fetch_live(ws, [incident_id], refresh=refresh, offline=offline)
     result = notebook.run(ws, incident_id, template=template, parameters=params or None, who="cli")
     if as_json:
         echo_json(result.to_dict())

@@ -35,6 +35,8 @@ from ..analysis.signature import Signature
 from ..store.models import ID_LENGTH
 from ..errors import ConflictError, NotFoundError, WorkbenchError
 from ..formats import clip, iso_utc, printable
+from ..telemetry.live import fetch_window_for, offline_warning
+from ..telemetry.windows import BASELINE
 from ..postmortem import runner as notebook
 from ..workspace import Workspace, open_workspace
 from . import notify as outbox
@@ -160,7 +162,7 @@ class RecheckReport:
 def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterable[str] | None = None, *,
             all: bool = False, since: Any = None, until: Any = None, window: Any = DEFAULT_WINDOW,
             executor: Any = "local", report: bool = False, who: str = WHO, threshold: float = RECUR_MIN,
-            workers: int | None = None) -> RecheckReport:
+            workers: int | None = None, fetch: bool = True, refresh: bool = False) -> RecheckReport:
     """Recheck incidents under watch: recurrence and verification criteria; record everything.
 
     Parameters
@@ -188,6 +190,10 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
         Least similarity that counts as a recurrence (default :data:`RECUR_MIN`).
     workers : int, optional
         Processes of the ``local`` pool or ``dask-local`` cluster (default ``min(2, cpu)``).
+    fetch, refresh : bool
+        With live sources in ``workbench.toml``: first fetch the checked window and its baseline
+        from them (:func:`workbench.telemetry.live.fetch_window_for`; ``refresh``: even where
+        fetched before). ``fetch=False`` checks what the store holds, with a note saying so.
 
     Returns
     -------
@@ -223,7 +229,9 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
             for status in WATCHED:
                 for inc in kb.list_incidents(status=status):
                     incidents.setdefault(inc.id, inc)
+        fetched = _fetch_live(ws, sorted(incidents), since, until, window, fetch=fetch, refresh=refresh, who=who)
         end, source, notes = resolve_until(ws, until)
+        notes = [*fetched, *notes]
         start = end - _span(window, "window") if since is None else recheck_time(since, "since")
         if start >= end:
             raise RecheckError(f"recheck window: since ({iso_utc(start)}) must be before until ({iso_utc(end)})")
@@ -258,6 +266,19 @@ def recheck(workspace: Workspace | str | os.PathLike[str], incident_ids: Iterabl
         kb.close()
     report_.timings["total"] = time.perf_counter() - t_start
     return report_
+
+
+def _fetch_live(ws: Workspace, ids: list[str], since: Any, until: Any, window: Any, *, fetch: bool, refresh: bool,
+                who: str) -> list[str]:
+    """The checked window and its 24 h baseline from the workspace's live sources; notes for the report."""
+    if not fetch:
+        warning = offline_warning(ws)
+        return [warning] if warning else []
+    end = recheck_time(until, "until") if until is not None else pd.Timestamp.now(tz="UTC")
+    start = end - _span(window, "window") if since is None else recheck_time(since, "since")
+    reports = fetch_window_for(ws, ids, start - BASELINE, end, refresh=refresh, who=who)
+    first = next(iter(reports.values()), None)
+    return first.summary() if first is not None else []
 
 
 def resolve_until(workspace: Workspace, until: Any = None, now: Any = None) -> tuple[pd.Timestamp, str, list[str]]:

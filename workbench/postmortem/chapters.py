@@ -20,8 +20,9 @@ import pandas as pd
 
 from ..analysis.pipeline import analyze
 from ..store.records import CONCLUSION_KINDS, check_enum
+from ..telemetry.live import fetch_incident
 from ..telemetry.windows import BASELINE, analysis_window
-from ..errors import TemplateParameterError
+from ..errors import SourceError, TemplateParameterError
 from ..formats import aware_time, iso_utc
 from ..workspace import Workspace, open_workspace
 
@@ -178,15 +179,31 @@ def analysis(ws: Workspace | str, incident_id: str, *, detector: str | None = No
     """The incident's :class:`~workbench.analysis.AnalysisResult`, computed once per opened
     workspace (``ws.cache``: a notebook opens its workspace once and every chapter reuses it).
 
-    The engine stores its ranking as proposed hypotheses (``store=True``).
+    The engine stores its ranking as proposed hypotheses (``store=True``). With live sources in
+    ``workbench.toml`` the incident's window is fetched from them first, once
+    (:func:`workbench.telemetry.live.fetch_incident`); the analysis notes say what came from where.
     """
     ws = open_workspace(ws)
     _incident(ws, incident_id)
     analyses = ws.cache.setdefault("analyses", {})
     key = (incident_id, detector or None)
     if refresh or key not in analyses:
-        analyses[key] = analyze(ws, incident_id, detector=detector, store=True)
+        fetched = _fetch_live(ws, incident_id)
+        result = analyze(ws, incident_id, detector=detector, store=True)
+        result.notes[:0] = fetched
+        analyses[key] = result
     return analyses[key]
+
+
+def _fetch_live(ws: Workspace, incident_id: str) -> list[str]:
+    """The incident's window from the workspace's live sources (once; a no-op without any): notes
+    for the reader. A source that is down is a visible warning here; the analysis goes on with
+    what the store holds."""
+    try:
+        return fetch_incident(ws, incident_id, who="notebook").summary()
+    except SourceError as exc:
+        return [f"warning: the live sources could not be asked ({exc}); the analysis uses only what the "
+                f"telemetry store already holds"]
 
 
 def analysis_notes(ws: Workspace | str, incident_id: str, *, detector: str | None = None) -> pd.DataFrame:

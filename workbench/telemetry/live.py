@@ -131,9 +131,8 @@ def fetch_window(incident: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def fetch_incident(workspace: Any, incident_id: str, *, refresh: bool = False, who: str = WHO,
-                   window: tuple[Any, Any] | None = None, environ: Mapping[str, str] | None = None,
-                   now: pd.Timestamp | None = None) -> FetchReport:
-    """Make sure the store holds ``incident_id``'s window from every configured live source.
+                   environ: Mapping[str, str] | None = None, now: pd.Timestamp | None = None) -> FetchReport:
+    """Make sure the store holds ``incident_id``'s :func:`fetch_window` from every configured live source.
 
     Parameters
     ----------
@@ -143,8 +142,6 @@ def fetch_incident(workspace: Any, incident_id: str, *, refresh: bool = False, w
         Fetch again even where a recorded fetch covers the window.
     who : str
         Recorded in the incident's history.
-    window : (start, end), optional
-        Another window than :func:`fetch_window` (the recheck's checked window).
     environ : mapping, optional
         Where the sources' ``*_env`` settings are read (default ``os.environ``).
     now : pandas.Timestamp, optional
@@ -162,29 +159,54 @@ def fetch_incident(workspace: Any, incident_id: str, *, refresh: bool = False, w
     SourceError, SchemaError, ConfigError
         A source is down, refuses or sends what the schema refuses; nothing was written.
     """
-    report = FetchReport(incident_id)
-    names = live_sources(workspace.settings, environ)
-    if not names:
-        return report
-    now = pd.Timestamp.now(tz="UTC") if now is None else aware_time(now, "now")
+    if not live_sources(workspace.settings, environ):
+        return FetchReport(incident_id)
     kb = workspace.knowledge_base()
     try:
-        incident = kb.get_incident(incident_id)
-        start, end = (aware_time(window[0], "window start"), aware_time(window[1], "window end")) \
-            if window is not None else fetch_window(incident)
-        end = min(end, now.floor("s"))
-        recorded = [h.new for h in kb.history(entity="incident", entity_id=incident_id)
-                    if h.field == EVIDENCE_FIELD and isinstance(h.new, dict)]
+        start, end = fetch_window(kb.get_incident(incident_id))
+    finally:
+        kb.close()
+    return fetch_window_for(workspace, [incident_id], start, end, refresh=refresh, who=who, environ=environ,
+                            now=now)[incident_id]
+
+
+def fetch_window_for(workspace: Any, incident_ids: list[str], start: Any, end: Any, *, refresh: bool = False,
+                     who: str = WHO, environ: Mapping[str, str] | None = None,
+                     now: pd.Timestamp | None = None) -> dict[str, FetchReport]:
+    """Fetch ``[start, end)`` once from every live source for several incidents (the recheck's window).
+
+    Each incident's history records the fetch; the window counts as cached only when every
+    incident's recorded fetches cover it. See :func:`fetch_incident` for the rest.
+
+    Returns
+    -------
+    dict
+        Incident id -> its :class:`FetchReport` (the same sources and rows for each).
+    """
+    reports = {iid: FetchReport(iid) for iid in incident_ids}
+    names = live_sources(workspace.settings, environ)
+    if not names or not incident_ids:
+        return reports
+    now = pd.Timestamp.now(tz="UTC") if now is None else aware_time(now, "now")
+    start, end = aware_time(start, "window start"), min(aware_time(end, "window end"), now.floor("s"))
+    kb = workspace.knowledge_base()
+    try:
+        recorded = {}
+        for iid in incident_ids:
+            kb.get_incident(iid)  # an unknown id fails before any source is asked
+            recorded[iid] = [h.new for h in kb.history(entity="incident", entity_id=iid)
+                             if h.field == EVIDENCE_FIELD and isinstance(h.new, dict)]
     finally:
         kb.close()
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in schema.TABLES}
     offered: list[dict[str, str]] = []
-    opened = []
+    parts: list[SourceFetch] = []
     for name in names:
         source = open_configured(workspace.settings, name, environ)
         part = SourceFetch(name=name, url=source.url, start=start, end=end)
-        report.sources.append(part)
-        if end <= start or (not refresh and _covered(recorded, name, source.url, start, end)):
+        parts.append(part)
+        if end <= start or (not refresh and all(_covered(recorded[i], name, source.url, start, end)
+                                                for i in incident_ids)):
             part.cached = True
             continue
         t0 = time.perf_counter()
@@ -196,33 +218,38 @@ def fetch_incident(workspace: Any, incident_id: str, *, refresh: bool = False, w
             if len(frame):
                 tables[table].append(frame)
         offered += source.links()
-        opened.append(part)
+    for report in reports.values():
+        report.sources = list(parts)
+    opened = [p for p in parts if not p.cached]
     if not opened:
-        return report
+        return reports
     merged = {t: (pd.concat(fs, ignore_index=True) if len(fs) > 1 else fs[0]) for t, fs in tables.items() if fs}
     staged = workspace.telemetry().stage(merged, replace=True)
     kb = workspace.knowledge_base()
     try:
         with kb.transaction():
-            incident = kb.get_incident(incident_id)
-            known = {link["url"] for link in incident.links}
-            new_links = [link for link in offered if link["url"] not in known]
-            if new_links:
-                kb.update_incident(incident_id, incident.version, who, links=[*incident.links, *new_links])
-                report.links_added = new_links
-            for part in opened:
-                kb.record_evidence(incident_id, {
-                    "source": part.name, "url": part.url, "start": iso_utc(part.start),
-                    "end": iso_utc(part.end), "rows": {t: n for t, n in part.rows_read.items() if n},
-                    "refresh": refresh}, who=who)
+            for iid in incident_ids:
+                incident = kb.get_incident(iid)
+                known = {link["url"] for link in incident.links}
+                new_links = [link for link in offered if link["url"] not in known]
+                if new_links:
+                    kb.update_incident(iid, incident.version, who, links=[*incident.links, *new_links])
+                    reports[iid].links_added = new_links
+                for part in opened:
+                    kb.record_evidence(iid, {
+                        "source": part.name, "url": part.url, "start": iso_utc(part.start),
+                        "end": iso_utc(part.end), "rows": {t: n for t, n in part.rows_read.items() if n},
+                        "refresh": refresh}, who=who)
             staged.commit()
     except BaseException:
         staged.rollback()
         raise
     finally:
         kb.close()
-    report.rows_added = {t: n for t, n in staged.stats.rows_added.items() if n}
-    return report
+    added = {t: n for t, n in staged.stats.rows_added.items() if n}
+    for report in reports.values():
+        report.rows_added = dict(added)
+    return reports
 
 
 def offline_warning(workspace: Any, incident_ids: list[str] | None = None) -> str | None:

@@ -312,7 +312,7 @@ def merge(table: str, stored: pd.DataFrame, new: pd.DataFrame, source: str = "<s
             frame = both.assign(fingerprint=both["attributes"].str.extract(r'"fingerprint":"([^"]*)"', expand=False))
             key = list(EVENT_REPLACE_KEY)
         if key:
-            later = frame.duplicated(subset=key, keep="last").to_numpy(dtype=bool)
+            later = np.array(frame.duplicated(subset=key, keep="last"), dtype=bool)  # a writable copy
             if table == "events":
                 later &= frame["fingerprint"].notna().to_numpy(dtype=bool)
             later[len(stored):] = False  # only stored rows give way
