@@ -5,13 +5,16 @@ Usage (from the repo root)::
     python benchmarks/ingest.py                                   # the sample, plus nezha if ../shared is there
     python benchmarks/ingest.py --data data/sample --data nezha:../shared/data/nezha-trainticket --json out.json
     python benchmarks/ingest.py --prometheus-only --json out.json # only the Prometheus rows
+    python benchmarks/ingest.py --repeat 3 --json out.json        # medians of 3 runs (default 3)
 
-For each source: a fresh workspace in a temp folder, then
-- ``ingest_s``: wall time of ``workbench.telemetry.ingest.ingest`` (read + validate + write + incidents),
+For each source: ``--repeat`` fresh workspaces in a temp folder, then
+- ``ingest_s``: wall time of ``workbench.telemetry.ingest.ingest`` (read + validate + write +
+  incidents), the median of the runs,
 - ``rows`` and ``rows_per_s``,
 - ``reingest_s``: the same ingest again (adds nothing; the idempotence check costs this much),
 - ``parquet_read_s``: ``pyarrow.parquet.read_table`` of every Parquet file the ingest wrote (the
-  same rows, no validation), and ``ingest_to_read_ratio`` = ingest_s / parquet_read_s,
+  same rows, no validation; the median over the runs), and ``ingest_to_read_ratio`` = ingest_s /
+  parquet_read_s,
 - ``window_query_s``: median of 5 :meth:`TelemetryStore.query` calls (metrics, logs, spans) for the
   first incident's analysis window, with its row count.
 
@@ -44,19 +47,22 @@ REPO = Path(__file__).resolve().parents[1]
 NEZHA = REPO.parent / "shared" / "data" / "nezha-trainticket"
 
 
-def bench_one(url: str) -> dict:
+def bench_one(url: str, repeat: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
-        ws = workbench.init(Path(tmp) / "ws")
-        t0 = time.perf_counter()
-        result = ingest(ws, url, who="benchmark")
-        ingest_s = time.perf_counter() - t0
+        runs, reads = [], []
+        for i in range(repeat):  # each ingest into a fresh workspace; the medians are reported
+            ws = workbench.init(Path(tmp) / f"ws{i}")
+            t0 = time.perf_counter()
+            result = ingest(ws, url, who="benchmark")
+            runs.append(time.perf_counter() - t0)
+            files = sorted(ws.telemetry_dir.rglob("*.parquet"))
+            t0 = time.perf_counter()
+            read_rows = sum(pq.read_table(f).num_rows for f in files)
+            reads.append(time.perf_counter() - t0)
+        ingest_s, parquet_read_s = statistics.median(runs), statistics.median(reads)
         t0 = time.perf_counter()
         again = ingest(ws, url, who="benchmark")
         reingest_s = time.perf_counter() - t0
-        files = sorted(ws.telemetry_dir.rglob("*.parquet"))
-        t0 = time.perf_counter()
-        read_rows = sum(pq.read_table(f).num_rows for f in files)
-        parquet_read_s = time.perf_counter() - t0
 
         kb = ws.knowledge_base()
         incidents = kb.list_incidents()
@@ -142,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--no-prometheus", action="store_true", help="skip the Prometheus rows")
     parser.add_argument("--prometheus-only", action="store_true", help="only the Prometheus rows")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per Prometheus window (median)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per source and Prometheus window (median)")
     args = parser.parse_args(argv)
     urls = args.data or [str(REPO / "data" / "sample")] + ([f"nezha:{NEZHA}"] if NEZHA.is_dir() else [])
     results = []
     for url in ([] if args.prometheus_only else urls):
         print(f"ingesting {url} ...", file=sys.stderr)
-        results.append(bench_one(url))
+        results.append(bench_one(url, args.repeat))
     live = []
     if not args.no_prometheus:
         if shutil.which("prometheus") and shutil.which("promtool"):
