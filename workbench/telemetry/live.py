@@ -1,14 +1,15 @@
 """An incident's telemetry from the workspace's live sources, fetched once and kept in the store.
 
 When ``workbench.toml`` names live sources (``[sources.<name>]`` tables of the ``prometheus`` or
-``alertmanager`` kind, :func:`workbench.telemetry.sources.live_sources`), :func:`fetch_incident` pulls the
-incident's analysis window and its baseline (``[baseline start, window end)``, the span
-:func:`workbench.analysis.pipeline.analyze` reads) from each of them into the telemetry store. ``workbench
-analyze``, ``workbench run`` and ``workbench recheck`` call it before they read the store; so can
-a notebook or a script::
+``alertmanager`` kind, :func:`workbench.telemetry.sources.live_sources`), :func:`fetch_incident`
+pulls the incident's analysis window and its baseline (``[baseline start, window end)``, the span
+:func:`workbench.analysis.pipeline.analyze` reads) from each of them into the telemetry store.
+``workbench analyze`` and ``workbench run`` call it before they read the store, and so does the
+notebook's analysis chapter; ``workbench recheck`` calls :func:`fetch_window_for` for its checked
+window. A script can too::
 
     report = fetch_incident(workspace, "INC-20261102-001")   # once; later calls find it cached
-    report.fetched, report.cached, report.warnings
+    report.fetched, report.cached, report.summary()
 
 Rules
 -----
