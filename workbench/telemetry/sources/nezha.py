@@ -124,6 +124,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .. import schema
+from ..columns import distinct
 from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
 from . import register
 from .base import RawFrame, Source, window
@@ -685,7 +686,7 @@ class _Vocabulary:
 
 def _per_value(series: pd.Series, func: Any) -> pd.Series:
     """``series.map(func)`` computed once per distinct value (pods, operations repeat a lot), as ``str``."""
-    codes, uniques = pd.factorize(series)
+    codes, uniques = distinct(series.astype("str"))
     mapped = pd.array([func(value) for value in uniques], dtype="str")
     return pd.Series(mapped.take(codes, allow_fill=True), index=series.index)
 
@@ -724,7 +725,7 @@ _INT64_MAX = str(np.iinfo("int64").max)
 
 def _bodies(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """:func:`_body` of every row (json.loads per line measured as fast as Arrow's JSON reader here)."""
-    pairs = [_body(v) for v in raw.astype("str")]
+    pairs = [_body(v) for v in raw.astype("str").tolist()]  # a list: iterating Arrow strings one by one is slow
     return (pd.Series([b for b, _ in pairs], index=raw.index, dtype="str"),
             np.array([p for _, p in pairs], dtype=bool))
 
