@@ -186,15 +186,10 @@ def check_table(table: str, where: str) -> None:
         raise UnknownNameError("table", table, list(schema.TABLES), where=where)
 
 
-#: libyaml's safe loader when PyYAML was built with it (the same documents, ten times faster).
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-
 def load_yaml(path: Path) -> Any:
     text = read_text(path)
     try:
-        return yaml.load(text, Loader=_YAML_LOADER)
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
