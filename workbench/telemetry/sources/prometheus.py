@@ -62,9 +62,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from .. import schema
+from ... import yamlio
 from ...errors import SourceError
 from ...formats import utc_bound
 from . import register, remote
@@ -453,10 +453,7 @@ def _text_list(value: Any, key: str, where: str) -> list[str]:
         if key in ("match", "selectors"):
             return [text] if text else []
         if text.startswith("["):
-            try:
-                value = yaml.safe_load(text)
-            except yaml.YAMLError:
-                raise SourceError(f"{where}: {key}: cannot read {value!r} as a list") from None
+            value = yamlio.load(text, f"{where}: {key}", SourceError)
         else:
             value = [v.strip() for v in text.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -490,10 +487,7 @@ def _label_mapping(value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, 
     if value is None:
         return SERVICE_LABELS, ENVIRONMENT_LABELS
     if isinstance(value, str):
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            value = None
+        value = yamlio.load(value, f"{where}: labels", SourceError)
     if not isinstance(value, dict) or set(value) - {"service", "environment"}:
         raise SourceError(f"{where}: labels: expected a mapping with service and/or environment, each a label "
                           f"name or a list of them (first present wins), got {value!r}")
