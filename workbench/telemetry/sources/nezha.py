@@ -316,8 +316,12 @@ class NezhaSource(Source):
             folder = self.root / "rca_data" / day / "metric"
             if not folder.is_dir():
                 continue
-            for path in sorted(folder.glob("*.csv.gz")):
-                parsed = self._metric_file(path)
+            paths = sorted(folder.glob("*.csv.gz"))
+            fresh = [p for p in paths if p not in self._metric_cache]
+            read = dict(_read_ahead(fresh, lambda p: ("TimeStamp", "ServiceName" if p.name == FRONT_FILE else "PodName"),
+                                    as_arrow=True))
+            for path in paths:
+                parsed = self._metric_file(path, read.pop(path, None))
                 for why, count in parsed["skipped"].items():
                     self._count(path, count, why)
                 keep = (parsed["stamp"] >= lo) & (parsed["stamp"] < hi)
@@ -347,8 +351,10 @@ class NezhaSource(Source):
             "attributes": vocab.column(data["attributes"]),
         })
 
-    def _metric_file(self, path: Path) -> dict[str, Any]:
+    def _metric_file(self, path: Path, read: tuple[Any, list[int]] | None = None) -> dict[str, Any]:
         """One metric file parsed once per source (whole-day files; windows only select rows).
+
+        ``read`` is the file's :func:`_read_csv` result when it was read ahead.
 
         Returns a dict: ``stamp`` (int64 ns), ``service``, ``attributes`` (object arrays),
         ``series`` (list of (name, unit, float array with NaN for missing)) and ``skipped``
@@ -359,7 +365,7 @@ class NezhaSource(Source):
         front = path.name == FRONT_FILE
         columns = FRONT_METRICS if front else POD_METRICS
         who = "ServiceName" if front else "PodName"
-        table, bad_lines = _read_csv(path, ("TimeStamp", who), as_arrow=True)
+        table, bad_lines = read if read is not None else _read_csv(path, ("TimeStamp", who), as_arrow=True)
         skipped: Counter[str] = Counter()
         if bad_lines:
             skipped[_malformed(bad_lines)] += len(bad_lines)
@@ -400,8 +406,7 @@ class NezhaSource(Source):
 
     def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
         parts = []
-        for path in self.files("log", start, end):
-            table, bad_lines = _read_csv(path, _LOG_COLUMNS)
+        for path, (table, bad_lines) in _read_ahead(self.files("log", start, end), lambda p: _LOG_COLUMNS):
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
             if table.empty:
@@ -413,7 +418,8 @@ class NezhaSource(Source):
             ok = ts.notna() & (ts >= EARLIEST) & table["PodName"].ne("")
             self._skip(path, ~ok, "no usable Timestamp or PodName")
             keep = ok & _in_window(ts, start, end)
-            table, ts = table[keep], ts[keep]
+            if not keep.all():  # filtering copies every string column: only when something goes
+                table, ts = table[keep], ts[keep]
             if table.empty:
                 continue
             body, partial = _bodies(table["Log"])
@@ -437,8 +443,7 @@ class NezhaSource(Source):
 
     def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
         parts = []
-        for path in self.files("trace", start, end):
-            table, bad_lines = _read_csv(path, _TRACE_COLUMNS)
+        for path, (table, bad_lines) in _read_ahead(self.files("trace", start, end), lambda p: _TRACE_COLUMNS):
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
             if table.empty:
@@ -452,7 +457,8 @@ class NezhaSource(Source):
                   & (table["TraceID"].ne("") & table["SpanID"].ne("") & table["PodName"].ne("")
                      & table["OperationName"].ne("")).to_numpy(dtype=bool))
             self._skip(path, ~ok, "no usable ids, PodName, OperationName or times")
-            table = table[ok]
+            if not ok.all():
+                table = table[ok]
             parent = table["ParentID"]
             parts.append(pd.DataFrame({
                 "trace_id": table["TraceID"], "span_id": table["SpanID"],
@@ -468,7 +474,9 @@ class NezhaSource(Source):
         # Parents are looked up among every span of the opened files (the margin included), so a
         # window edge does not hide a call whose parent started just before it.
         service_by_span = spans.drop_duplicates("span_id").set_index("span_id")["service"]
-        spans = spans[_in_window(spans["start"], start, end)].reset_index(drop=True)
+        inside = _in_window(spans["start"], start, end)
+        if not inside.all():
+            spans = spans[inside].reset_index(drop=True)
         caller = spans["parent_span_id"].map(service_by_span)
         calls = pd.DataFrame({"caller": caller, "callee": spans["service"]}).dropna()
         topology = (calls[calls["caller"] != calls["callee"]].drop_duplicates()
@@ -576,6 +584,30 @@ def _read_csv(path: Path, required: Iterable[str], as_arrow: bool = False) -> tu
         table, bad_lines = _arrow_csv(data.decode("utf-8", errors="replace").encode("utf-8"), header)
     table = table.rename_columns(header)
     return (table if as_arrow else table.to_pandas()), bad_lines
+
+
+def _read_ahead(paths: list[Path], required: Any, as_arrow: bool = False) -> Iterator[tuple[Path, tuple[Any, list[int]]]]:
+    """``(path, _read_csv(path, required(path)))`` in order, the next files read on a second thread
+    while the caller maps this one (decompression and Arrow's parser release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(paths) < 2:
+        for path in paths:
+            yield path, _read_csv(path, required(path), as_arrow=as_arrow)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nezha-read") as pool:
+        # One file ahead: overlap without holding every decompressed file in memory at once.
+        pending = pool.submit(_read_csv, paths[0], required(paths[0]), as_arrow)
+        for i, path in enumerate(paths):
+            current = pending
+            if i + 1 < len(paths):
+                pending = pool.submit(_read_csv, paths[i + 1], required(paths[i + 1]), as_arrow)
+            try:
+                result = current.result()
+            except BaseException:
+                pending.cancel()
+                raise
+            yield path, result
 
 
 def _arrow_csv(data: bytes, header: list[str]) -> tuple[pa.Table, list[int]]:
