@@ -304,7 +304,7 @@ def merge(table: str, stored: pd.DataFrame, new: pd.DataFrame, source: str = "<s
         return new, 0
     if not len(new):
         return stored, 0
-    new = _conform(table, new, stored)
+    stored = _conform(table, stored, new)
     both = pd.concat([stored, new], ignore_index=True)
     replaced = 0
     if replace:
@@ -328,7 +328,8 @@ def merge(table: str, stored: pd.DataFrame, new: pd.DataFrame, source: str = "<s
 
 
 def _conform(table: str, frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``like``'s dtypes where they differ (text read back from Parquet, time units)."""
+    """``frame`` with ``like``'s dtypes where they differ (stored rows read back from Parquet take
+    the validated rows' dtypes: time unit, string storage)."""
     out = {}
     for col in columns(table):
         series = frame[col]
