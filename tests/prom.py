@@ -336,12 +336,14 @@ class Gateway:
     """An authenticating reverse proxy in front of a real server, as teams run one (oauth2-proxy, a
     Mimir/Grafana Cloud gateway): it wants ``Authorization: Bearer <token>``, records the
     ``X-Scope-OrgID`` it sees and answers 503 to the first ``fail_first`` requests (an overloaded
-    gateway), then forwards each GET to ``upstream`` unchanged.
+    gateway), waits ``delay`` seconds before answering (a slow one), then forwards each GET to
+    ``upstream`` unchanged.
     """
 
     upstream: str
     token: str
     fail_first: int = 0
+    delay: float = 0.0
     url: str = ""
     seen_tenants: list[str] = field(default_factory=list)
     requests: int = 0
@@ -368,6 +370,8 @@ def gateway(upstream: str, token: str, fail_first: int = 0) -> Iterator[Gateway]
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             state.requests += 1
+            if state.delay:
+                time.sleep(state.delay)
             state.seen_tenants.append(self.headers.get("X-Scope-OrgID", ""))
             if self.headers.get("Authorization") != f"Bearer {state.token}":
                 return self._answer(401, b'{"status":"error","errorType":"unauthorized","error":"bad or missing token"}')

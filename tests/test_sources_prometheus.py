@@ -300,3 +300,15 @@ def test_bearer_token_tenant_and_retries_through_a_gateway(prometheus, workspace
             ingest(workspace, url, *HOUR, match=["error_rate"], bearer_token_file=str(token_file))
         assert "wrong" not in str(err.value)
     assert workspace.telemetry().counts()["metrics"] == 8 * 60
+
+
+@pytest.mark.prometheus
+def test_a_slow_server_times_out_with_a_clear_error(prometheus, workspace, monkeypatch):
+    monkeypatch.setenv("WB_TEST_PROM_TOKEN", "t0ken-123")
+    with prom.gateway(prometheus.url, token="t0ken-123") as gw:
+        gw.delay = 0.5
+        with pytest.raises(SourceError, match=r"no answer within 0.2 s \(timeout\) \(after 2 attempts\)") as err:
+            ingest(workspace, f"prometheus:{gw.url}", *HOUR, match=["error_rate"], bearer_token_env="WB_TEST_PROM_TOKEN",
+                   timeout="0.2", retries="1", backoff="0")
+        assert gw.url in str(err.value) and "GET /api/v1/series match[]='error_rate'" in str(err.value)
+    assert _empty(workspace)
