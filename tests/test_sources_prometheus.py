@@ -312,3 +312,15 @@ def test_a_slow_server_times_out_with_a_clear_error(prometheus, workspace, monke
                    timeout="0.2", retries="1", backoff="0")
         assert gw.url in str(err.value) and "GET /api/v1/series match[]='error_rate'" in str(err.value)
     assert _empty(workspace)
+
+
+@pytest.mark.prometheus
+def test_discovery_output_escapes_what_a_terminal_would_act_on(prometheus, capsys):
+    from workbench.cli import main
+
+    window = ["--start", "2026-11-02T11:00:00Z", "--end", "2026-11-02T12:00:00Z"]
+    assert main(["sources", f"prometheus:{prometheus.url}", "--label", "note", *window]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "new line" in out and "\\n" in out  # one value, one line
+    assert main(["sources", f"prometheus:{prometheus.url}", "--label", "note", *window, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [prom.HOSTILE_LABELS["note"]]  # --json keeps the data exact

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..formats import clip
+from ..formats import clip, printable
 from ..workspace import init as init_workspace, open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
 from .incidents import print_incidents
@@ -73,7 +73,7 @@ def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (
     if result.source_stats.get("points_not_finite"):
         typer.echo(f"  points without a finite value (NaN, Inf) dropped: {result.source_stats['points_not_finite']:,}")
     for link in result.links_offered:
-        typer.echo(f"  link offered: {link['title']} <{link['url']}>")
+        typer.echo(f"  link offered: {printable(link['title'])} <{printable(link['url'])}>")
 
 
 @app.command()
@@ -150,7 +150,7 @@ def sources(source: Optional[str] = typer.Argument(None, help="A live source URL
         if as_json:
             echo_json(values)
         else:
-            typer.echo("\n".join(values))
+            typer.echo("\n".join(printable(v) for v in values))  # label values are telemetry: escaped
         return
     table = src.catalogue(start_ts, end_ts)
     if as_json:
@@ -158,7 +158,7 @@ def sources(source: Optional[str] = typer.Argument(None, help="A live source URL
     elif table.empty:
         typer.echo(f"{src.url}: nothing in {start_ts} .. {end_ts}")
     else:
-        typer.echo(table.to_string(index=False))
+        typer.echo(table.map(lambda v: clip(v, 80) if isinstance(v, str) else v).to_string(index=False))
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from ..errors import SourceError
+from ..formats import printable
 
 RefreshOpt = typer.Option(False, "--refresh", help="Fetch the window from the live sources of workbench.toml again, "
                                                    "even when it was fetched before.")
@@ -25,7 +26,7 @@ def fetch_live(ws, ids: list[str], refresh: bool, offline: bool) -> None:
         except SourceError as exc:
             raise SourceError(f"{exc} (nothing was changed; --offline uses what the store already holds)") from None
         for line in report.summary():
-            typer.echo(f"{iid}: {line}", err=True)
+            typer.echo(printable(f"{iid}: {line}"), err=True)
 
 
 def warn_offline(ws, ids: list[str] | None = None) -> None:
