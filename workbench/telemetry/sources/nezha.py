@@ -106,13 +106,9 @@ Metric files are whole days, so each is parsed once per source instance and kept
 """
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import logging
 import re
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -121,14 +117,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from .. import schema
 from ..columns import distinct
 from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
+from ...formats import iso_utc
 from . import register
 from .base import RawFrame, Source, window
-from ...formats import iso_utc
+from .gzcsv import Vocabulary, numbers, read_ahead, read_csv
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +306,7 @@ class NezhaSource(Source):
         lo, hi = _ns_bounds(start, end)
         # Text columns are gathered as codes into small vocabularies and built once at the end:
         # a million Python strings turned into an Arrow column cost more than all the parsing.
-        vocab = _Vocabulary()
+        vocab = Vocabulary()
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("timestamp", "service", "name", "value", "unit", "attributes")}
         for day in self.days:
             folder = self.root / "rca_data" / day / "metric"
@@ -318,7 +314,7 @@ class NezhaSource(Source):
                 continue
             paths = sorted(folder.glob("*.csv.gz"))
             fresh = [p for p in paths if p not in self._metric_cache]
-            read = dict(_read_ahead(fresh, lambda p: ("TimeStamp", "ServiceName" if p.name == FRONT_FILE else "PodName"),
+            read = dict(read_ahead(fresh, lambda p: ("TimeStamp", "ServiceName" if p.name == FRONT_FILE else "PodName"),
                                     as_arrow=True))
             for path in paths:
                 parsed = self._metric_file(path, read.pop(path, None))
@@ -354,7 +350,7 @@ class NezhaSource(Source):
     def _metric_file(self, path: Path, read: tuple[Any, list[int]] | None = None) -> dict[str, Any]:
         """One metric file parsed once per source (whole-day files; windows only select rows).
 
-        ``read`` is the file's :func:`_read_csv` result when it was read ahead.
+        ``read`` is the file's :func:`~.gzcsv.read_csv` result when it was read ahead.
 
         Returns a dict: ``stamp`` (int64 ns), ``service``, ``attributes`` (object arrays),
         ``series`` (list of (name, unit, float array with NaN for missing)) and ``skipped``
@@ -365,11 +361,11 @@ class NezhaSource(Source):
         front = path.name == FRONT_FILE
         columns = FRONT_METRICS if front else POD_METRICS
         who = "ServiceName" if front else "PodName"
-        table, bad_lines = read if read is not None else _read_csv(path, ("TimeStamp", who), as_arrow=True)
+        table, bad_lines = read if read is not None else read_csv(path, ("TimeStamp", who), as_arrow=True)
         skipped: Counter[str] = Counter()
         if bad_lines:
             skipped[_malformed(bad_lines)] += len(bad_lines)
-        seconds = _numbers(table["TimeStamp"])
+        seconds = numbers(table["TimeStamp"])
         usable = np.isfinite(seconds) & (seconds >= EARLIEST.timestamp()) & (seconds < 2**33)
         ok = usable & np.asarray(pc.not_equal(table[who], ""), dtype=bool)
         if (~ok).any():
@@ -381,7 +377,7 @@ class NezhaSource(Source):
             if column not in table.column_names:
                 continue
             raw = table[column]
-            values = _numbers(raw)
+            values = numbers(raw)
             missing = ~np.isfinite(values)
             if missing.any():
                 # "NaN" (Prometheus' answer over no samples) or an empty cell is a missing
@@ -406,7 +402,7 @@ class NezhaSource(Source):
 
     def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
         parts = []
-        for path, (table, bad_lines) in _read_ahead(self.files("log", start, end), lambda p: _LOG_COLUMNS):
+        for path, (table, bad_lines) in read_ahead(self.files("log", start, end), lambda p: _LOG_COLUMNS):
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
             if table.empty:
@@ -443,7 +439,7 @@ class NezhaSource(Source):
 
     def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
         parts = []
-        for path, (table, bad_lines) in _read_ahead(self.files("trace", start, end), lambda p: _TRACE_COLUMNS):
+        for path, (table, bad_lines) in read_ahead(self.files("trace", start, end), lambda p: _TRACE_COLUMNS):
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
             if table.empty:
@@ -550,85 +546,6 @@ class NezhaSource(Source):
 
 # --------------------------------------------------------------------------- helpers
 
-def _read_csv(path: Path, required: Iterable[str], as_arrow: bool = False) -> tuple[Any, list[int]]:
-    """Every well-formed row of a gzip CSV as text columns, and the record numbers of malformed rows.
-
-    Arrow's CSV reader (one block per file, so a quoted field may hold newlines): the columns come
-    back as Arrow-backed ``str``; a row with the wrong number of fields is skipped and its record
-    number (the header is record 1; blank lines do not count) is returned.
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = gzip.decompress(handle.read())
-    except (OSError, EOFError, zlib.error) as exc:
-        raise SourceError(f"{path}: cannot read this gzip CSV file ({exc})") from exc
-    newline = data.find(b"\n")
-    first = (data if newline < 0 else data[:newline]).decode("utf-8", errors="replace").rstrip("\r")
-    if not first.strip():
-        empty = pd.DataFrame(columns=list(required), dtype=object)
-        return (pa.Table.from_pandas(empty.astype(str), preserve_index=False) if as_arrow else empty), []
-    try:
-        header = next(csv.reader([first], strict=True))
-    except csv.Error as exc:
-        raise SourceError(f"{path}: the header line is not CSV ({exc})") from exc
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; "
-                          f"expected {', '.join(required)} (found {', '.join(header)})")
-    try:
-        table, bad_lines = _arrow_csv(data, header)
-    except pa.ArrowInvalid as exc:
-        if "UTF8" not in str(exc).upper().replace("-", ""):
-            raise SourceError(f"{path}: unreadable CSV ({exc})") from exc
-        # Documented: undecodable bytes are replaced (U+FFFD), never fatal.
-        table, bad_lines = _arrow_csv(data.decode("utf-8", errors="replace").encode("utf-8"), header)
-    table = table.rename_columns(header)
-    return (table if as_arrow else table.to_pandas()), bad_lines
-
-
-def _read_ahead(paths: list[Path], required: Any, as_arrow: bool = False) -> Iterator[tuple[Path, tuple[Any, list[int]]]]:
-    """``(path, _read_csv(path, required(path)))`` in order, the next files read on a second thread
-    while the caller maps this one (decompression and Arrow's parser release the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if len(paths) < 2:
-        for path in paths:
-            yield path, _read_csv(path, required(path), as_arrow=as_arrow)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nezha-read") as pool:
-        # One file ahead: overlap without holding every decompressed file in memory at once.
-        pending = pool.submit(_read_csv, paths[0], required(paths[0]), as_arrow)
-        for i, path in enumerate(paths):
-            current = pending
-            if i + 1 < len(paths):
-                pending = pool.submit(_read_csv, paths[i + 1], required(paths[i + 1]), as_arrow)
-            try:
-                result = current.result()
-            except BaseException:
-                pending.cancel()
-                raise
-            yield path, result
-
-
-def _arrow_csv(data: bytes, header: list[str]) -> tuple[pa.Table, list[int]]:
-    """Arrow's CSV reader over ``data`` (header line included), every column text, bad rows skipped."""
-    bad_lines: list[int] = []
-
-    def skip(row: Any) -> str:
-        bad_lines.append(row.number if row.number is not None else -1)
-        return "skip"
-
-    names = [f"{c}\x00{i}" if header.count(c) > 1 else c for i, c in enumerate(header)]
-    table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
-                                       block_size=max(len(data), 1) + 1),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False))
-    return table, bad_lines
-
-
 def _malformed(lines: list[int]) -> str:
     shown = ", ".join(map(str, lines[:_WARN_LINES])) + (" …" if len(lines) > _WARN_LINES else "")
     return f"malformed CSV row(s) (wrong number of fields or bad quoting; records {shown}, the header is 1)"
@@ -685,35 +602,6 @@ def _ns_bounds(start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[in
     """The window as int64 nanoseconds (open ends as the int64 range)."""
     info = np.iinfo("int64")
     return (start.value if start is not None else info.min), (end.value if end is not None else info.max)
-
-
-def _numbers(column: pa.ChunkedArray) -> np.ndarray:
-    """Text cells as float64, NaN where a cell is not a number (Arrow's cast; pandas' parser when it refuses)."""
-    try:
-        return np.asarray(pc.cast(pc.if_else(pc.equal(column, ""), None, column), pa.float64())
-                          .to_numpy(zero_copy_only=False), dtype="float64")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-
-
-class _Vocabulary:
-    """Text values as integer codes, turned into an Arrow-backed ``str`` column in one step."""
-
-    def __init__(self) -> None:
-        self._index: dict[str, int] = {}
-
-    def code(self, text: str) -> int:
-        return self._index.setdefault(text, len(self._index))
-
-    def codes(self, values: np.ndarray) -> np.ndarray:
-        """Codes of an array of texts (one dictionary lookup per distinct value)."""
-        codes, uniques = pd.factorize(values)
-        table = np.array([self.code(u) for u in uniques], dtype="int64")
-        return table[codes]
-
-    def column(self, codes: np.ndarray) -> pd.Series:
-        words = pa.array(list(self._index), type=pa.string())
-        return pa.chunked_array([pc.take(words, pa.array(codes))]).to_pandas()
 
 
 def _per_value(series: pd.Series, func: Any) -> pd.Series:

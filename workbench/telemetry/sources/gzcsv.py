@@ -1,0 +1,132 @@
+"""Gzip CSV files read with Arrow, for data sets published as many small ``.csv.gz`` files (Nezha).
+
+:func:`read_csv` gives every well-formed row as text columns (a row with the wrong number of
+fields is skipped and its record number returned; undecodable bytes become U+FFFD);
+:func:`read_ahead` reads the next file on a second thread while the caller maps this one;
+:func:`numbers` turns text cells into float64 and :class:`Vocabulary` builds a text column from
+integer codes at once.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ...errors import SourceError
+
+
+def read_csv(path: Path, required: Iterable[str], as_arrow: bool = False) -> tuple[Any, list[int]]:
+    """Every well-formed row of a gzip CSV as text columns, and the record numbers of malformed rows.
+
+    Arrow's CSV reader (one block per file, so a quoted field may hold newlines): the columns come
+    back as Arrow-backed ``str``; a row with the wrong number of fields is skipped and its record
+    number (the header is record 1; blank lines do not count) is returned.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = gzip.decompress(handle.read())
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"{path}: cannot read this gzip CSV file ({exc})") from exc
+    newline = data.find(b"\n")
+    first = (data if newline < 0 else data[:newline]).decode("utf-8", errors="replace").rstrip("\r")
+    if not first.strip():
+        empty = pd.DataFrame(columns=list(required), dtype=object)
+        return (pa.Table.from_pandas(empty.astype(str), preserve_index=False) if as_arrow else empty), []
+    try:
+        header = next(csv.reader([first], strict=True))
+    except csv.Error as exc:
+        raise SourceError(f"{path}: the header line is not CSV ({exc})") from exc
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; "
+                          f"expected {', '.join(required)} (found {', '.join(header)})")
+    try:
+        table, bad_lines = _arrow_csv(data, header)
+    except pa.ArrowInvalid as exc:
+        if "UTF8" not in str(exc).upper().replace("-", ""):
+            raise SourceError(f"{path}: unreadable CSV ({exc})") from exc
+        # Documented: undecodable bytes are replaced (U+FFFD), never fatal.
+        table, bad_lines = _arrow_csv(data.decode("utf-8", errors="replace").encode("utf-8"), header)
+    table = table.rename_columns(header)
+    return (table if as_arrow else table.to_pandas()), bad_lines
+
+
+def read_ahead(paths: list[Path], required: Any, as_arrow: bool = False) -> Iterator[tuple[Path, tuple[Any, list[int]]]]:
+    """``(path, read_csv(path, required(path)))`` in order, the next files read on a second thread
+    while the caller maps this one (decompression and Arrow's parser release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(paths) < 2:
+        for path in paths:
+            yield path, read_csv(path, required(path), as_arrow=as_arrow)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nezha-read") as pool:
+        # One file ahead: overlap without holding every decompressed file in memory at once.
+        pending = pool.submit(read_csv, paths[0], required(paths[0]), as_arrow)
+        for i, path in enumerate(paths):
+            current = pending
+            if i + 1 < len(paths):
+                pending = pool.submit(read_csv, paths[i + 1], required(paths[i + 1]), as_arrow)
+            try:
+                result = current.result()
+            except BaseException:
+                pending.cancel()
+                raise
+            yield path, result
+
+
+def _arrow_csv(data: bytes, header: list[str]) -> tuple[pa.Table, list[int]]:
+    """Arrow's CSV reader over ``data`` (header line included), every column text, bad rows skipped."""
+    bad_lines: list[int] = []
+
+    def skip(row: Any) -> str:
+        bad_lines.append(row.number if row.number is not None else -1)
+        return "skip"
+
+    names = [f"{c}\x00{i}" if header.count(c) > 1 else c for i, c in enumerate(header)]
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
+                                       block_size=max(len(data), 1) + 1),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False))
+    return table, bad_lines
+
+
+def numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """Text cells as float64, NaN where a cell is not a number (Arrow's cast; pandas' parser when it refuses)."""
+    try:
+        return np.asarray(pc.cast(pc.if_else(pc.equal(column, ""), None, column), pa.float64())
+                          .to_numpy(zero_copy_only=False), dtype="float64")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+class Vocabulary:
+    """Text values as integer codes, turned into an Arrow-backed ``str`` column in one step."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+
+    def code(self, text: str) -> int:
+        return self._index.setdefault(text, len(self._index))
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        """Codes of an array of texts (one dictionary lookup per distinct value)."""
+        codes, uniques = pd.factorize(values)
+        table = np.array([self.code(u) for u in uniques], dtype="int64")
+        return table[codes]
+
+    def column(self, codes: np.ndarray) -> pd.Series:
+        words = pa.array(list(self._index), type=pa.string())
+        return pa.chunked_array([pc.take(words, pa.array(codes))]).to_pandas()
