@@ -35,8 +35,8 @@ from ..errors import SchemaError, UnknownNameError
 from .columns import distinct, not_utf8, parse_attributes, to_attributes, to_float, to_json, to_text, to_utc
 
 __all__ = ["EVENT_KINDS", "KEYS", "SEVERITIES", "TABLES", "TIME_COLUMN", "ValidationReport", "Validated", "columns",
-           "empty", "merge", "normalize_severity", "parse_attributes", "required_columns", "to_attributes", "to_utc",
-           "validate"]
+           "combine", "empty", "merge", "normalize_severity", "parse_attributes", "required_columns",
+           "to_attributes", "to_utc", "validate"]
 
 TABLES = ("metrics", "logs", "spans", "events", "topology")
 
@@ -325,6 +325,17 @@ def merge(table: str, stored: pd.DataFrame, new: pd.DataFrame, source: str = "<s
             both = both[~drop].reset_index(drop=True)
     merged, _ = _dedupe(table, both, source, both)
     return _sorted(table, merged), replaced
+
+
+def combine(table: str, frame: pd.DataFrame, source: str = "<frames>") -> Validated:
+    """Validated frames concatenated into ``frame``: cross-frame duplicates dropped (counted), key
+    conflicts refused, time order restored; the columns are not checked again."""
+    report = ValidationReport(table=table, source=source, rows_in=len(frame))
+    merged, dropped = _dedupe(table, frame.reset_index(drop=True), source, frame.reset_index(drop=True))
+    merged = _sorted(table, merged)
+    merged.attrs[VALIDATED_ATTR] = table
+    report.duplicates_dropped, report.rows_out = dropped, len(merged)
+    return Validated(merged, report)
 
 
 def _conform(table: str, frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:

@@ -151,9 +151,10 @@ class Source(ABC):
             if frames:
                 merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
                 if len(frames) > 1:
-                    # Frames from different files may overlap (same rows twice): validate the union
-                    # once more so cross-file duplicates are dropped and counted, conflicts raised.
-                    again = schema.validate(table, merged, source=self.url)
+                    # Frames from different files may overlap (same rows twice): cross-file
+                    # duplicates are dropped and counted, conflicts raised (the frames themselves
+                    # are valid already: only the duplicate and key rules apply to the union).
+                    again = schema.combine(table, merged, source=self.url)
                     merged = again.frame
                     if again.report.duplicates_dropped:
                         reports.append(again.report)
