@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -126,6 +127,10 @@ class TelemetryStore:
         """
         moves: list[tuple[Path, Path]] = []
         stats = WriteStats()
+        # Parquet encoding and compression release the GIL: a second thread writes one file while
+        # this one merges the next.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telemetry-write")
+        writes = []
         try:
             for table, frame in tables.items():
                 stats.rows_added[table] = 0
@@ -145,15 +150,21 @@ class TelemetryStore:
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-                    _write_parquet(merged, tmp)
                     moves.append((tmp, target))
+                    writes.append(pool.submit(_write_parquet, merged, tmp))
                     stats.files += 1
                     if progress:
                         progress(str(target.relative_to(self.root)))
+            for write in writes:
+                write.result()  # the first failed write raises here
         except BaseException:
+            for write in writes:
+                write.cancel()
+            pool.shutdown(wait=True)
             for tmp, _ in moves:
                 tmp.unlink(missing_ok=True)
             raise
+        pool.shutdown(wait=True)
         return StagedWrite(moves, stats)
 
     def write(self, tables: dict[str, pd.DataFrame]) -> WriteStats:
