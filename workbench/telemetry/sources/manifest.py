@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ... import yamlio
 from ...errors import SourceError, UnknownNameError
 from .. import schema
 from .base import read_text
@@ -187,12 +188,6 @@ def check_table(table: str, where: str) -> None:
 
 
 def load_yaml(path: Path) -> Any:
-    text = read_text(path)
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SourceError(f"{path}: malformed YAML{line}: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SourceError(f"{path}: malformed YAML: {exc}") from None
+    """A manifest or incident document through :func:`workbench.yamlio.load` (libyaml's parser, no
+    anchors or aliases, no key given twice), errors as :class:`SourceError` naming the file."""
+    return yamlio.load(read_text(path), str(path), SourceError)
