@@ -136,20 +136,28 @@ def to_json(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
     Converted once per distinct value (attributes repeat: pods, versions); dicts, which cannot be
     hashed, are taken per row, as they arrive only from sources that build them.
     """
-    values = series.astype(object) if not pd.api.types.is_string_dtype(series.dtype) else series
+    arrow_text = pd.api.types.is_string_dtype(series.dtype) and series.dtype != object
+    values = series if pd.api.types.is_string_dtype(series.dtype) else series.astype(object)
     hashable = True
-    try:
-        codes, uniques = pd.factorize(values)
-    except TypeError:  # dicts
-        uniques = values.to_numpy(dtype=object)
-        codes = np.arange(len(values))
-        hashable = False
+    if arrow_text:
+        codes, distinct_values = distinct(values)
+        uniques = distinct_values.tolist()
+    else:
+        try:
+            codes, uniques = pd.factorize(values)
+        except TypeError:  # dicts
+            uniques = values.to_numpy(dtype=object)
+            codes = np.arange(len(values))
+            hashable = False
     converted = [_attribute_text(v) for v in uniques] + [("{}", False)]
     text = np.array([c[0] for c in converted], dtype=object)
     bad = np.array([c[1] for c in converted], dtype=bool)
     control = _json_control(text)
     codes = np.where(codes < 0, len(converted) - 1, codes)
-    out = pd.Series(pd.array(text, dtype="str").take(codes), index=series.index)
+    if arrow_text and not (codes == len(converted) - 1).any() and all(t == u for t, u in zip(text, uniques)):
+        out = series  # already canonical JSON text: no need to build the column again
+    else:
+        out = pd.Series(pd.array(text, dtype="str").take(codes), index=series.index)
     if hashable:  # two raw texts may canonicalise to one JSON text: number the JSON texts
         canon = pd.factorize(text)[0]
         return out, bad[codes], control[codes], canon[codes]
