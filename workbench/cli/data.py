@@ -31,7 +31,7 @@ def init(path: Optional[Path] = typer.Argument(None, help="Folder of the new wor
 @app.command()
 def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (files, otlp, nezha, prometheus, "
                                                     "alertmanager), a folder with manifest.yaml, or the name of a "
-                                                    "[sources.<name>] table of workbench.toml."),
+                                                    "\\[sources.<name>] table of workbench.toml."),
            workspace: Optional[Path] = WorkspaceOpt,
            start: Optional[str] = typer.Option(None, help="Only telemetry at or after this time (ISO 8601 with zone)."),
            end: Optional[str] = typer.Option(None, help="Only telemetry before this time (ISO 8601 with zone)."),
@@ -98,7 +98,7 @@ def sample(out: Path = typer.Option(Path("data/sample"), "--out", help="Folder t
 
 @app.command()
 def sources(source: Optional[str] = typer.Argument(None, help="A live source URL (prometheus:http://host:9090) or a "
-                                                              "[sources.<name>] name: list what it holds."),
+                                                              "\\[sources.<name>] name: list what it holds."),
             workspace: Optional[Path] = WorkspaceOpt,
             start: Optional[str] = typer.Option(None, help="Window start for the listing (default: one hour ago)."),
             end: Optional[str] = typer.Option(None, help="Window end for the listing (default: now)."),

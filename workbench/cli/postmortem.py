@@ -27,7 +27,7 @@ def analyze(incident_id: Optional[str] = typer.Argument(None, help="Incident id 
 
     The ranking replaces the incident's proposed hypotheses (confirmed and rejected ones stay) and
     the incident's signature is written to incidents/<id>/signature.json, unless --no-store.
-    With live sources in workbench.toml ([sources.<name>]), the incident's window and baseline
+    With live sources in workbench.toml (\\[sources.<name>]), the incident's window and baseline
     are fetched from them first, once (--refresh: again; --offline: not at all).
     """
     from ..analysis.pipeline import analyze as run_analysis
