@@ -250,8 +250,16 @@ def distinct(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
     import pyarrow.compute as pc
 
     arr = pa.array(text, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 1:
+        arr = arr.chunk(0)
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+        if not arr.num_chunks:
+            return np.zeros(0, dtype=np.int64), pd.Series([], dtype="str")
+        # Arrow hashes the chunks with one memo table: global codes, one dictionary, no copy of
+        # the text (a frame concatenated from many files holds one chunk per file).
+        encoded = pc.dictionary_encode(arr)
+        codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in encoded.chunks])
+        return codes.astype(np.int64, copy=False), encoded.chunk(encoded.num_chunks - 1).dictionary.to_pandas()
     encoded = pc.dictionary_encode(arr)
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return codes, encoded.dictionary.to_pandas()
