@@ -157,11 +157,12 @@ def test_unsafe_parameters_are_refused(params, message):
         templates.validate_parameters("postmortem", params)
 
 
-def test_allowed_values_come_back_as_copies():
+def test_allowed_values_come_back_as_copies(tiny_template):
+    # a template whose parameters declare no kind: only the value types are checked
     value = {"k": [1, 2.5, None, True, "t", {"n": []}]}
-    checked = templates.validate_parameters("postmortem", {"output_dir": value, "note": "x"})
-    assert checked == {"output_dir": value, "note": "x"}
-    assert checked["output_dir"] is not value and checked["output_dir"]["k"] is not value["k"]
+    checked = templates.validate_parameters(tiny_template, {"values": value})
+    assert checked == {"values": value}
+    assert checked["values"] is not value and checked["values"]["k"] is not value["k"]
 
 
 def test_bad_parameters_start_nothing_and_record_nothing(sample_ws):
@@ -279,21 +280,92 @@ def test_failing_cell_keeps_the_notebook_and_marks_the_run(sample_ws):
     with sample_ws.knowledge_base() as kb:
         history_before = [h for h in kb.history(incident_id=incident) if h.entity != "run"]
         hypotheses_before = kb.list_hypotheses(incident)
-    with pytest.raises(NotebookExecutionError) as info:
-        notebook.run(sample_ws, incident, parameters={"window_start": "yesterday"})
+    with pytest.raises(NotebookExecutionError) as info:  # an empty window: each bound is valid, the pair is not
+        notebook.run(sample_ws, incident, parameters={"window_start": "2026-11-03T12:00:00Z",
+                                                      "window_end": "2026-11-03T11:00:00Z"})
     exc = info.value
-    assert exc.ename == "TemplateParameterError" and "window_start" in exc.evalue
+    assert exc.ename == "TemplateParameterError" and "is empty" in exc.evalue
     assert exc.result.status == "failed" and exc.result.error["cell_index"] == exc.cell_index
+    assert Path(exc.result.output_path) == sample_ws.incidents_dir / incident / "postmortem.failed.ipynb"
     nb = nbformat.read(exc.result.output_path, as_version=4)
     failing = nb.cells[exc.cell_index]
     assert failing.source.startswith("show.summary(")
     assert [o.ename for o in failing.outputs if o.output_type == "error"] == ["TemplateParameterError"]
     (run,) = _runs(sample_ws, incident)
     assert run.status == "failed" and run.error_cell == exc.cell_index
-    assert run.output_path == f"incidents/{incident}/postmortem.ipynb"
+    assert run.output_path == f"incidents/{incident}/postmortem.failed.ipynb"
+    assert not (sample_ws.incidents_dir / incident / "postmortem.ipynb").exists()
     with sample_ws.knowledge_base() as kb:
         assert [h for h in kb.history(incident_id=incident) if h.entity != "run"] == history_before
         assert kb.list_hypotheses(incident) == hypotheses_before
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"baseline_hours": -5}, "baseline_hours': expected a number from 0.25 to 720"),
+    ({"baseline_hours": 1e308}, "baseline_hours': expected a number from 0.25 to 720"),
+    ({"window_start": "x"}, "window_start': expected a time"),
+    ({"window_start": "2026-11-02T13:00:00"}, "has no time zone"),
+    ({"detector": "<script>"}, "unknown detector '<script>'"),
+    ({"note": "x" * 10_001}, "note': expected text of at most 10,000 characters"),
+])
+def test_parameters_outside_their_declared_range_are_refused_before_any_kernel(sample_ws, params, message):
+    before = len(_runs(sample_ws))
+    with pytest.raises((TemplateParameterError, UnknownNameError), match=message):
+        notebook.run(sample_ws, "INC-20261105-001", parameters=params)
+    assert len(_runs(sample_ws)) == before
+
+
+def test_a_failed_run_never_replaces_the_last_good_notebook(sample_ws, tmp_path):
+    incident = "INC-20261106-001"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    params = nbformat.v4.new_code_cell('incident_id = ""\nworkspace = ""\nfail = False')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("assert not fail, 'asked to fail'")]
+    template = tmp_path / "flaky.ipynb"
+    nbformat.write(nb, str(template))
+    good = notebook.run(sample_ws, incident, template)
+    good_bytes = Path(good.output_path).read_bytes()
+    with pytest.raises(NotebookExecutionError, match="the last good notebook stays at"):
+        notebook.run(sample_ws, incident, template, {"fail": True})
+    folder = sample_ws.incidents_dir / incident
+    assert (folder / "flaky.ipynb").read_bytes() == good_bytes
+    assert (folder / "flaky.failed.ipynb").is_file()
+    assert not list(folder.glob(".flaky.*"))  # no partial notebook, no lock
+
+
+def test_kill_9_of_a_run_leaves_nothing_once_the_next_run_starts(sample_ws, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    incident = "INC-20261106-001"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    params = nbformat.v4.new_code_cell('incident_id = ""\nworkspace = ""\nwait = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(wait)")]
+    template = tmp_path / "slow.ipynb"
+    nbformat.write(nb, str(template))
+    folder = sample_ws.incidents_dir / incident
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", incident, "--template", str(template),
+                             "-p", "wait=60", "-w", str(sample_ws.root)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (folder / ".slow.running.ipynb").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (folder / ".slow.lock").exists()
+        with pytest.raises(Exception, match="already in progress"):  # a live run is not taken over
+            notebook.run(sample_ws, incident, template)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = notebook.run(sample_ws, incident, template)  # the next run takes over the dead one's lock
+    assert result.status == "succeeded"
+    assert not list(folder.glob(".slow.*"))
+    runs = [r for r in _runs(sample_ws, incident) if r.template == "slow"]
+    assert [r.status for r in runs] == ["failed", "succeeded"]
 
 
 def test_cell_timeout_marks_the_cell_that_hung(sample_ws, tmp_path):

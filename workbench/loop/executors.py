@@ -40,6 +40,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import MissingDependencyError, WorkbenchError
+from ..processes import alive
 
 __all__ = ["DEFAULT_WORKERS", "EXECUTORS", "ExecutorError", "FanOut", "executor_name", "fan_out", "worker_count"]
 
@@ -172,27 +173,13 @@ def exit_with(pid: int, poll: float = PARENT_POLL) -> threading.Thread:
     """
 
     def watch() -> None:
-        while _alive(pid):
+        while alive(pid):
             time.sleep(poll)
         os._exit(1)  # no cleanup to run: the caller that would have used the results is gone
 
     thread = threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True)
     thread.start()
     return thread
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:  # a killed process its own parent has not reaped yet is a zombie: dead all the same
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return True
 
 
 def _futures(pool: cf.Executor, fn: Callable[..., Any], tasks: list[tuple],

@@ -83,11 +83,12 @@ def archived_notebooks(workspace: Workspace | str | os.PathLike[str], incident_i
 
 
 def notebook_for_run(workspace: Workspace | str | os.PathLike[str], run: Any) -> Path | None:
-    """The executed notebook of a run record (``kb.list_runs()`` item): the current one, or the
-    archived one whose metadata carries the run's id; None when it is gone."""
+    """The executed notebook of a run record (``kb.list_runs()`` item): the current one, the last
+    failed one or an archived one whose metadata carries the run's id; None when it is gone."""
     ws = open_workspace(workspace)
-    current = ws.incidents_dir / run.incident_id / f"{run.template}.ipynb"
-    for path in [current, *reversed(archived_notebooks(ws, run.incident_id, run.template))]:
+    folder = ws.incidents_dir / run.incident_id
+    current, failed = folder / f"{run.template}.ipynb", folder / f"{run.template}.failed.ipynb"
+    for path in [current, failed, *reversed(archived_notebooks(ws, run.incident_id, run.template))]:
         if path.is_file() and read_metadata(path).get("run_id") == run.id:
             return path
     return None

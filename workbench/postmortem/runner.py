@@ -14,7 +14,9 @@ Guarantees
   values of types it does not know into code with ``str()``, so only names the template's
   ``parameters`` cell declares, that are identifiers and not keywords, are accepted, with values of
   exactly ``str``, ``int``, ``float`` (finite), ``bool``, ``None``, ``list`` and ``dict`` (string
-  keys), nested. Strings reach the notebook byte-identically, as data.
+  keys), nested; each value must also fit the kind and range the template declares for it
+  (:func:`workbench.postmortem.templates.parameter_rules`: a time with a zone, hours in a range,
+  a registered detector). Strings reach the notebook byte-identically, as data.
 - ``incident_id`` and ``workspace`` are passed automatically; every template declares them.
 - The kernel is the interpreter running this code (``sys.executable``), whatever kernelspec named
   ``python3`` a user or system folder holds; ``kernel="name"`` picks a kernelspec by name instead.
@@ -22,8 +24,14 @@ Guarantees
   quoted when the kernel dies.
 - Every run is recorded: ``running`` before the kernel starts, then ``succeeded`` or ``failed`` with
   the failing cell's index (in the executed notebook on disk, where that cell shows the error) and
-  the output path relative to the workspace. A failed run keeps its executed notebook and raises
-  :class:`NotebookExecutionError`; nothing else in the knowledge base is changed by the runner.
+  the output path relative to the workspace. A failed run never replaces the last good notebook:
+  the kernel writes into a hidden partial file, which becomes ``<template>.ipynb`` only when every
+  cell succeeded, else ``<template>.failed.ipynb`` (kept for the error) and
+  :class:`NotebookExecutionError` is raised; nothing else in the knowledge base is changed by the runner.
+- One run of a template per incident at a time (a lock file naming the process). A run killed with
+  ``kill -9`` leaves its lock, its partial file and a ``running`` record; the next run sees the
+  process is gone, marks that record ``failed`` and removes both files. Its kernel exits by itself
+  when the runner dies (ipykernel watches its parent).
 - Re-running keeps the previous executed notebook, renamed ``<template>.<UTC start>.ipynb``
   (``postmortem.20261127T031500Z.ipynb``) after the time its run started; its metadata
   (``workbench.run_id``) ties it to its run record (see :func:`notebook_for_run`).
@@ -35,12 +43,14 @@ import re
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any, Iterable, Iterator, Mapping
 
-from ..errors import MissingDependencyError, StoreError, UnknownNameError, WorkbenchError
+from ..errors import ConflictError, MissingDependencyError, StoreError, UnknownNameError, WorkbenchError
+from ..processes import alive, token
 from ..formats import iso_utc
 from ..workspace import Workspace, open_workspace
 from .notebooks import archive, error_cell, notebook_timings, stamp_metadata
@@ -179,42 +189,54 @@ def run(workspace: Workspace | str | os.PathLike[str], incident_id: str,
             raise StoreError(f"incident id {incident_id!r} cannot name a folder under {ws.incidents_dir}")
         papermill = _papermill()
         output = ws.incident_dir(incident_id) / f"{name}.ipynb"
-        started = datetime.now(timezone.utc)
-        record = kb.start_run(incident_id, template=name, parameters=_storable(values), started=started, who=who)
-        result = RunResult(incident_id, name, str(output), "failed", None, 0.0, record.id)
-        failure: NotebookExecutionError | None = None
-        try:
-            archived = archive(output)
-            result.archived = None if archived is None else str(archived)
-            failure = _execute(papermill, kernel_class, kernel, path, output, values, out_dir, progress, timeout)
-            stamp_metadata(output, {"run_id": record.id, "incident_id": incident_id, "template": name,
-                                     "template_path": str(path), "started": iso_utc(started), "who": who})
-            result.timings = notebook_timings(output) if output.exists() else {}
-        except Exception as exc:  # whatever broke, the run is recorded as failed
-            failure = NotebookExecutionError(f"{type(exc).__name__}: {exc}", cell_index=None,
-                                             ename=type(exc).__name__, evalue=str(exc))
-            failure.__cause__ = exc
-        except BaseException:
-            # Interrupted: the record must not stay "running" for ever.
-            kb.finish_run(record.id, "failed", output_path=_relative(output, ws) if output.exists() else None, who=who)
-            raise
-        result.seconds = time.perf_counter() - t0
-        result.timings["total"] = result.seconds
-        if failure is None:
-            result.status = "succeeded"
-            kb.finish_run(record.id, "succeeded", output_path=_relative(output, ws), who=who)
-            return result
-        result.error = {"cell_index": failure.cell_index, "execution_count": failure.execution_count,
-                        "ename": failure.ename, "evalue": failure.evalue}
-        result.output_path = str(output) if output.exists() else None
-        kb.finish_run(record.id, "failed", error_cell=failure.cell_index,
-                      output_path=_relative(output, ws) if output.exists() else None, who=who)
+        # The kernel writes into a hidden partial notebook: the last good notebook is replaced only
+        # by a run that succeeded; a failed run is kept beside it as <template>.failed.ipynb.
+        partial, failed_output = out_dir / f".{name}.running.ipynb", out_dir / f"{name}.failed.ipynb"
+        with _run_lock(out_dir / f".{name}.lock", partial, kb, incident_id, name, who):
+            started = datetime.now(timezone.utc)
+            record = kb.start_run(incident_id, template=name, parameters=_storable(values), started=started, who=who)
+            result = RunResult(incident_id, name, str(output), "failed", None, 0.0, record.id)
+            failure: NotebookExecutionError | None = None
+            try:
+                failure = _execute(papermill, kernel_class, kernel, path, partial, values, out_dir, progress, timeout)
+                stamp_metadata(partial, {"run_id": record.id, "incident_id": incident_id, "template": name,
+                                         "template_path": str(path), "started": iso_utc(started), "who": who})
+                result.timings = notebook_timings(partial) if partial.exists() else {}
+                if failure is None:
+                    archived = archive(output)
+                    result.archived = None if archived is None else str(archived)
+                    os.replace(partial, output)
+                elif partial.exists():
+                    os.replace(partial, failed_output)
+            except Exception as exc:  # whatever broke, the run is recorded as failed
+                failure = NotebookExecutionError(f"{type(exc).__name__}: {exc}", cell_index=None,
+                                                 ename=type(exc).__name__, evalue=str(exc))
+                failure.__cause__ = exc
+                if partial.exists():
+                    os.replace(partial, failed_output)
+            except BaseException:
+                # Interrupted: the record must not stay "running" for ever, nor the partial notebook stay.
+                partial.unlink(missing_ok=True)
+                kb.finish_run(record.id, "failed", who=who)
+                raise
+            result.seconds = time.perf_counter() - t0
+            result.timings["total"] = result.seconds
+            if failure is None:
+                result.status = "succeeded"
+                kb.finish_run(record.id, "succeeded", output_path=_relative(output, ws), who=who)
+                return result
+            result.error = {"cell_index": failure.cell_index, "execution_count": failure.execution_count,
+                            "ename": failure.ename, "evalue": failure.evalue}
+            result.output_path = str(failed_output) if failed_output.exists() else None
+            kb.finish_run(record.id, "failed", error_cell=failure.cell_index,
+                          output_path=_relative(failed_output, ws) if failed_output.exists() else None, who=who)
         failure.result = result
         where = "the kernel" if failure.cell_index is None else f"cell {failure.cell_index}"
         if failure.execution_count is not None:
             where += f" (In [{failure.execution_count}])"
         failure.args = (f"{incident_id}: {name} failed in {where}: {failure.ename}: {_first_line(failure.evalue)}"
-                        + (f"; see {output}" if output.exists() else ""),)
+                        + (f"; see {failed_output}" if failed_output.exists() else "")
+                        + (f" (the last good notebook stays at {output})" if output.exists() else ""),)
         raise failure
 
 
@@ -372,6 +394,35 @@ def _execute(papermill: Any, base: Any, kernel: str | None, path: Path, output: 
             return NotebookExecutionError(detail, cell_index=error_cell(output, last_started=True),
                                           ename=type(exc).__name__, evalue=detail)
     return None
+
+
+@contextmanager
+def _run_lock(lock: Path, partial: Path, kb: Any, incident_id: str, template: str, who: str) -> Iterator[None]:
+    """One run of a template per incident at a time. A lock left by a killed run (its process is
+    gone) is taken over: that run's record becomes ``failed`` and its partial notebook is removed,
+    so a ``kill -9`` leaves nothing behind once the next run starts."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = lock.read_text(encoding="utf-8", errors="replace").strip() if lock.exists() else ""
+            if holder and alive(holder):
+                raise ConflictError(f"{incident_id}: a {template} run is already in progress (process "
+                                    f"{holder.split()[0]}); wait for it to finish") from None
+            for stale in kb.list_runs(incident_id, status="running"):
+                if stale.template == template:
+                    kb.finish_run(stale.id, "failed", who=who)
+            partial.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+    else:
+        raise ConflictError(f"{incident_id}: cannot take the {template} run lock {lock}")
+    try:
+        os.write(fd, token().encode("ascii"))
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _storable(value: Any) -> Any:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import NotebookError, TemplateParameterError, UnknownNameError
+from ..formats import aware_time
+from ..signals.detect import detectors
 from .notebooks import cell_source, read_notebook
 
 __all__ = ["ALLOWED_TYPES", "AUTO_PARAMETERS", "MAX_DEPTH", "PARAMETERS_TAG", "TEMPLATES_DIR", "lint_template",
@@ -35,6 +37,14 @@ PARAMETERS_TAG = "parameters"
 ALLOWED_TYPES = "str, int, float (finite), bool, None, list, dict with str keys"
 #: Nesting deeper than this is refused (and a list that contains itself stops here).
 MAX_DEPTH = 64
+#: Where the parameters cell's metadata declares each parameter's kind and range:
+#: ``{"workbench": {"parameters": {"baseline_hours": {"type": "number", "min": 0.25, "max": 720}}}}``.
+#: Types: ``text`` (``max_length``), ``time`` (ISO 8601 with a zone), ``number`` and ``integer``
+#: (``min``/``max``, inclusive), ``detector`` (a registered detector name); ``"nullable": true``
+#: also accepts None.
+RULE_TYPES = ("text", "time", "number", "integer", "detector")
+#: Longest text parameter unless a rule says otherwise.
+MAX_TEXT = 10_000
 #: Python refuses to turn longer ints into text (sys.int_info.default_max_str_digits is 4300).
 _MAX_INT_BITS = 13_000
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -130,6 +140,7 @@ def validate_parameters(template: str | os.PathLike[str], params: Mapping[str, A
         ``filters['services'][2]``), a NaN/infinite float, or a string with a lone surrogate.
     """
     declared = template_parameters(template)
+    rules = parameter_rules(template)
     if params is None:
         return {}
     if not isinstance(params, Mapping):
@@ -146,8 +157,51 @@ def validate_parameters(template: str | os.PathLike[str], params: Mapping[str, A
             raise TemplateParameterError(f"parameter {name!r} is not declared by template "
                                          f"{template_path(template).name} (declared: {', '.join(declared) or 'none'})"
                                          f"{hint}")
-        out[name] = _check_value(value, name, 0)
+        out[name] = _check_rule(name, _check_value(value, name, 0), rules.get(name))
     return out
+
+
+def parameter_rules(template: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Each parameter's declared kind and range (see :data:`RULE_TYPES`), from the parameters cell's
+    metadata; a parameter without a rule is only checked for its value types."""
+    path = template_path(template)
+    nb = _read_template(path)
+    index, _ = _parameters_cell(nb, path)
+    rules = nb["cells"][index].get("metadata", {}).get("workbench", {}).get("parameters", {})
+    if not isinstance(rules, dict) or not all(isinstance(r, dict) and r.get("type") in RULE_TYPES
+                                              for r in rules.values()):
+        raise TemplateParameterError(f"{path.name}, cell {index}: metadata workbench.parameters must map each name "
+                                     f"to a rule with a type among {', '.join(RULE_TYPES)}")
+    return rules
+
+
+def _check_rule(name: str, value: Any, rule: Mapping[str, Any] | None) -> Any:
+    """``value`` if it fits ``rule``, else :class:`TemplateParameterError` naming the parameter."""
+    if rule is None or (value is None and rule.get("nullable")):
+        return value
+    kind = rule["type"]
+
+    def refuse(expected: str) -> TemplateParameterError:
+        return TemplateParameterError(f"parameter {name!r}: expected {expected}, got {value!r:.80}")
+
+    if kind in ("number", "integer"):
+        numeric = (int,) if kind == "integer" else (int, float)
+        if type(value) not in numeric:
+            raise refuse("an integer" if kind == "integer" else "a number")
+        lo, hi = rule.get("min"), rule.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise refuse(f"a {kind} from {lo} to {hi}")
+        return value
+    if type(value) is not str:
+        raise refuse("text" if kind == "text" else f"a {kind} as text")
+    if kind == "text":
+        if len(value) > rule.get("max_length", MAX_TEXT):
+            raise refuse(f"text of at most {rule.get('max_length', MAX_TEXT):,} characters")
+    elif kind == "time":
+        aware_time(value, f"parameter {name!r}", TemplateParameterError)
+    elif kind == "detector":
+        detectors.get(value)  # UnknownNameError with the registered names and a did-you-mean
+    return value
 
 
 def run_values(template: str | os.PathLike[str], params: Mapping[str, Any] | None, **auto: Any) -> dict[str, Any]:
@@ -188,6 +242,14 @@ def lint_template(template: str | os.PathLike[str]) -> list[str]:
     except TemplateParameterError as exc:
         return [str(exc)]
     problems += [f"the parameters cell does not declare {name!r}" for name in AUTO_PARAMETERS if name not in declared]
+    try:
+        rules = parameter_rules(path)
+    except TemplateParameterError as exc:
+        return problems + [str(exc)]
+    problems += [f"parameter {name!r} has no rule in the parameters cell's metadata (workbench.parameters)"
+                 for name in declared if name not in rules]
+    problems += [f"parameter {name!r}: its default {declared[name]!r} breaks its own rule ({exc})"
+                 for name in declared if name in rules for exc in _rule_problem(name, declared[name], rules[name])]
     banned = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.For, ast.AsyncFor, ast.While,
               ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
     for i, cell in enumerate(_read_template(path)["cells"]):
@@ -246,6 +308,14 @@ def _check_value(value: Any, where: str, depth: int) -> Any:
         hint = "; pass an ISO 8601 string such as 2026-11-02T13:00:00Z"
     raise TemplateParameterError(f"parameter {where}: values of type {kind.__name__} are not allowed "
                                  f"(allowed: {ALLOWED_TYPES}){hint}")
+
+
+def _rule_problem(name: str, value: Any, rule: Mapping[str, Any]) -> list[str]:
+    try:
+        _check_rule(name, value, rule)
+    except (TemplateParameterError, UnknownNameError) as exc:
+        return [str(exc)]
+    return []
 
 
 def _read_template(path: Path) -> dict[str, Any]:

@@ -109,6 +109,7 @@ class HttpClient:
         opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=self.context))
         attempts = self.retries + 1
         last = ""
+        delay = 0.0  # set by each attempt (backoff, or the server's Retry-After) for the next one
         for attempt in range(attempts):
             if attempt:
                 self.sleep(delay)
