@@ -152,6 +152,8 @@ def review(incident_id: str = typer.Argument(..., help="Incident id."),
            name: str = typer.Option(..., "--as", help="Who decides (recorded as the reviewer)."),
            why: str = typer.Option(..., "--why", help="The rationale (required: the next reviewer reads it)."),
            add: bool = typer.Option(False, "--add", help="Record the cause even if the engine did not propose it."),
+           expect_version: Optional[int] = typer.Option(None, "--expect-version", min=1,
+                                                        help="The hypothesis version you read (incident show --json); required to change another reviewer's decision."),
            workspace: Optional[Path] = WorkspaceOpt,
            as_json: bool = JsonOpt) -> None:
     """Confirm or reject a root-cause hypothesis (what the notebook's review buttons do)."""
@@ -164,7 +166,8 @@ def review(incident_id: str = typer.Argument(..., help="Incident id."),
     service, cause = reviewing.parse_pair(confirm if confirm is not None else reject)
     ws = open_workspace(workspace)
     with ws.knowledge_base() as kb:
-        stored = reviewing.decide(kb, incident_id, service, cause, status, reviewer=name, rationale=why, add=add)
+        stored = reviewing.decide(kb, incident_id, service, cause, status, reviewer=name, rationale=why, add=add,
+                                  version=expect_version)
     if as_json:
         echo_json(stored.to_dict())
     else:

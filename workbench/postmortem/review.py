@@ -11,7 +11,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from ..errors import NotFoundError, WorkbenchError
+from ..errors import ConflictError, NotFoundError, WorkbenchError
+from ..formats import clip
 
 __all__ = ["DECISIONS", "ReviewError", "decide", "parse_pair"]
 
@@ -59,13 +60,21 @@ def decide(kb: Any, incident_id: str, service: str, cause: str, status: str, *, 
     StoreError
         A missing reviewer or rationale, an unknown cause (the message names the field).
     ConflictError
-        ``version`` is not the stored one.
+        ``version`` is not the stored one; or, without ``version``, another reviewer's decision
+        (or another decision) is already stored: changing it must name the version read.
     """
     if status not in DECISIONS:
         raise ReviewError(f"decision {status!r}: expected one of {', '.join(DECISIONS)}")
     hypotheses = kb.list_hypotheses(incident_id)
     match = next((h for h in hypotheses if (h.service, h.cause) == (service, cause)), None)
     if match is not None:
+        if version is None and match.status in DECISIONS and (match.status, match.reviewer) != (status, reviewer):
+            # Someone already decided: changing that decision must be deliberate, never a silent
+            # last-writer-wins between two reviewers deciding at the same time.
+            raise ConflictError(
+                f"incident {incident_id}: {service}/{cause} was already {match.status} by {match.reviewer} "
+                f"(version {match.version}, rationale {clip(match.rationale or '', 80)!r}); nothing was written. "
+                f"To change that decision, name the version you read (--expect-version {match.version})")
         return kb.update_hypothesis(match.id, match.version if version is None else version, who=reviewer,
                                     status=status, reviewer=reviewer, rationale=rationale)
     if add:
