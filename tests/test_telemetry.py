@@ -130,3 +130,28 @@ def test_hostile_strings_round_trip(tmp_path):
     got = store.query("logs", services=["svc"])
     assert got["body"].tolist() == HOSTILE_STRINGS
     assert [schema.parse_attributes(a)["k"] for a in got["attributes"]] == HOSTILE_STRINGS
+
+
+def test_an_ingest_killed_mid_write_leaves_nothing_after_the_next_write(workspace):
+    """kill -9 during staging leaves .tmp files and empty day folders, during a commit a moved-aside
+    backup: the next write removes the first two and puts a lost file back (issue 13, item 5)."""
+    import pandas as pd
+
+    store = workspace.telemetry()
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(["2026-11-02T10:00:00Z", "2026-11-03T10:00:00Z"]),
+                          "service": "a", "environment": "production", "name": "m", "value": [1.0, 2.0],
+                          "unit": "", "attributes": "{}"})
+    store.write({"metrics": frame})
+    day2 = next((store.root / "metrics").glob("day=2026-11-03"))
+    target = next(day2.glob("*.parquet"))
+    dead = "999999_1"  # no such process
+    (day2 / f".{target.name}.{dead}-abc.tmp").write_bytes(b"half a parquet file")
+    (store.root / "metrics" / "day=2026-11-09").mkdir()
+    target.rename(day2 / f".{target.name}.{dead}-def.bak")  # killed between the two renames of a commit
+    live = day2 / f".{target.name}.{__import__('workbench.processes', fromlist=['token']).token().replace(' ', '_')}-x.tmp"
+    live.write_bytes(b"another ingest, still running")
+    assert len(store.query("metrics")) == 1  # the file is missing until recovery
+    store.write({"metrics": frame})  # the next ingest (adds nothing) recovers first
+    assert sorted(p.name for p in day2.iterdir()) == sorted([target.name, live.name])
+    assert not (store.root / "metrics" / "day=2026-11-09").exists()
+    assert len(store.query("metrics")) == 2

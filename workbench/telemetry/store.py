@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from . import schema
 from ..errors import SourceError
 from ..formats import utc_bound
+from ..processes import alive, token
 
 _PART = "part.parquet"
 
@@ -57,6 +58,12 @@ class WriteStats:
         return {"rows_added": dict(self.rows_added), "rows_present": dict(self.rows_present), "files": self.files}
 
 
+def _owner() -> str:
+    """This process in a file name (``<pid>_<start time>``): a later ingest can tell whether the
+    writer of a leftover file is gone."""
+    return token().replace(" ", "_")
+
+
 class StagedWrite:
     """Files written beside their targets, swapped in by :meth:`commit` or dropped by :meth:`rollback`."""
 
@@ -74,7 +81,7 @@ class StagedWrite:
             for tmp, target in self._moves:
                 backup = None
                 if target.exists():
-                    backup = target.with_name(target.name + f".bak-{uuid.uuid4().hex}")
+                    backup = target.with_name(f".{target.name}.{_owner()}-{uuid.uuid4().hex}.bak")
                     os.replace(target, backup)
                 self._backups.append((target, backup))
                 os.replace(tmp, target)
@@ -124,7 +131,9 @@ class TelemetryStore:
 
         Nothing is visible until :meth:`StagedWrite.commit`. ``replace``: a new row replaces a
         stored row with the same key instead of conflicting with it (:func:`schema.merge`).
+        What a killed ingest left behind is cleaned first (:meth:`recover`).
         """
+        self.recover()
         moves: list[tuple[Path, Path]] = []
         stats = WriteStats()
         # Parquet encoding and compression release the GIL: a second thread writes one file while
@@ -149,7 +158,7 @@ class TelemetryStore:
                     if added == 0 and not replaced and stored is not None:
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+                    tmp = target.with_name(f".{target.name}.{_owner()}-{uuid.uuid4().hex}.tmp")
                     moves.append((tmp, target))
                     writes.append(pool.submit(_write_parquet, merged, tmp))
                     stats.files += 1
@@ -166,6 +175,33 @@ class TelemetryStore:
             raise
         pool.shutdown(wait=True)
         return StagedWrite(moves, stats)
+
+    def recover(self) -> list[Path]:
+        """Clean up after ingests that were killed (``kill -9``) while writing; return what was removed.
+
+        A staged file (``.<name>.<owner>-<id>.tmp``) of a process that is gone is deleted; a backup
+        (``.<name>.<owner>-<id>.bak``, the previous file moved aside during a commit) is put back
+        when its file is missing (the commit was cut between the two renames) and deleted
+        otherwise; day folders left empty are removed. Files of a live process are left alone.
+        """
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        for leftover in sorted(self.root.glob("*/*/.*.tmp")) + sorted(self.root.glob("*/*/.*.bak")):
+            owner = leftover.name.rsplit(".", 2)[-2].split("-")[0].replace("_", " ")
+            if alive(owner):
+                continue
+            target = leftover.with_name(leftover.name[1:].rsplit(".", 2)[0])
+            if leftover.suffix == ".bak" and not target.exists():
+                os.replace(leftover, target)
+            else:
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+        for day in sorted(self.root.glob("*/day=*")):
+            if day.is_dir() and not any(day.iterdir()):
+                day.rmdir()
+                removed.append(day)
+        return removed
 
     def write(self, tables: dict[str, pd.DataFrame]) -> WriteStats:
         """Stage and commit in one step."""
