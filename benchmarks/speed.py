@@ -20,7 +20,7 @@ times with :func:`workbench.analysis.analyze` (``store=False``) and the median k
 
 Nezha only, the accuracy of the same workspace path (labels from
 :func:`workbench.evaluation.nezha.load_labels`, read by the benchmark, never by the analysis), scored
-with ``benchmarks/nezha.py``'s ``rank_of`` and ``summary`` so it compares with that benchmark's
+with :mod:`workbench.evaluation.topk` (``rank_of``, ``summarize``) so it compares with ``benchmarks/nezha.py``'s
 in-memory path: ``rank`` = rank of the injected service among the analysis' suspicions (the
 ranking benchmarks/nezha.py scores), ``rank_hypotheses`` = its rank among the distinct services of
 the ranked hypotheses (what a reviewer sees); an incident with no ranking at all counts as a miss
@@ -32,7 +32,6 @@ Target: at most 1 s per Nezha case, warm.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -45,17 +44,6 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 NEZHA = REPO.parent / "shared" / "data" / "nezha-trainticket"
 TARGET_S = 1.0
-
-
-def _nezha_benchmark():
-    """``benchmarks/nezha.py`` as a module (its rank and summary functions are reused, not copied)."""
-    if "nezha_benchmark" in sys.modules:
-        return sys.modules["nezha_benchmark"]
-    spec = importlib.util.spec_from_file_location("nezha_benchmark", Path(__file__).with_name("nezha.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def prepare(url: str, root: Path) -> tuple[object, float | None]:
@@ -86,9 +74,9 @@ def evaluation_ids(ws) -> list[str]:
 
 def bench(ws, ids: list[str], repeat: int, detector: str | None, labels: dict | None = None) -> list[dict]:
     from workbench.analysis.pipeline import analyze
+    from workbench.evaluation.topk import rank_of
 
-    nezha = _nezha_benchmark() if labels is not None else None
-    if nezha is not None:
+    if labels is not None:
         topology = ws.telemetry().query("topology")
         known = set(topology["caller"]) | set(topology["callee"])
     if ids:
@@ -103,14 +91,14 @@ def bench(ws, ids: list[str], repeat: int, detector: str | None, labels: dict | 
                "ratio": round((t["detect"] + t["rank"]) / t["read"], 2) if t["read"] > 0 else None,
                "hypotheses": len(last.hypotheses),
                "top": None if not last.hypotheses else f"{last.hypotheses[0].service}/{last.hypotheses[0].cause}"}
-        if nezha is not None and iid in labels:
+        if labels is not None and iid in labels:
             truth = labels[iid]["service"]
             suspicions = [s.service for s in last.suspicions]
             services = list(dict.fromkeys(h.service for h in last.hypotheses))
             size = len(known | set(suspicions))  # an empty ranking is a miss, not rank 1
             row.update({"truth": f"{truth}/{labels[iid]['fault_type']}", "fault_type": labels[iid]["fault_type"],
-                        "rank": nezha.rank_of(suspicions, truth, size),
-                        "rank_hypotheses": nezha.rank_of(services, truth, size)})
+                        "rank": rank_of(suspicions, truth, size),
+                        "rank_hypotheses": rank_of(services, truth, size)})
         rows.append(row)
     return rows
 
@@ -126,13 +114,12 @@ def summary(rows: list[dict]) -> dict:
     out["within_target"] = sum(1 for r in rows if r["total_s"] <= TARGET_S)
     scored = [r for r in rows if "rank" in r]
     if scored:
-        nezha = _nezha_benchmark()
-        out["suspicions"] = nezha.summary(scored)
-        out["hypotheses"] = nezha.summary([{**r, "rank": r["rank_hypotheses"]} for r in scored])
-        by_type: dict[str, list[dict]] = {}
-        for r in scored:
-            by_type.setdefault(r["fault_type"], []).append(r)
-        out["suspicions_by_fault_type"] = {k: nezha.summary(v) for k, v in sorted(by_type.items())}
+        from workbench.evaluation.topk import summarize
+
+        out["suspicions"] = summarize(scored)
+        out["hypotheses"] = summarize([{**r, "rank": r["rank_hypotheses"]} for r in scored])
+        out["suspicions_by_fault_type"] = out["suspicions"].pop("by_fault_type")
+        out["hypotheses"].pop("by_fault_type")
     return out
 
 

@@ -125,6 +125,9 @@ def test_results_are_stored_as_proposed_with_a_signature(analysed):
             assert stored and {h.status for h in stored} == {"proposed"}
             assert [(h.service, h.cause) for h in stored] == [(h.service, h.cause) for h in results[iid].hypotheses]
             assert stored[0].evidence and stored[0].rank == 1
+            # the calibrated confidence is stored with each proposed hypothesis
+            assert [h.confidence for h in stored] == [h.confidence for h in results[iid].hypotheses]
+            assert all(0 <= h.confidence <= 1 for h in stored)
             assert signature_path(ws, iid).is_file()
     finally:
         kb.close()
@@ -197,7 +200,8 @@ def test_cli_prints_ranked_hypotheses_with_evidence_for_every_incident(analysed,
     blocks = {b.split()[0]: b for b in re.split(r"\n(?=INC-\d{8}-\d{3}  )", out.strip())}
     for iid in EVALUATION:
         block = blocks[iid]
-        assert re.search(r"^\s+1\s+\d\.\d{3}\s+\w+\s+\w+", block, re.M), block  # the rank-1 row
+        # the rank-1 row shows the calibrated confidence, not a bare score
+        assert re.search(r"^\s+1\s+\d{1,3}%\s+\w+\s+\w+", block, re.M), block
         assert "\n" + " " * 13 + "- " in block, block  # evidence lines
     assert "payments" in blocks["INC-20261102-001"] and "traffic" in blocks["INC-20261105-001"]
     # past incidents have no telemetry: a clear note, not a crash
@@ -209,6 +213,8 @@ def test_cli_json_for_one_incident(analysed, capsys):
     assert main(["analyze", "INC-20261102-001", "-w", str(ws.root), "--json", "--no-store"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["hypotheses"][0]["service"] == "payments"
+    confidences = [h["confidence"] for h in data["hypotheses"]]
+    assert all(0 <= c <= 1 for c in confidences) and confidences[0] == max(confidences)
     assert data["stored"] is False
 
 

@@ -105,8 +105,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from . import correlate
+from . import confidence, correlate, localize
 from .evidence import Evidence, ServiceSuspicion, TelemetryWindow
+from .localize import SHARED_PREFIXES as _SHARED_PREFIXES
 from .signature import (SIMILAR_MIN, WEIGHTS, PastIncident, Signature, parse_signal, signature_from_analysis,
                         similar_incidents, similarity, template_text)
 from ..formats import as_utc, clip, finite
@@ -148,7 +149,6 @@ RESOURCE_MIN_Z = 3.0
 #: on Nezha, CPU under injected contention reaches z 96-390 while the CPU of a pod whose
 #: network is delayed moves z 2.5-9 (it works a little more on retries); both are "moves".
 RESOURCE_Z_START, RESOURCE_Z_FULL = 10.0, 100.0
-_SHARED_PREFIXES = ("node_", "node.", "host_", "host.", "machine_")
 #: Request-rate ratio at which traffic strength starts, and the span to full strength.
 TRAFFIC_START, TRAFFIC_SPAN = 1.3, 0.7
 #: Windows of the request-rate ratio: after the onset, and before it.
@@ -194,6 +194,10 @@ class Hypothesis:
     parts : dict
         The factors of the score (``L`` or ``D``, ``P``, ``S``, ``W``, ``E`` = the cause strength,
         ``H``) for inspection; not stored.
+    confidence : float or None
+        Calibrated probability (0-1) that this is the root cause (:mod:`.confidence`): the
+        probability that the hypothesis' service is the origin, for the service's strongest cause,
+        scaled by the score ratio for its weaker causes.
     """
 
     service: str
@@ -204,6 +208,7 @@ class Hypothesis:
     evidence: list[Evidence] = field(default_factory=list)
     similar: list[dict[str, Any]] = field(default_factory=list)
     parts: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None
 
     @property
     def status(self) -> str:
@@ -214,6 +219,7 @@ class Hypothesis:
         """The knowledge base's hypothesis fields (:meth:`KnowledgeBase.add_hypothesis`)."""
         return {"service": self.service, "cause": self.cause, "summary": self.summary,
                 "score": round(float(self.score), 4), "rank": int(self.rank), "status": "proposed",
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
                 "evidence": [e.to_dict() for e in self.evidence], "similar": [dict(s) for s in self.similar]}
 
 
@@ -287,6 +293,7 @@ def rank(window: TelemetryWindow, suspicions: Sequence[ServiceSuspicion], incide
     sims = [(past, similarity(preliminary, past.signature)) for past in history]
     prior = [(past, similarity(preliminary, past.signature, PRIOR_WEIGHTS)) for past in history]
 
+    thin = thin_baseline(window)
     out: list[Hypothesis] = []
     for name, svc in services.items():
         strengths = {
@@ -307,17 +314,61 @@ def rank(window: TelemetryWindow, suspicions: Sequence[ServiceSuspicion], incide
                 evidence = EVIDENCE_FLOOR + (1 - EVIDENCE_FLOOR) * CAUSE_WEIGHTS[cause] * strength
             h = max((sim for past, sim in prior if (name, cause) in past.confirmed), default=0.0)
             score = loc * prop * surge * evidence * (1 + HISTORY_BONUS * h)
-            hyp = Hypothesis(service=name, cause=cause, summary=_summary(cause, svc), score=score,
+            summary = _summary(cause, svc) + (f"; {thin}" if thin else "")
+            hyp = Hypothesis(service=name, cause=cause, summary=summary, score=score,
                              parts={"L": round(loc, 4), "P": round(prop, 4), "S": round(surge, 4),
                                     "W": CAUSE_WEIGHTS[cause], "E": round(strength, 4), "H": round(h, 4)})
             hyp.evidence = _evidence(cause, svc, services, topology, sims)[:MAX_EVIDENCE]
             hyp.similar = _similar_for(name, cause, sims)
             out.append(hyp)
+    _confidence(out)
     out.sort(key=lambda h: (-h.score, h.service, h.cause))
     out = out[:limit]
     for i, hyp in enumerate(out, start=1):
         hyp.rank = i
     return out
+
+
+def thin_baseline(window: TelemetryWindow) -> str | None:
+    """A warning when the baseline holds too little to compare with, else None.
+
+    Per modality present in the incident window: fewer metric steps than the localiser needs
+    (:data:`workbench.localize.MIN_METRIC_BASE`), or fewer log lines or spans than the least
+    baseline it compares an operation on (:data:`workbench.localize.MIN_BASE_UNITS`). The text
+    goes into every hypothesis' summary, so a reader knows the ranking compared with little.
+    """
+    lacking = []
+    for table, column, need, what in (("metrics", "timestamp", localize.MIN_METRIC_BASE, "metric step(s)"),
+                                      ("logs", "timestamp", localize.MIN_BASE_UNITS, "log line(s)"),
+                                      ("spans", "start", localize.MIN_BASE_UNITS, "span(s)")):
+        frame = getattr(window, table)
+        if frame.empty or not (frame[column] >= window.start).any():
+            continue
+        base = frame[column][(frame[column] >= window.baseline_start) & (frame[column] < window.baseline_end)]
+        count = base.dt.floor(window.step).nunique() if table == "metrics" else len(base)
+        if count < need:
+            lacking.append(f"{count} {what}")
+    if not lacking:
+        return None
+    return (f"thin baseline ({', '.join(lacking)} before the incident): weak evidence, check it against "
+            f"earlier normal data")
+
+
+def _confidence(hypotheses: list[Hypothesis]) -> None:
+    """Each hypothesis' calibrated probability (see :class:`Hypothesis`).
+
+    A service's score is its best hypothesis' score (what orders the services a reviewer reads);
+    its probability comes from that score's margin over the best other service
+    (:func:`workbench.analysis.confidence.probabilities`) and is shared by its causes in
+    proportion to their scores.
+    """
+    best: dict[str, float] = {}
+    for h in hypotheses:
+        best[h.service] = max(best.get(h.service, 0.0), finite(h.score, 0.0))
+    probability = dict(zip(best, confidence.probabilities(list(best.values()))))
+    for h in hypotheses:
+        top = best[h.service]
+        h.confidence = round(probability[h.service] * (finite(h.score, 0.0) / top if top > 0 else 0.0), 4)
 
 
 # --------------------------------------------------------------------------- the factors

@@ -92,7 +92,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,17 +108,15 @@ W = {"metrics": 0.25, "logs": 1.0, "spans": 1.0}
 #: Score a modality reaches on noise alone (the least reference it is divided by): logs 0.4 = 40 %
 #: of an operation's executions changed; spans 2.0 = a 7x (e^2) slower operation or call;
 #: metrics 1.0 = a robust z of Z_REF sustained.
-FLOOR = {"metrics": 1.0, "logs": 0.4, "spans": 2.0}
-#: Weight of the other modalities next to the strongest one (agreement adds a little).
-AGREEMENT = 0.1
+FLOOR = {"metrics": 1.0, "logs": 0.6, "spans": 2.0}
 #: Largest normalised score of one modality (one extreme modality cannot drown the others).
 CAP = 4.0
 #: A modality's onset counts for a service when its normalised score there is at least this.
 ONSET_MIN = 0.5
 #: Largest share of a caller's score taken off when a callee explains its symptoms ...
-TOPOLOGY_DISCOUNT = 0.5
+TOPOLOGY_DISCOUNT = 0.0
 #: ... which a callee does fully when its intrinsic score is at least this share of the caller's.
-EXPLAIN_RATIO = 0.5
+EXPLAIN_RATIO = 1.0
 
 # logs
 #: Characters of a log body used for mining (payloads beyond carry no template).
@@ -127,13 +125,13 @@ MAX_BODY_CHARS = 300
 K_UNITS = 3.0
 #: Fewest baseline / incident units (or lines) of an operation (or service) to compare it.
 MIN_BASE_UNITS, MIN_INC_UNITS = 5, 3
-#: Weights of an event's change by kind and direction. A *problem* event (an error or warning
-#: template, a call that ended in an error span) only counts when it rises: errors that stop are
-#: a recovery, not a fault. A normal event counts fully when it declines or vanishes (a code path
-#: no longer taken), less when it is new, little when it merely grows (a shift in what the
-#: requests ask for, or the normal path coming back after errors).
-PROBLEM_RISE, PROBLEM_DECLINE = 1.0, 0.0
-NORMAL_DECLINE, NORMAL_NEW, NORMAL_RISE = 1.0, 0.5, 0.25
+# An event's change counts fully, whatever its direction, except a *problem* event (an error or
+# warning template, a call that ended in an error span) that falls: errors that stop are a
+# recovery, not a fault. (Weighting a new or growing normal event less than a vanished one, as an
+# earlier version did with 0.5 and 0.25, lost accuracy under cross-validation: a wrong return value
+# adds code paths as often as it removes them.)
+#: Later starts of the incident side of the log comparison, as fractions of the window.
+SCAN_FRACTIONS = (0.25, 0.5)
 #: A template is a problem template when more than this share of its lines are WARN or worse.
 PROBLEM_SHARE = 0.5
 #: Tokens of a log body that identify its template (the rest of a long line is payload whose
@@ -164,10 +162,18 @@ REL_FLOOR = 0.25
 SUSTAIN = 2
 #: The |z| that maps to a metrics score of 1.
 Z_REF = 10.0
+#: Metric name prefixes of infrastructure shared by many services (not a service's own metric).
+SHARED_PREFIXES = ("node_", "node.", "host_", "host.", "machine_")
 #: Services the detector runs on (most deviating first).
 DETECT_TOP = 5
 
 _KEY = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{7,}|\d+")
+#: A source location near the start of a line (``c.s.PriceController#46``, ``Foo.java:12``): the
+#: log statement that wrote it. Two statements whose texts Drain merges stay two templates.
+LOCATION = re.compile(r"(?<![\w.$])((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$][\w$\[\]]*"
+                      r"(?:#|\.(?:java|py|go|js|ts|rb|cs|c|cc|cpp|scala|kt|rs):)\d+)(?![\w])")
+#: Leading tokens of a line searched for a source location (a logger prefix, not the message).
+LOCATION_TOKENS = 5
 _SPAN_ID = re.compile(r'"span_id"\s*:\s*"([^"]*)"')
 
 
@@ -195,12 +201,6 @@ class ModalityResult:
     onsets: dict[str, pd.Timestamp] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def reference(self) -> float:
-        """What the scores are divided by: ``max(second-best, FLOOR[name])``."""
-        top = self.scores.sort_values(ascending=False)
-        second = float(top.iloc[1]) if len(top) > 1 else 0.0
-        return max(second, FLOOR[self.name])
-
 
 @dataclass
 class Localization:
@@ -223,8 +223,76 @@ class Localization:
     notes: list[str]
 
 
-def localize(window: TelemetryWindow, *, detector: Any = None,
-             weights: dict[str, float] | None = None) -> list[ServiceSuspicion]:
+@dataclass(frozen=True)
+class Params:
+    """The constants of the combination (see the module docstring), chosen under cross-validation.
+
+    ``benchmarks/nezha.py --cv`` chooses them on training folds only from :func:`param_grid`;
+    the defaults are the choice on all 32 shared Nezha cases (``docs/ranking.md``).
+
+    Attributes
+    ----------
+    weights : dict
+        ``W[m]`` per modality (0 switches a modality off: it is then not computed).
+    floors : dict
+        ``FLOOR[m]``: the least reference a modality's scores are divided by.
+    discount : float
+        Largest share of a caller's score taken off when a callee explains it (0 = no topology).
+    explain : float
+        A callee explains its caller fully when its intrinsic score reaches this share of the caller's.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(W))
+    floors: Mapping[str, float] = field(default_factory=lambda: dict(FLOOR))
+    discount: float = TOPOLOGY_DISCOUNT
+    explain: float = EXPLAIN_RATIO
+
+    def __post_init__(self) -> None:
+        for what, table in (("weights", self.weights), ("floors", self.floors)):
+            for key, value in table.items():
+                if key not in W:
+                    raise ValueError(f"{what}: unknown modality {key!r}; expected some of {', '.join(W)}")
+                if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                    raise ValueError(f"{what}[{key!r}] must be a finite number >= 0, got {value!r}")
+        object.__setattr__(self, "weights", {**W, **{k: float(v) for k, v in self.weights.items()}})
+        object.__setattr__(self, "floors", {**FLOOR, **{k: float(v) for k, v in self.floors.items()}})
+        for name in ("discount", "explain"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1 and name != "explain" or value <= 0 and name == "explain":
+                raise ValueError(f"{name} must be a number in {'(0, inf)' if name == 'explain' else '[0, 1]'}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": dict(self.weights), "floors": dict(self.floors), "discount": self.discount,
+                "explain": self.explain}
+
+
+#: The constants the product uses (chosen by ``benchmarks/nezha.py --cv`` on all shared cases).
+DEFAULT_PARAMS = Params()
+
+
+def param_grid() -> list[Params]:
+    """The candidate constants cross-validation chooses from; ties go to the first, so the order
+    states the prior preference (set before any result was seen): every modality heard, the
+    floors at their documented noise levels, the topology rule on.
+
+    Logs and spans floors span what each modality reaches on noise (a fifth to three fifths of an
+    operation's executions changed; a 2.7x to 20x slower operation), the metric weight whether
+    metrics speak and how loud, the topology pair whether a callee that explains its caller
+    discounts it, fully from half the caller's score or from all of it.
+    """
+    out = []
+    for discount, explain in ((0.5, 0.5), (0.5, 1.0), (0.0, 1.0)):
+        for metrics in (0.25, 0.0, 0.5):
+            for logs in (0.4, 0.3, 0.6, 0.2):
+                for spans in (2.0, 1.5, 3.0, 1.0):
+                    out.append(Params(weights={"metrics": metrics, "logs": 1.0, "spans": 1.0},
+                                      floors={"metrics": FLOOR["metrics"], "logs": logs, "spans": spans},
+                                      discount=discount, explain=explain))
+    return out
+
+
+def localize(window: TelemetryWindow, *, detector: Any = None, weights: Mapping[str, float] | None = None,
+             params: Params | None = None) -> list[ServiceSuspicion]:
     """Rank the services of ``window`` by how likely each is the origin of the incident.
 
     Parameters
@@ -235,7 +303,9 @@ def localize(window: TelemetryWindow, *, detector: Any = None,
         Metric detector for onsets and named metrics (default: :mod:`workbench.signals.detect`'s).
     weights : dict, optional
         Modality weights, e.g. ``{"metrics": 0, "logs": 1, "spans": 1}`` (missing keys keep
-        :data:`W`).
+        those of ``params``).
+    params : Params, optional
+        The combination's constants (default :data:`DEFAULT_PARAMS`).
 
     Returns
     -------
@@ -243,19 +313,31 @@ def localize(window: TelemetryWindow, *, detector: Any = None,
         Sorted by ``score`` descending (ties by name); empty when the window has no telemetry.
         ``by_modality`` holds the normalised modality scores (and ``topology``, the discount).
     """
-    return localization(window, detector=detector, weights=weights).suspicions
+    return localization(window, detector=detector, weights=weights, params=params).suspicions
 
 
-def localization(window: TelemetryWindow, *, detector: Any = None,
-                 weights: dict[str, float] | None = None) -> Localization:
+def localization(window: TelemetryWindow, *, detector: Any = None, weights: Mapping[str, float] | None = None,
+                 params: Params | None = None) -> Localization:
     """:func:`localize` with the per-modality results, a summary table and the notes."""
-    w = dict(W)
-    for key, value in (weights or {}).items():
-        if key not in W:
-            raise ValueError(f"weights: unknown modality {key!r}; expected some of {', '.join(W)}")
-        if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-            raise ValueError(f"weights[{key!r}] must be a finite number >= 0, got {value!r}")
-        w[key] = float(value)
+    params = _with_weights(params or DEFAULT_PARAMS, weights)
+    return combine(window, modalities(window, detector=detector, params=params), params)
+
+
+def modalities(window: TelemetryWindow, *, detector: Any = None, params: Params | None = None) -> dict[str, ModalityResult]:
+    """The three modalities' results (the expensive part; a modality weighted 0 is not computed)."""
+    w = (params or DEFAULT_PARAMS).weights
+    if not window.services():
+        return {}
+    return {
+        "metrics": metric_modality(window, detector=detector) if w["metrics"] > 0 else ModalityResult("metrics"),
+        "logs": log_modality(window) if w["logs"] > 0 else ModalityResult("logs"),
+        "spans": span_modality(window) if w["spans"] > 0 else ModalityResult("spans"),
+    }
+
+
+def combine(window: TelemetryWindow, results: Mapping[str, ModalityResult], params: Params | None = None) -> Localization:
+    """Combine modality results into the ranked suspicions (cheap: no telemetry is re-read)."""
+    params = params or DEFAULT_PARAMS
     notes: list[str] = []
     services = window.services()
     if not services:
@@ -263,37 +345,23 @@ def localization(window: TelemetryWindow, *, detector: Any = None,
         return Localization([], {}, pd.DataFrame(), notes)
     if window.baseline_end <= window.baseline_start:
         notes.append("the baseline is empty: every modality compares with nothing and scores 0")
-    results = {
-        "metrics": metric_modality(window, detector=detector) if w["metrics"] > 0 else ModalityResult("metrics"),
-        "logs": log_modality(window) if w["logs"] > 0 else ModalityResult("logs"),
-        "spans": span_modality(window) if w["spans"] > 0 else ModalityResult("spans"),
-    }
+    results = {m: results.get(m, ModalityResult(m)) for m in MODALITIES}
     for res in results.values():
         notes.extend(f"{res.name}: {n}" for n in res.notes)
     for note in notes:
         log.debug("localize: %s", note)
-    table = pd.DataFrame(index=pd.Index(services, name="service"))
-    own_parts = {}
-    for name, res in results.items():
-        raw = res.scores.reindex(table.index).fillna(0.0).clip(lower=0)
-        ref = res.reference()
-        table[f"raw_{name}"] = raw
-        table[name] = (raw / ref).clip(upper=CAP)
-        own = res.intrinsic.reindex(table.index).fillna(0.0).clip(lower=0)
-        own_parts[name] = w[name] * (own / ref).clip(upper=CAP)
-    own_parts = pd.DataFrame(own_parts)
-    intrinsic = own_parts.max(axis=1) + AGREEMENT * (own_parts.sum(axis=1) - own_parts.max(axis=1))
-    weighted = pd.DataFrame({m: w[m] * table[m] for m in MODALITIES})
-    table["combined"] = weighted.max(axis=1) + AGREEMENT * (weighted.sum(axis=1) - weighted.max(axis=1))
     topology = _topology(window)
     callees = topology.groupby("caller")["callee"].apply(list).to_dict() if len(topology) else {}
-    worst = pd.Series({s: max((intrinsic.get(c, 0.0) for c in callees.get(s, []) if c != s), default=0.0)
-                       for s in table.index}, dtype=float)
-    # A callee at least EXPLAIN_RATIO as anomalous (by itself) as the caller explains it fully.
-    explained = (worst / (EXPLAIN_RATIO * table["combined"])).where(table["combined"] > 0, 0.0).clip(upper=1.0)
-    discount = TOPOLOGY_DISCOUNT * explained * table["combined"]
-    table["topology_discount"] = discount
-    table["score"] = table["combined"] - discount
+    arrays = score_arrays(services, results)
+    parts = combined_scores(arrays, callee_matrix(services, callees), params)
+    table = pd.DataFrame(index=pd.Index(services, name="service"))
+    for name in MODALITIES:
+        table[f"raw_{name}"] = arrays["raw"][name]
+        table[name] = parts["norm"][name]
+    table["combined"] = parts["combined"]
+    table["topology_discount"] = parts["discount"]
+    table["score"] = parts["score"]
+    intrinsic = pd.Series(parts["intrinsic"], index=table.index)
     # The earliest onset among the modalities that see the service (normalised score >= ONSET_MIN),
     # so a modality that only sees noise cannot pull the onset forward.
     onsets = {}
@@ -306,18 +374,102 @@ def localization(window: TelemetryWindow, *, detector: Any = None,
         else pd.NaT
     table = table.reset_index().sort_values(["score", "service"], ascending=[False, True], kind="stable")
 
+    refs = parts["ref"]
     suspicions = []
     for row in table.itertuples(index=False):
         s = row.service
         evidence = [e for r in results.values() for e in r.evidence.get(s, [])]
-        evidence.sort(key=lambda e: -_strength(e, results))
+        evidence.sort(key=lambda e: -_strength(e, refs))
         if len(topology):
-            evidence.extend(_topology_evidence(s, callees.get(s, []), intrinsic, float(row.combined)))
+            evidence.extend(_topology_evidence(s, callees.get(s, []), intrinsic, float(row.combined), params.explain))
         by_modality = {m: float(getattr(row, m)) for m in MODALITIES}
         by_modality["topology"] = -float(row.topology_discount)
         suspicions.append(ServiceSuspicion(service=s, score=float(row.score), by_modality=by_modality,
                                            onset=onsets.get(s), evidence=evidence))
     return Localization(suspicions, results, table.reset_index(drop=True), notes)
+
+
+def score_arrays(services: Sequence[str], results: Mapping[str, ModalityResult]) -> dict[str, dict[str, Any]]:
+    """Per modality, the raw and intrinsic scores over ``services`` and the raw second-best score.
+
+    Returns
+    -------
+    dict
+        ``raw``, ``own`` (intrinsic; arrays over ``services``) and ``second`` (float) per modality:
+        what :func:`combined_scores` needs, whatever the constants.
+    """
+    index = pd.Index(services)
+    out: dict[str, dict[str, Any]] = {"raw": {}, "own": {}, "second": {}}
+    for name in MODALITIES:
+        res = results.get(name, ModalityResult(name))
+        out["raw"][name] = res.scores.reindex(index).fillna(0.0).clip(lower=0).to_numpy(dtype=float)
+        out["own"][name] = res.intrinsic.reindex(index).fillna(0.0).clip(lower=0).to_numpy(dtype=float)
+        out["second"][name] = _second(res.scores)
+    return out
+
+
+def callee_matrix(services: Sequence[str], callees: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """``m[i, j]`` is True when service ``i`` calls service ``j`` (``i != j``)."""
+    position = {s: i for i, s in enumerate(services)}
+    matrix = np.zeros((len(services), len(services)), dtype=bool)
+    for caller, called in callees.items():
+        i = position.get(caller)
+        if i is None:
+            continue
+        for callee in called:
+            j = position.get(callee)
+            if j is not None and j != i:
+                matrix[i, j] = True
+    return matrix
+
+
+def combined_scores(arrays: Mapping[str, Mapping[str, Any]], callees: np.ndarray, params: Params) -> dict[str, Any]:
+    """The combination and the topology discount on arrays (the formulas of the module docstring).
+
+    Only :func:`score_arrays` output is needed, so a benchmark scores many ``params`` on one
+    modality pass.
+
+    Returns
+    -------
+    dict
+        Arrays per service ``combined``, ``intrinsic``, ``discount``, ``score``; per modality
+        ``norm`` (``min(raw / ref, CAP)``, before the weight) and ``ref`` (``max(second, floor)``).
+    """
+    w = params.weights
+    refs, norm, weighted, own = {}, {}, [], []
+    for name in MODALITIES:
+        ref = max(arrays["second"][name], params.floors[name])
+        refs[name] = ref
+        raw, mine = arrays["raw"][name], arrays["own"][name]
+        norm[name] = np.minimum(raw / ref, CAP) if ref > 0 else np.zeros_like(raw)
+        weighted.append(w[name] * norm[name])
+        own.append(w[name] * (np.minimum(mine / ref, CAP) if ref > 0 else np.zeros_like(mine)))
+    weighted, own = np.vstack(weighted), np.vstack(own)
+    # The strongest modality decides: each nearly solves its own fault family, and adding the
+    # others' scores (an agreement bonus of 0.1 was tried) changed no cross-validated rank.
+    combined = weighted.max(axis=0)
+    intrinsic = own.max(axis=0)
+    if callees.size and params.discount > 0:
+        worst = np.where(callees, intrinsic[None, :], 0.0).max(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            explained = np.where(combined > 0, np.minimum(worst / (params.explain * combined), 1.0), 0.0)
+        discount = params.discount * explained * combined
+    else:
+        discount = np.zeros_like(combined)
+    return {"combined": combined, "intrinsic": intrinsic, "discount": discount, "score": combined - discount,
+            "norm": norm, "ref": refs}
+
+
+def _second(scores: pd.Series) -> float:
+    top = scores.sort_values(ascending=False)
+    return float(top.iloc[1]) if len(top) > 1 else 0.0
+
+
+def _with_weights(params: Params, weights: Mapping[str, float] | None) -> Params:
+    if not weights:
+        return params
+    return Params(weights={**params.weights, **weights}, floors=params.floors, discount=params.discount,
+                  explain=params.explain)
 
 
 # =========================================================================== logs
@@ -356,17 +508,21 @@ def log_modality(window: TelemetryWindow) -> ModalityResult:
     error_calls = set("call:" + failed["service"].astype(str) + " " + failed["name"].astype(str))
     table["error"] = table["event"].map(
         lambda e: (problems.get(e[4:], 0.0) > PROBLEM_SHARE) if e.startswith("log:") else e in error_calls)
-    p_b = table["c_b"] / table["n_b"]
-    p_i = (table["c_i"] + K_UNITS * p_b) / (table["n_i"] + K_UNITS)
-    rise = (p_i > p_b).to_numpy()
-    new = (table["c_b"] == 0).to_numpy()
-    err = table["error"].to_numpy(dtype=bool)
-    weight = np.where(err, np.where(rise, PROBLEM_RISE, PROBLEM_DECLINE),
-                      np.where(rise, np.where(new, NORMAL_NEW, NORMAL_RISE), NORMAL_DECLINE))
-    # Mean occurrences per unit; a change is measured absolutely up to one occurrence per unit and
-    # relatively beyond (a statement in a loop that now runs for half of the iterations).
-    change = (p_b - p_i).abs() / np.maximum(np.maximum(p_b, p_i), 1.0)
-    table = table.assign(p_b=p_b, p_i_raw=table["c_i"] / table["n_i"], score=weight * change)
+    table = _scored(table.assign(since=pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns, UTC]")))
+    # The onset inside the window is unknown (a fault may show a minute before the recorded start
+    # or a minute after it): the incident side is also compared from later cuts of the window, and
+    # each event keeps its strongest comparison (a short late suffix is shrunk toward the baseline
+    # like any small sample, so the scan does not reward noise).
+    for cut in _cuts(window):
+        n_cut = units[units["time"] >= cut].groupby(["service", "op"]).size().rename("n_i")
+        c_cut = events[events["time"] >= cut].groupby(["service", "op", "event"]).size().rename("c_i")
+        later = table.drop(columns=["c_i", "n_i"]).join(n_cut, on=["service", "op"]).join(
+            c_cut, on=["service", "op", "event"])
+        later = later.assign(c_i=later["c_i"].fillna(0.0), n_i=later["n_i"].fillna(0.0),
+                             since=pd.Series(cut, index=later.index).astype("datetime64[ns, UTC]"))
+        later = _scored(later[later["n_i"] >= MIN_INC_UNITS])
+        better = later[later["score"] > table.loc[later.index, "score"]]
+        table.loc[better.index, better.columns] = better
     table = table.sort_values("score", ascending=False, kind="stable")
     res.scores = table.groupby("service", sort=False)["score"].max()
     res.intrinsic = res.scores.copy()
@@ -387,30 +543,86 @@ def log_modality(window: TelemetryWindow) -> ModalityResult:
     return res
 
 
+def _scored(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (``c_b``, ``n_b``, ``c_i``, ``n_i``, ``error`` per event) with ``p_b``, ``p_i_raw``, ``score``."""
+    p_b = table["c_b"] / table["n_b"]
+    p_i = (table["c_i"] + K_UNITS * p_b) / (table["n_i"] + K_UNITS)
+    rise = (p_i > p_b).to_numpy()
+    err = table["error"].to_numpy(dtype=bool)
+    # A rising error counts for the share of its lines that started their trace's errors; the rest
+    # were written after a deeper service's error in the same trace (:func:`_error_paths`).
+    own = 1.0 - (table["c_prop"] / table["c_i"].where(table["c_i"] > 0)).fillna(0.0).clip(0, 1).to_numpy()
+    weight = np.where(err, np.where(rise, own, 0.0), 1.0)
+    # Mean occurrences per unit; a change is measured absolutely up to one occurrence per unit and
+    # relatively beyond (a statement in a loop that now runs for half of the iterations).
+    change = (p_b - p_i).abs() / np.maximum(np.maximum(p_b, p_i), 1.0)
+    return table.assign(p_b=p_b, p_i_raw=table["c_i"] / table["n_i"], score=weight * change)
+
+
+def _cuts(window: TelemetryWindow) -> list[pd.Timestamp]:
+    """Later starts of the incident side: a quarter and a half of the window in (scale-free)."""
+    length = window.end - window.start
+    if length <= pd.Timedelta(0):
+        return []
+    return [window.start + length * f for f in SCAN_FRACTIONS]
+
+
 def _mine(logs: pd.DataFrame) -> pd.DataFrame:
-    """Template per line; lines equal up to numbers and ids are mined once (speed)."""
+    """Template per line; lines equal up to numbers and ids are mined once (speed).
+
+    A line whose first tokens carry a source location (:data:`LOCATION`) belongs to the template
+    of that log statement: the location is part of its identity and shown in its text, since
+    Drain may merge two statements with similar words (``Query price`` at #39 and #46) or split
+    one whose payload varies.
+    """
     from ..signals import logs as log_lib
 
     # Plain Python over the lines: faster than three pandas string passes on Arrow strings.
     limit = MAX_TOKENS or None
     texts = [" ".join(str(b)[:MAX_BODY_CHARS].split(None, limit)[:limit]) for b in logs["body"].tolist()]
     services = logs["service"].astype(str).tolist()
-    key = pd.Series([f"{svc}\x1f{_KEY.sub('0', t)}" for svc, t in zip(services, texts)], index=logs.index)
+    locations = []
+    for t in texts:
+        found = LOCATION.search(" ".join(t.split(None, LOCATION_TOKENS)[:LOCATION_TOKENS]))
+        locations.append(found.group(1) if found else "")
+    key = pd.Series([f"{svc}\x1f{loc}\x1f{_KEY.sub('0', t)}" for svc, loc, t in zip(services, locations, texts)],
+                    index=logs.index)
     body = pd.Series(texts, index=logs.index, dtype=object)
     first = ~key.duplicated()
     reps = logs.loc[first, ["timestamp", "service"]].assign(body=body[first])
     mined = log_lib.mine(reps)
-    template_of = pd.Series(mined["template_id"].to_numpy(), index=key[first].to_numpy())
-    text_of = pd.Series(mined["template"].to_numpy(), index=key[first].to_numpy())
+    where = pd.Series(locations, index=logs.index)[first].to_numpy()
+    ids = mined["template_id"].to_numpy(dtype=object)
+    text = mined["template"].to_numpy(dtype=object)
+    located = where != ""
+    svc_first = np.asarray(services, dtype=object)[first.to_numpy()]
+    # One statement, one template: its id is the service and the location; its text the first
+    # Drain template seen for it, with the location written out.
+    ids = np.where(located, "loc:" + pd.Series(svc_first).astype(str).to_numpy() + "@" + where, ids)
+    first_text = pd.Series(text).groupby(pd.Series(ids)).transform("first").to_numpy()
+    text = np.where(located, [_with_location(t, loc) for t, loc in zip(first_text, where)], text)
+    template_of = pd.Series(ids, index=key[first].to_numpy())
+    text_of = pd.Series(text, index=key[first].to_numpy())
     severity = logs["severity"].astype(str).str.upper() if "severity" in logs.columns else pd.Series("INFO", index=logs.index)
     return pd.DataFrame({
         "timestamp": logs["timestamp"].reset_index(drop=True), "service": logs["service"].astype(str).to_numpy(),
         "template_id": key.map(template_of).to_numpy(), "template": key.map(text_of).to_numpy(),
         "is_problem": severity.isin(("WARN", "ERROR", "FATAL")).to_numpy(),
+        "is_error": severity.isin(("ERROR", "FATAL")).to_numpy(),
         "trace_id": logs["trace_id"].astype(str).to_numpy() if "trace_id" in logs.columns else "",
         "attributes": logs["attributes"].astype(str).to_numpy() if "attributes" in logs.columns else "{}",
         **({"span_id": logs["span_id"].astype(str).to_numpy()} if "span_id" in logs.columns else {}),
     })
+
+
+def _with_location(template: str, location: str) -> str:
+    """``template`` with its masked source location written out (prefixed when Drain hid it)."""
+    if not location:
+        return template
+    masked = re.sub(r"\d+$", "<NUM>", location)
+    if masked in template:
+        return template.replace(masked, location, 1)
+    return f"{location} {template}"
 
 
 def _log_span_ids(mined: pd.DataFrame) -> pd.Series:
@@ -434,31 +646,97 @@ def _unit_events(window: TelemetryWindow, mined: pd.DataFrame) -> tuple[pd.DataF
     units = pd.DataFrame({"span_id": spans["span_id"].to_numpy(), "service": spans["service"].to_numpy(),
                           "op": spans["name"].to_numpy(), "start": spans["start"].reset_index(drop=True)})
     units = units.drop_duplicates("span_id")
-    units["inc"] = (units["start"] >= window.start).to_numpy()
+    propagated, carriers = _error_paths(mined, spans)
+    # A caller's execution that only carried a deeper service's error up is explained by that
+    # service: it is left out of the incident side (its changed code path is not its own).
+    units["inc"] = (units["start"] >= window.start).to_numpy() & ~units["span_id"].astype(str).isin(carriers).to_numpy()
     units["base"] = ((units["start"] >= window.baseline_start) & (units["start"] < window.baseline_end)).to_numpy()
-    logged = pd.DataFrame({"span_id": mined["span_id"].to_numpy(), "event": "log:" + mined["template_id"]})
+    logged = pd.DataFrame({"span_id": mined["span_id"].to_numpy(), "event": "log:" + mined["template_id"],
+                           "propagated": propagated.to_numpy()})
     calls = pd.DataFrame({"span_id": spans["parent_span_id"].to_numpy(),
-                          "event": ("call:" + spans["service"] + " " + spans["name"]).to_numpy()})
+                          "event": ("call:" + spans["service"] + " " + spans["name"]).to_numpy(), "propagated": False})
     events = pd.concat([logged, calls], ignore_index=True)
     events = events.merge(units[["span_id", "service", "op", "inc", "base"]], on="span_id")
     n = units.groupby(["service", "op"]).agg(n_b=("base", "sum"), n_i=("inc", "sum"))
-    c = events.groupby(["service", "op", "event"]).agg(c_b=("base", "sum"), c_i=("inc", "sum")).reset_index()
+    c = events.assign(p_i=events["inc"] & events["propagated"]).groupby(["service", "op", "event"]).agg(
+        c_b=("base", "sum"), c_i=("inc", "sum"), c_prop=("p_i", "sum")).reset_index()
     c = c.join(n, on=["service", "op"])
     c = c[(c["n_b"] >= MIN_BASE_UNITS) & (c["n_i"] >= MIN_INC_UNITS)]
     inc_units = units.loc[units["inc"], ["span_id", "service", "op", "start"]].rename(columns={"span_id": "unit", "start": "time"})
-    inc_events = events.loc[events["inc"], ["span_id", "event"]].rename(columns={"span_id": "unit"})
+    start_of = units.set_index("span_id")["start"]
+    inc_events = events.loc[events["inc"], ["span_id", "service", "op", "event"]].rename(columns={"span_id": "unit"})
+    inc_events["time"] = inc_events["unit"].map(start_of).to_numpy()
     return c.reset_index(drop=True), inc_units, inc_events
+
+
+def _error_paths(mined: pd.DataFrame, spans: pd.DataFrame) -> tuple[pd.Series, set[str]]:
+    """Where each trace's errors started, and the spans that only carried them up.
+
+    An exception travels up the call chain and each caller logs it again, so a trace's errors
+    start at the deepest span that logged an error (ERROR or worse; without spans, at the earliest
+    error line; a WARN is a remark, not a failure passed up). An error line of another service of
+    that trace is *propagated*; the spans
+    on the path from the root to the origin that belong to other services are its callers, whose
+    changed behaviour in that trace the origin explains.
+
+    Returns
+    -------
+    (propagated, carriers)
+        ``propagated``: bool per line of ``mined``; ``carriers``: span ids of the callers.
+    """
+    propagated = pd.Series(False, index=mined.index)
+    trace = mined["trace_id"].astype(str) if "trace_id" in mined.columns else pd.Series("", index=mined.index)
+    flag = mined["is_error"] if "is_error" in mined.columns else mined["is_problem"]
+    problem = flag.to_numpy(dtype=bool) & ~trace.isin(("", "nan", "None")).to_numpy()
+    if not problem.any():
+        return propagated, set()
+    span_of = mined["span_id"].astype(str) if "span_id" in mined.columns else pd.Series("", index=mined.index)
+    lines = pd.DataFrame({"trace": trace[problem], "service": mined.loc[problem, "service"],
+                          "time": mined.loc[problem, "timestamp"], "span": span_of[problem]})
+    parent: dict[str, str] = {}
+    if not spans.empty and "span_id" in mined.columns:
+        parent = dict(zip(spans["span_id"].astype(str), spans["parent_span_id"].astype(str)))
+    depth_of: dict[str, int] = {}
+
+    def depth(span: str) -> int:
+        if span not in parent:
+            return -1
+        if span not in depth_of:
+            seen, cur, n = set(), span, 0
+            while parent.get(cur, "") in parent and cur not in seen:
+                seen.add(cur)
+                cur, n = parent[cur], n + 1
+            depth_of[span] = n
+        return depth_of[span]
+
+    lines["depth"] = [depth(sp) for sp in lines["span"]]
+    lines = lines.sort_values(["trace", "depth", "time"], ascending=[True, False, True], kind="stable")
+    first = lines.groupby("trace", sort=False).head(1).set_index("trace")
+    propagated.loc[lines.index] = (lines["service"] != lines["trace"].map(first["service"])).to_numpy()
+    carriers: set[str] = set()
+    service_of = dict(zip(spans["span_id"].astype(str), spans["service"].astype(str))) if parent else {}
+    for row in first.itertuples():
+        cur, seen = parent.get(row.span, ""), set()
+        while cur in parent and cur not in seen:
+            seen.add(cur)
+            if service_of.get(cur) != row.service:
+                carriers.add(cur)
+            cur = parent[cur]
+    return propagated, carriers
 
 
 def _service_events(mined: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fallback without span ids: a service's lines are the units, its templates the events."""
     lines = mined.assign(event="log:" + mined["template_id"], op="(all lines)", unit=np.arange(len(mined)))
+    lines["p_i"] = lines["inc"] & _error_paths(mined, pd.DataFrame())[0].to_numpy()
     n = lines.groupby("service").agg(n_b=("base", "sum"), n_i=("inc", "sum"))
-    c = lines.groupby(["service", "op", "event"]).agg(c_b=("base", "sum"), c_i=("inc", "sum")).reset_index()
+    c = lines.groupby(["service", "op", "event"]).agg(c_b=("base", "sum"), c_i=("inc", "sum"),
+                                                      c_prop=("p_i", "sum")).reset_index()
     c = c.join(n, on="service")
     c = c[(c["n_b"] >= MIN_BASE_UNITS) & (c["n_i"] >= MIN_INC_UNITS)].reset_index(drop=True)
     inc = lines[lines["inc"]]
-    return c, inc[["unit", "service", "op", "timestamp"]].rename(columns={"timestamp": "time"}), inc[["unit", "event"]]
+    inc = inc.rename(columns={"timestamp": "time"})
+    return c, inc[["unit", "service", "op", "time"]], inc[["unit", "service", "op", "event", "time"]]
 
 
 def _change_onset(mine: pd.DataFrame | None, counts: pd.Series | None, row: Any, m: int = 5) -> pd.Timestamp | None:
@@ -493,6 +771,8 @@ def _log_evidence(row: Any, text: pd.Series, what: str, onset: pd.Timestamp | No
     new = row.c_b == 0
     state = "new" if new else ("more frequent" if up else ("vanished" if row.c_i == 0 else "less frequent"))
     where = "" if row.op == "(all lines)" else f" in {row.op}"
+    if not pd.isna(getattr(row, "since", pd.NaT)):
+        where += f" from {pd.Timestamp(row.since):%H:%M:%S}"
     flag = "ERROR " if row.error else ""
     explanation = (f"{flag}{label[:120]!r} {state}{where}: {row.c_i:.0f} of {row.n_i:.0f} {what} "
                    f"({row.p_i_raw:.0%}) vs {row.p_b:.0%} of {row.n_b:.0f} in the baseline")
@@ -682,6 +962,9 @@ def metric_modality(window: TelemetryWindow, detector: Any = None) -> ModalityRe
     common = table.median().where(table.count() >= 3, 0.0).fillna(0.0)
     shared = (np.sign(table).eq(np.sign(common)) & common.abs().gt(0)).sum() > 0.5 * table.count()
     adjusted = table - common.where(shared, 0.0)
+    # A node's metrics repeat on every pod of the node: a node-wide change points at no single
+    # service, so they are not a service's own evidence (they stay in the detector's frame).
+    adjusted = adjusted[[m for m in adjusted.columns if not str(m).lower().startswith(SHARED_PREFIXES)]]
     best = adjusted.abs().max(axis=1).fillna(0.0)
     res.scores = np.log1p(best) / np.log1p(Z_REF)
     res.intrinsic = res.scores.copy()
@@ -767,7 +1050,8 @@ def _topology(window: TelemetryWindow) -> pd.DataFrame:
     return pd.DataFrame(columns=["caller", "callee"])
 
 
-def _topology_evidence(service: str, callees: list[str], intrinsic: pd.Series, own: float) -> list[Evidence]:
+def _topology_evidence(service: str, callees: list[str], intrinsic: pd.Series, own: float,
+                       explain: float = EXPLAIN_RATIO) -> list[Evidence]:
     """What the call graph says about ``service`` (combined score ``own``): origin-like or propagated."""
     if own <= 0:
         return []
@@ -776,7 +1060,7 @@ def _topology_evidence(service: str, callees: list[str], intrinsic: pd.Series, o
         return [Evidence(kind="topology", service=service, signal="topology leaf", time=None, magnitude=own,
                          explanation=f"{service} calls no other service: its symptoms are its own")]
     worst, value = max(others, key=lambda p: p[1])
-    if value < EXPLAIN_RATIO * own:
+    if value < explain * own:
         return [Evidence(kind="topology", service=service, signal="topology callees healthy", time=None,
                          magnitude=own - value,
                          explanation=f"anomalous ({own:.2f}) while its {len(others)} callee(s) look healthy "
@@ -787,14 +1071,13 @@ def _topology_evidence(service: str, callees: list[str], intrinsic: pd.Series, o
                                  f"symptoms here may be propagated; discounted")]
 
 
-def _strength(e: Evidence, results: dict[str, ModalityResult]) -> float:
+def _strength(e: Evidence, refs: Mapping[str, float]) -> float:
     """Evidence on one scale: magnitude over its modality's reference."""
     name = {"metric": "metrics", "log": "logs", "span": "spans", "traffic": "spans"}.get(e.kind)
-    if name is None or name not in results:
-        return 0.0
     if e.kind == "span" and e.signal.startswith("span call"):
         name = "logs"
-    return abs(e.magnitude) / results[name].reference()
+    ref = refs.get(name, 0.0) if name is not None else 0.0
+    return abs(e.magnitude) / ref if ref > 0 else 0.0
 
 
 def _top(frame: pd.DataFrame, n: int) -> pd.DataFrame:

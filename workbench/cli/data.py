@@ -9,7 +9,7 @@ import typer
 
 from ..formats import clip, printable
 from ..workspace import init as init_workspace, open_workspace
-from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
+from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time, percent
 from .incidents import print_incidents
 
 
@@ -188,7 +188,7 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     typer.echo(f"\nanalysing {incident} ...")
     analysis = run_analysis(ws, incident, who="demo")
     for h in analysis.hypotheses[:3]:
-        typer.echo(f"  #{h.rank} {h.score:5.2f}  {clip(h.service, 40)} / {h.cause}: {clip(h.summary, 200)}")
+        typer.echo(f"  #{h.rank} {percent(h.confidence):>4}  {clip(h.service, 40)} / {h.cause}: {clip(h.summary, 200)}")
     typer.echo(f"executing the postmortem notebook of {incident} ...")
     nb = run_nb(ws, incident, who="demo")
     typer.echo(f"exporting the report of {incident} ...")

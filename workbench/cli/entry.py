@@ -64,3 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     return 0
+
+
+def percent(probability: float | None) -> str:
+    """A confidence as a whole percentage (``-`` when the engine gave none)."""
+    return "-" if probability is None else f"{100 * probability:.0f}%"

@@ -8,7 +8,7 @@ import typer
 
 from ..formats import clip, printable
 from ..workspace import open_workspace
-from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time
+from .entry import JsonOpt, WorkspaceOpt, app, echo_json, option_pair, option_time, percent
 from .live import OfflineOpt, RefreshOpt, fetch_live
 
 
@@ -68,9 +68,11 @@ def _print_analysis(result, top: int, evidence: int) -> None:
         for note in result.notes:
             typer.echo(f"  {printable(note)}")
         return
-    typer.echo(f"{'#':>3}  {'score':>6}  {'cause':<10} {'service':<16} summary")
+    # The calibrated probability, not the bare score: a score is comparable within one incident only.
+    typer.echo(f"{'#':>3}  {'conf.':>5}  {'cause':<10} {'service':<16} summary")
     for hyp in result.hypotheses[:top]:
-        typer.echo(f"{hyp.rank:>3}  {hyp.score:>6.3f}  {hyp.cause:<10} {clip(hyp.service, 40):<16} {clip(hyp.summary, 200)}")
+        typer.echo(f"{hyp.rank:>3}  {percent(hyp.confidence):>5}  {hyp.cause:<10} {clip(hyp.service, 40):<16} "
+                   f"{clip(hyp.summary, 200)}")
         for ev in hyp.evidence[:evidence]:
             when = f"{ev.time:%H:%M} " if ev.time is not None else ""
             typer.echo(f"{'':>13}- {ev.kind:<8} {when}{clip(ev.explanation or ev.signal, 110)}")

@@ -5,6 +5,7 @@ Read by the benchmarks and tests to score, never by the source or the analysis
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -40,3 +41,32 @@ def load_labels(path: str | Path, days: Iterable[str] | None = None) -> dict[str
                 raise SourceError(f"{file}: case {cid} needs text inject_pod and inject_type, got {pod!r}, {kind!r}")
             out[cid] = {"service": service_of(pod), "pod": pod, "fault_type": kind}
     return out
+
+
+def load_inner_labels(path: str | Path) -> dict[str, dict[str, str]]:
+    """The fine-grained labels (``construct_data/root_cause_ts.json``): for benchmarks and tests only.
+
+    Returns
+    -------
+    dict
+        Service -> fault type -> label: a metric column for resource faults
+        (``"CpuUsageRate(%)"``), a code region between two log statements for code faults
+        (``"c.s.ContactsServiceImpl#31_c.s.ContactsServiceImpl#34"``). Empty when the file is absent.
+
+    Raises
+    ------
+    SourceError
+        The file exists but is not an object of objects of strings.
+    """
+    root = Path(str(path).removeprefix("nezha:"))
+    file = root / "construct_data" / "root_cause_ts.json"
+    if not file.is_file():
+        return {}
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{file}: not readable JSON ({exc})") from exc
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+                                            for v in doc.values()):
+        raise SourceError(f"{file}: expected an object of service -> {{fault type: label text}}")
+    return {str(k): dict(v) for k, v in doc.items()}

@@ -49,7 +49,9 @@ dependency, code, traffic, other; required), ``summary`` (text, required), ``sta
 confirmed, rejected; default proposed), ``score`` (finite number, required), ``rank`` (integer >= 1
 or null), ``evidence`` (list of JSON values, default ``[]``), ``similar`` (list of JSON values,
 default ``[]``), ``reviewer`` and ``rationale`` (text or null; both required when the status is
-confirmed or rejected), ``version``.
+confirmed or rejected), ``confidence`` (number in [0, 1] or null: the engine's calibrated
+probability; exported only when set, so documents written before it existed round-trip
+unchanged), ``version``.
 
 Conclusion: ``id``, ``kind`` (summary, impact, contributing_factor, lesson, conclusion; required),
 ``text`` (required), ``author`` (text; default: the ``who`` of the import), ``version``.
@@ -100,8 +102,8 @@ INCIDENT_KEYS = ("id", "title", "severity", "status", "environment", "services",
                  "mitigated", "resolved", "window", "follow_up_of", "labels", "links", "version", "hypotheses",
                  "conclusions", "action_items", "signoffs")
 CHILD_KEYS = {
-    "hypothesis": ("id", "service", "cause", "summary", "status", "score", "rank", "evidence", "similar",
-                   "reviewer", "rationale", "version"),
+    "hypothesis": ("id", "service", "cause", "summary", "status", "score", "rank", "confidence", "evidence",
+                   "similar", "reviewer", "rationale", "version"),
     "conclusion": ("id", "kind", "text", "author", "version"),
     "action_item": ("id", "title", "owner", "kind", "status", "due", "verification", "version"),
     "signoff": ("id", "name", "role", "content_hash", "at"),
@@ -255,11 +257,7 @@ def to_document(incident: Incident, hypotheses: Sequence[Hypothesis] = (), concl
     if incident.follow_up_of is not None:  # only follow-up reviews carry the key: other documents stay as they were
         doc["follow_up_of"] = incident.follow_up_of
     doc.update(labels=dict(incident.labels), links=[dict(link) for link in incident.links], version=incident.version)
-    doc["hypotheses"] = [{
-        "id": h.id, "service": h.service, "cause": h.cause, "summary": h.summary, "status": h.status,
-        "score": h.score, "rank": h.rank, "evidence": list(h.evidence), "similar": list(h.similar),
-        "reviewer": h.reviewer, "rationale": h.rationale, "version": h.version,
-    } for h in hypotheses]
+    doc["hypotheses"] = [_hypothesis_doc(h) for h in hypotheses]
     doc["conclusions"] = [{"id": c.id, "kind": c.kind, "text": c.text, "author": c.author, "version": c.version}
                           for c in conclusions]
     doc["action_items"] = [{
@@ -269,6 +267,16 @@ def to_document(incident: Incident, hypotheses: Sequence[Hypothesis] = (), concl
     } for a in action_items]
     doc["signoffs"] = [{"id": s.id, "name": s.name, "role": s.role, "content_hash": s.content_hash,
                         "at": iso(s.at)} for s in signoffs]
+    return doc
+
+
+def _hypothesis_doc(h: Hypothesis) -> dict[str, Any]:
+    doc = {"id": h.id, "service": h.service, "cause": h.cause, "summary": h.summary, "status": h.status,
+           "score": h.score, "rank": h.rank}
+    if h.confidence is not None:  # only when the engine gave one: older documents stay byte-identical
+        doc["confidence"] = h.confidence
+    doc.update(evidence=list(h.evidence), similar=list(h.similar), reviewer=h.reviewer, rationale=h.rationale,
+               version=h.version)
     return doc
 
 

@@ -56,7 +56,7 @@ from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, L
 
 #: What a new hypothesis takes from a candidate record in :meth:`replace_proposed_hypotheses`.
 _HYPOTHESIS_INPUT = ("service", "cause", "summary", "score", "rank", "evidence", "similar", "status",
-                     "reviewer", "rationale")
+                     "reviewer", "rationale", "confidence")
 
 
 class _Tx:
@@ -247,11 +247,15 @@ class KnowledgeBase(OutboxMethods):
     def add_hypothesis(self, incident_id: str, *, service: str, cause: str, summary: str, score: float,
                        rank: int | None = None, evidence: Iterable[Any] = (), similar: Iterable[Any] = (),
                        status: str = "proposed", reviewer: str | None = None, rationale: str | None = None,
-                       id: str | None = None, who: str) -> Hypothesis:
-        """Add a root-cause hypothesis. A confirmed/rejected one needs ``reviewer`` and ``rationale``."""
+                       confidence: float | None = None, id: str | None = None, who: str) -> Hypothesis:
+        """Add a root-cause hypothesis. A confirmed/rejected one needs ``reviewer`` and ``rationale``.
+
+        ``confidence`` is the engine's calibrated probability that the hypothesis is the root cause
+        (in [0, 1]; None for a hypothesis a human added or one stored before it existed).
+        """
         values = clean("hypothesis", dict(service=service, cause=cause, summary=summary, score=score, rank=rank,
                                           evidence=_seq(evidence), similar=_seq(similar), status=status,
-                                          reviewer=reviewer, rationale=rationale))
+                                          reviewer=reviewer, rationale=rationale, confidence=confidence))
         return self._add_child("hypothesis", incident_id, values, id, who)
 
     def replace_proposed_hypotheses(self, incident_id: str, hypotheses: Iterable[Any], who: str) -> list[Hypothesis]:

@@ -123,6 +123,7 @@ class HypothesisRow(Base):
     status: Mapped[str] = _enum()
     score: Mapped[float] = mapped_column(Float, nullable=False)
     rank: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[list] = mapped_column(JSON, nullable=False)
     similar: Mapped[list] = mapped_column(JSON, nullable=False)
     reviewer: Mapped[str | None] = mapped_column(Text)

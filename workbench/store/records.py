@@ -145,6 +145,14 @@ def check_float(value: Any, field: str) -> float:
     return number
 
 
+def check_probability(value: Any, field: str) -> float:
+    """A finite number in [0, 1] (a calibrated probability)."""
+    number = check_float(value, field)
+    if not 0.0 <= number <= 1.0:
+        raise fail(field, "a number between 0 and 1", value)
+    return number
+
+
 def check_int(value: Any, field: str, minimum: int) -> int:
     if isinstance(value, bool):
         raise fail(field, f"an integer >= {minimum}", value)
@@ -282,6 +290,7 @@ FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
         "status": _enum(HYPOTHESIS_STATUSES), "score": check_float,
         "rank": optional(lambda v, f: check_int(v, f, 1)), "evidence": check_json_list,
         "similar": check_json_list, "reviewer": _opt_text, "rationale": _opt_text,
+        "confidence": optional(check_probability),
     },
     "conclusion": {"kind": _enum(CONCLUSION_KINDS), "text": _text, "author": _text},
     "action_item": {
@@ -439,6 +448,7 @@ class Hypothesis(_Record):
     similar: tuple[Any, ...]
     reviewer: str | None
     rationale: str | None
+    confidence: float | None
     created: datetime
     updated: datetime
     version: int
