@@ -143,7 +143,7 @@ class Case:
         results = loc.modalities(window, params=params)
         seconds = time.perf_counter() - t
         services = window.services()
-        topology = loc._topology(window)
+        topology = loc.topology_of(window)
         callees = topology.groupby("caller")["callee"].apply(list).to_dict() if len(topology) else {}
         self.windows[lead], self.results[lead], self.services[lead] = window, results, services
         self.arrays[lead] = loc.score_arrays(services, results)

@@ -39,7 +39,7 @@ Protocol
    - ``shuffled_sig``: a second control, the permuted pair also written into each signature
      (``with_cause`` of the signature before confirmation), i.e. the knowledge base a team of
      random reviewers would leave behind (origin and cause of the fingerprints permuted too);
-   - ``prior@0.1``, ``prior@0.5``: sensitivity to :data:`workbench.analysis.hypotheses.HISTORY_BONUS`
+   - ``prior@0.1``, ``prior@0.5``: sensitivity to :data:`workbench.analysis.hypotheses.model.HISTORY_BONUS`
      (0.25 is ``prior``), informational only. The module attribute is set inside this process
      for those rankings and restored right after; the shipped constant is not changed.
 4. Measures per incident and condition: the rank of the true ``(service, cause)`` among all
@@ -103,7 +103,7 @@ sys.path.insert(0, str(REPO))
 
 import workbench
 from workbench.analysis import correlate  # noqa: E402
-from workbench.analysis import hypotheses as hyp_module  # noqa: E402
+from workbench.analysis.hypotheses import scoring as hyp_module  # noqa: E402
 from workbench.analysis.pipeline import analyze_window  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.analysis.evidence import ServiceSuspicion, TelemetryWindow  # noqa: E402
