@@ -443,7 +443,8 @@ def mine(logs: pd.DataFrame, miner: TemplateMiner | None = None) -> pd.DataFrame
         sel = services == service
         service_miner = TemplateMiner(**{**params, "namespace": service})
         line_ids = service_miner.fit_predict(bodies[sel])
-        text_of = dict(zip(*(service_miner.templates()[c] for c in ("template_id", "template"))))
+        learned = service_miner.templates()  # once: it refreshes and sorts every template
+        text_of = dict(zip(learned["template_id"], learned["template"]))
         ids[order[sel]] = line_ids
         texts[order[sel]] = [text_of[t] for t in line_ids]
     out["template_id"] = pd.Series(ids, index=logs.index, dtype=object)

@@ -17,15 +17,17 @@ from ..evidence import Evidence, ServiceSuspicion
 MODALITIES = ("metrics", "logs", "spans")
 #: Modality weights of the combination (``weights=`` overrides them).
 W = {"metrics": 0.25, "logs": 1.0, "spans": 1.0}
-#: Score a modality reaches on noise alone (the least reference it is divided by): logs 0.4 = 40 %
+#: Score a modality reaches on noise alone (the least reference it is divided by): logs 0.6 = 60 %
 #: of an operation's executions changed; spans 2.0 = a 7x (e^2) slower operation or call;
-#: metrics 1.0 = a robust z of Z_REF sustained.
+#: metrics 1.0 = a robust z of Z_REF sustained. Chosen with W, TOPOLOGY_DISCOUNT and EXPLAIN_RATIO
+#: by cross-validation (:func:`param_grid`; ``docs/ranking.md``).
 FLOOR = {"metrics": 1.0, "logs": 0.6, "spans": 2.0}
 #: Largest normalised score of one modality (one extreme modality cannot drown the others).
 CAP = 4.0
 #: A modality's onset counts for a service when its normalised score there is at least this.
 ONSET_MIN = 0.5
-#: Largest share of a caller's score taken off when a callee explains its symptoms ...
+#: Largest share of a caller's score taken off when a callee explains its symptoms (0: the
+#: cross-validation found no gain on Nezha; errors are attributed through traces instead) ...
 TOPOLOGY_DISCOUNT = 0.0
 #: ... which a callee does fully when its intrinsic score is at least this share of the caller's.
 EXPLAIN_RATIO = 1.0

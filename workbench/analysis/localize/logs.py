@@ -100,10 +100,14 @@ def log_modality(window: TelemetryWindow) -> ModalityResult:
     table = table.sort_values("score", ascending=False, kind="stable")
     res.scores = table.groupby("service", sort=False)["score"].max()
     res.intrinsic = res.scores.copy()
-    # Incident units per operation and occurrences per event, grouped once for the onsets.
-    units_of = {key: part.sort_values("time") for key, part in units.groupby(["service", "op"], sort=False)}
-    top_events = set(table.groupby("service", sort=False).head(3)["event"])
-    counts_of = {e: part.groupby("unit").size() for e, part in events[events["event"].isin(top_events)].groupby("event")}
+    # Incident units per operation and occurrences per event, grouped once for the onsets of the
+    # events that become evidence (a service's three strongest).
+    shown = table.groupby("service", sort=False).head(3)
+    keys = pd.MultiIndex.from_frame(shown[["service", "op"]].drop_duplicates())
+    mine = units[pd.MultiIndex.from_frame(units[["service", "op"]]).isin(keys)].sort_values("time", kind="stable")
+    units_of = {key: part for key, part in mine.groupby(["service", "op"], sort=False)}
+    counts_of = {e: part.groupby("unit").size()
+                 for e, part in events[events["event"].isin(set(shown["event"]))].groupby("event")}
     for service, part in table.groupby("service", sort=False):
         items = []
         for row in part.head(3).itertuples(index=False):
@@ -155,10 +159,8 @@ def _mine(logs: pd.DataFrame) -> pd.DataFrame:
     limit = MAX_TOKENS or None
     texts = [" ".join(str(b)[:MAX_BODY_CHARS].split(None, limit)[:limit]) for b in logs["body"].tolist()]
     services = logs["service"].astype(str).tolist()
-    locations = []
-    for t in texts:
-        found = LOCATION.search(" ".join(t.split(None, LOCATION_TOKENS)[:LOCATION_TOKENS]))
-        locations.append(found.group(1) if found else "")
+    seen: dict[str, str] = {}  # a logger token repeats on every line of its statement
+    locations = [_location(t, seen) for t in texts]
     key = pd.Series([f"{svc}\x1f{loc}\x1f{_KEY.sub('0', t)}" for svc, loc, t in zip(services, locations, texts)],
                     index=logs.index)
     body = pd.Series(texts, index=logs.index, dtype=object)
@@ -187,6 +189,20 @@ def _mine(logs: pd.DataFrame) -> pd.DataFrame:
         "attributes": logs["attributes"].astype(str).to_numpy() if "attributes" in logs.columns else "{}",
         **({"span_id": logs["span_id"].astype(str).to_numpy()} if "span_id" in logs.columns else {}),
     })
+
+
+def _location(text: str, seen: dict[str, str]) -> str:
+    """The source location among the first :data:`LOCATION_TOKENS` tokens of ``text``, or ``""``."""
+    for token in text.split(None, LOCATION_TOKENS)[:LOCATION_TOKENS]:
+        if "#" not in token and ":" not in token:
+            continue
+        found = seen.get(token)
+        if found is None:
+            match = LOCATION.search(token)
+            found = seen[token] = match.group(1) if match else ""
+        if found:
+            return found
+    return ""
 
 
 def _with_location(template: str, location: str) -> str:
