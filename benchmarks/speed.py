@@ -15,7 +15,8 @@ times with :func:`workbench.analysis.analyze` (``store=False``) and the median k
   to merely read the incident's telemetry;
 - ``detect_s``: :func:`workbench.analysis.localize.localize`;
 - ``rank_s``: correlation, ranking, signature and similar incidents;
-- ``total_s``: the whole :func:`analyze` call (knowledge base reads included);
+- ``total_s``: the whole :func:`analyze` call (knowledge base reads included); ``cpu_s`` the
+  same in CPU time of this process (on a shared machine the wall time depends on the others);
 - ``ratio``: (detect + rank) / read - how many times the analysis costs what reading costs.
 
 Nezha only, the accuracy of the same workspace path (labels from
@@ -83,11 +84,16 @@ def bench(ws, ids: list[str], repeat: int, detector: str | None, labels: dict | 
         analyze(ws, ids[0], detector=detector, store=False)  # warm-up
     rows = []
     for iid in ids:
-        runs = [analyze(ws, iid, detector=detector, store=False) for _ in range(repeat)]
+        runs, cpu = [], []
+        for _ in range(repeat):
+            c0 = time.process_time()
+            runs.append(analyze(ws, iid, detector=detector, store=False))
+            cpu.append(time.process_time() - c0)
         t = {k: statistics.median(r.timings.get(k, 0.0) for r in runs) for k in ("read", "detect", "rank", "total")}
         last = runs[-1]
         row = {"incident": iid, "read_s": round(t["read"], 4), "detect_s": round(t["detect"], 4),
                "rank_s": round(t["rank"], 4), "total_s": round(t["total"], 4),
+               "cpu_s": round(statistics.median(cpu), 4),
                "ratio": round((t["detect"] + t["rank"]) / t["read"], 2) if t["read"] > 0 else None,
                "hypotheses": len(last.hypotheses),
                "top": None if not last.hypotheses else f"{last.hypotheses[0].service}/{last.hypotheses[0].cause}"}
@@ -107,7 +113,7 @@ def summary(rows: list[dict]) -> dict:
     if not rows:
         return {}
     out = {"incidents": len(rows)}
-    for key in ("read_s", "detect_s", "rank_s", "total_s", "ratio"):
+    for key in ("read_s", "detect_s", "rank_s", "total_s", "cpu_s", "ratio"):
         values = [r[key] for r in rows if r[key] is not None]
         out[f"median_{key}"] = round(statistics.median(values), 4) if values else None
         out[f"max_{key}"] = round(max(values), 4) if values else None
@@ -134,7 +140,8 @@ def print_table(name: str, rows: list[dict], summ: dict, ingest_s: float | None)
               f"{r['ratio'] if r['ratio'] is not None else '-':>6}  {r['top'] or '-'}{mark}")
     if summ:
         print(f"median: read {summ['median_read_s']} s, detect {summ['median_detect_s']} s, rank {summ['median_rank_s']} s, "
-              f"total {summ['median_total_s']} s (max {summ['max_total_s']} s), ratio {summ['median_ratio']}; "
+              f"total {summ['median_total_s']} s (max {summ['max_total_s']} s; CPU {summ['median_cpu_s']} s), "
+              f"ratio {summ['median_ratio']}; "
               f"{summ['within_target']}/{summ['incidents']} within {TARGET_S:g} s")
     for name in ("suspicions", "hypotheses"):
         if name in summ:

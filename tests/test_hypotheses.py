@@ -256,6 +256,28 @@ def test_nothing_suspicious_gives_no_hypotheses():
     assert rank(_window(), [ServiceSuspicion("payments", 0.0)]) == []
 
 
+def test_confidence_is_a_probability_that_falls_with_the_rank_of_the_service():
+    hyps = rank(_window([DEPLOY]), _payments_incident())
+    best: dict[str, float] = {}
+    for h in hyps:
+        assert 0 <= h.confidence <= 1
+        best.setdefault(h.service, h.confidence)  # a service's first hypothesis carries its probability
+    assert list(best.values()) == sorted(best.values(), reverse=True)
+    assert hyps[0].confidence == max(h.confidence for h in hyps) and hyps[0].to_dict()["confidence"] > 0.5
+    # two services the evidence cannot tell apart: neither is confident
+    tie = rank(_window(), [ServiceSuspicion("payments", 1.0, onset=T0, evidence=[_m("payments", "error_rate", 0.9)]),
+                           ServiceSuspicion("orders", 1.0, onset=T0, evidence=[_m("orders", "error_rate", 0.9)])])
+    assert max(h.confidence for h in tie) < 0.6
+
+
+def test_a_thin_baseline_is_said_in_every_hypothesis():
+    thin = _window()
+    thin.baseline_start = START - pd.Timedelta(minutes=2)  # two metric steps before the incident
+    hyps = rank(thin, _payments_incident())
+    assert hyps and all("thin baseline (2 metric step(s)" in h.summary for h in hyps)
+    assert not any("thin baseline" in h.summary for h in rank(_window(), _payments_incident()))
+
+
 def test_ranking_is_deterministic_and_json_safe():
     a = [h.to_dict() for h in rank(_window([DEPLOY]), _payments_incident())]
     b = [h.to_dict() for h in rank(_window([DEPLOY]), _payments_incident())]

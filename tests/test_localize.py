@@ -234,3 +234,31 @@ def test_a_window_of_one_service_without_edges_does_not_crash(tmp_path):
                              start=t0 + pd.Timedelta(minutes=100), end=t0 + pd.Timedelta(minutes=120))
     result = localize(window)
     assert [s.service for s in result][:1] == ["checkout"]
+
+
+def test_two_log_statements_with_the_same_words_stay_two_templates():
+    """A source location names the statement (``Controller#46`` vs ``#39``): Drain alone merges the
+    two lines below, and the statement that vanished (an exception skips it) would not be seen."""
+    from workbench.analysis.localize.logs import _mine
+
+    t0 = pd.Timestamp("2026-11-01T00:00:00Z")
+    rows = []
+    for i in range(80):
+        t = t0 + pd.Timedelta(seconds=15 * i)
+        rows.append({"timestamp": t, "service": "price", "environment": "t", "severity": "INFO", "trace_id": f"{i:032x}",
+                     "body": f"00:00:{i % 60:02d}.1 INFO p.c.PriceController#39 [query][Query price][route {i}]",
+                     "attributes": "{}"})
+        if i < 40:  # from minute 10 on, the second statement is skipped
+            rows.append({"timestamp": t, "service": "price", "environment": "t", "severity": "INFO",
+                         "trace_id": f"{i:032x}", "attributes": "{}",
+                         "body": f"00:00:{i % 60:02d}.2 INFO p.c.PriceController#46 [query][Query price][route {i}]"})
+    logs = schema.validate("logs", pd.DataFrame(rows), source="test").frame
+    mined = _mine(logs)
+    assert mined["template_id"].nunique() == 2
+    texts = set(mined["template"])
+    assert len(texts) == 2 and {any(f"PriceController#{n} " in t for t in texts) for n in (39, 46)} == {True}
+    empty = {t: schema.empty(t) for t in ("metrics", "spans", "events", "topology")}
+    window = TelemetryWindow(logs=logs, **empty, baseline_start=t0, baseline_end=t0 + pd.Timedelta(minutes=10),
+                             start=t0 + pd.Timedelta(minutes=10), end=t0 + pd.Timedelta(minutes=20))
+    items = localization(window).modalities["logs"].evidence["price"]
+    assert any("PriceController#46" in e.explanation and "vanished" in e.explanation for e in items)

@@ -311,3 +311,20 @@ def test_undecodable_bytes_are_replaced_and_multiline_fields_kept(tmp_path):
     path.write_bytes(gzip.compress(raw))
     tel = open_source(f"nezha:{root}").read()
     assert tel.logs["body"].tolist() == ["caf\ufffd line\nand more"]
+
+
+@pytest.mark.shared
+def test_inner_service_labels_name_a_metric_or_a_code_region():
+    if not NEZHA.is_dir():
+        pytest.skip("../shared/data/nezha-trainticket is not beside the repo")
+    from workbench.evaluation.nezha import load_inner_labels
+    from workbench.evaluation.topk import inner_cause_matches
+
+    inner = load_inner_labels(NEZHA)
+    assert inner["ts-basic-service"]["cpu_contention"] == "CpuUsageRate(%)"
+    region = inner["ts-basic-service"]["exception"]
+    assert inner_cause_matches(region, "exception", ["<TS> INFO f.m.s.BasicServiceImpl#110 TraceID: <HEX>"])
+    assert not inner_cause_matches(region, "exception", ["<TS> INFO f.m.s.BasicServiceImpl#405 TraceID: <HEX>"])
+    every = {service for service in inner} | {fault for faults in inner.values() for fault in faults}
+    assert {"return", "exception", "cpu_contention", "network_delay"} <= every
+    assert load_inner_labels("/nonexistent") == {}

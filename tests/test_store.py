@@ -462,6 +462,24 @@ def test_a_follow_up_document_round_trips_and_needs_its_original(kb, tmp_path):
         assert other.export_incident(follow.id) == exported
 
 
+def test_a_hypothesis_confidence_is_stored_exported_only_when_set_and_checked(kb, tmp_path):
+    inc = _incident(kb)
+    engine = kb.add_hypothesis(inc.id, service="payments", cause="change", summary="deploy", score=0.8, rank=1,
+                               confidence=0.87, who="workbench-analysis")
+    human = kb.add_hypothesis(inc.id, service="db", cause="resource", summary="pool", score=0.1, who="carol")
+    assert engine.confidence == 0.87 and human.confidence is None
+    doc = yaml.safe_load(kb.export_incident(inc.id))
+    by_service = {h["service"]: h for h in doc["hypotheses"]}
+    # a document written before the field existed has no key, and one without a confidence keeps none
+    assert by_service["payments"]["confidence"] == 0.87 and "confidence" not in by_service["db"]
+    with KnowledgeBase(f"sqlite:///{tmp_path / 'copy.sqlite'}") as other:
+        other.import_incident(kb.export_incident(inc.id), who="importer")
+        assert other.export_incident(inc.id) == kb.export_incident(inc.id)
+        assert {h.service: h.confidence for h in other.list_hypotheses(inc.id)} == {"payments": 0.87, "db": None}
+    with pytest.raises(StoreError, match="confidence"):
+        kb.add_hypothesis(inc.id, service="x", cause="code", summary="x", score=0.1, confidence=1.5, who="engine")
+
+
 def test_importing_an_edited_document_updates_with_history(kb):
     inc = _full_incident(kb)
     doc = yaml.safe_load(kb.export_incident(inc.id))
