@@ -106,8 +106,8 @@ def log_modality(window: TelemetryWindow) -> ModalityResult:
     keys = pd.MultiIndex.from_frame(shown[["service", "op"]].drop_duplicates())
     mine = units[pd.MultiIndex.from_frame(units[["service", "op"]]).isin(keys)].sort_values("time", kind="stable")
     units_of = {key: part for key, part in mine.groupby(["service", "op"], sort=False)}
-    counts_of = {e: part.groupby("unit").size()
-                 for e, part in events[events["event"].isin(set(shown["event"]))].groupby("event")}
+    counts = events[events["event"].isin(set(shown["event"]))].groupby(["event", "unit"]).size()
+    counts_of = {e: part.droplevel(0) for e, part in counts.groupby(level=0)}
     for service, part in table.groupby("service", sort=False):
         items = []
         for row in part.head(3).itertuples(index=False):
@@ -146,7 +146,8 @@ def _cuts(window: TelemetryWindow) -> list[pd.Timestamp]:
 
 
 def _mine(logs: pd.DataFrame) -> pd.DataFrame:
-    """Template per line; lines equal up to numbers and ids are mined once (speed).
+    """Template per line; one line per source location, and lines equal up to numbers and ids, are
+    mined once (speed).
 
     A line whose first tokens carry a source location (:data:`LOCATION`) belongs to the template
     of that log statement: the location is part of its identity and shown in its text, since
@@ -161,8 +162,9 @@ def _mine(logs: pd.DataFrame) -> pd.DataFrame:
     services = logs["service"].astype(str).tolist()
     seen: dict[str, str] = {}  # a logger token repeats on every line of its statement
     locations = [_location(t, seen) for t in texts]
-    key = pd.Series([f"{svc}\x1f{loc}\x1f{_KEY.sub('0', t)}" for svc, loc, t in zip(services, locations, texts)],
-                    index=logs.index)
+    # A located statement is one template whatever its payload: one of its lines is mined.
+    key = pd.Series([f"{svc}\x1f{loc}" if loc else f"{svc}\x1f\x1f{_KEY.sub('0', t)}"
+                     for svc, loc, t in zip(services, locations, texts)], index=logs.index)
     body = pd.Series(texts, index=logs.index, dtype=object)
     first = ~key.duplicated()
     reps = logs.loc[first, ["timestamp", "service"]].assign(body=body[first])
@@ -284,8 +286,13 @@ def _error_paths(mined: pd.DataFrame, spans: pd.DataFrame) -> tuple[pd.Series, s
     lines = pd.DataFrame({"trace": trace[problem], "service": mined.loc[problem, "service"],
                           "time": mined.loc[problem, "timestamp"], "span": span_of[problem]})
     parent: dict[str, str] = {}
+    service_of: dict[str, str] = {}
     if not spans.empty and "span_id" in mined.columns:
-        parent = dict(zip(spans["span_id"].astype(str), spans["parent_span_id"].astype(str)))
+        # Only the traces that logged an error matter (a few of thousands): the maps stay small.
+        mine = spans[spans["trace_id"].astype(str).isin(set(lines["trace"]))] if "trace_id" in spans.columns else spans
+        ids = mine["span_id"].astype(str).tolist()
+        parent = dict(zip(ids, mine["parent_span_id"].astype(str).tolist()))
+        service_of = dict(zip(ids, mine["service"].astype(str).tolist()))
     depth_of: dict[str, int] = {}
 
     def depth(span: str) -> int:
@@ -304,7 +311,6 @@ def _error_paths(mined: pd.DataFrame, spans: pd.DataFrame) -> tuple[pd.Series, s
     first = lines.groupby("trace", sort=False).head(1).set_index("trace")
     propagated.loc[lines.index] = (lines["service"] != lines["trace"].map(first["service"])).to_numpy()
     carriers: set[str] = set()
-    service_of = dict(zip(spans["span_id"].astype(str), spans["service"].astype(str))) if parent else {}
     for row in first.itertuples():
         cur, seen = parent.get(row.span, ""), set()
         while cur in parent and cur not in seen:
