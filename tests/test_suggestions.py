@@ -65,3 +65,12 @@ def test_detection_gap_comes_from_the_chosen_hypothesis():
     gap, facts = suggestions.detection_gap({"detected": "2026-01-01T10:07:30Z"}, hypotheses)
     assert facts["service"] == "payments" and facts["metric"]["metric"] == "error_rate"
     assert gap == pd.Timedelta(minutes=6, seconds=30) and gap > suggestions.DETECTION_GAP_MIN
+
+
+def test_a_runbook_link_names_its_service_as_a_whole_word():
+    from workbench.loop.suggestions import _runbook_link
+
+    other = {"title": "ts-train-food-service runbook", "url": "https://runbooks.example.com/ts-train-food-service"}
+    own = {"title": "Food runbook", "url": "https://runbooks.example.com/ts-food-service"}
+    assert _runbook_link([other], "ts-food-service") is None
+    assert _runbook_link([other, own], "ts-food-service") == own

@@ -49,6 +49,7 @@ human. A person accepts one by creating the action item. Each has a stable ``key
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -404,9 +405,10 @@ def _signals(signature: Signature | None, service: str, limit: int = 3) -> list[
 
 
 def _runbook_link(links: Iterable[Mapping[str, str]], service: str) -> dict[str, str] | None:
-    name = service.lower()
-    named = [dict(link) for link in links if name in str(link.get("title", "")).lower()
-             or name in str(link.get("url", "")).lower()]
+    # The service's name as a whole word: "ts-food-service" is not named by "ts-train-food-service".
+    name = re.compile(r"(?<![\w-])" + re.escape(service.lower()) + r"(?![\w-])")
+    named = [dict(link) for link in links if name.search(str(link.get("title", "")).lower())
+             or name.search(str(link.get("url", "")).lower())]
     if not named:
         return None
     books = [link for link in named if "runbook" in (link["title"] + link["url"]).lower()]
