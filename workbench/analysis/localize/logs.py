@@ -130,7 +130,11 @@ def _scored(table: pd.DataFrame) -> pd.DataFrame:
     # A rising error counts for the share of its lines that started their trace's errors; the rest
     # were written after a deeper service's error in the same trace (:func:`_error_paths`).
     own = 1.0 - (table["c_prop"] / table["c_i"].where(table["c_i"] > 0)).fillna(0.0).clip(0, 1).to_numpy()
-    weight = np.where(err, np.where(rise, own, 0.0), 1.0)
+    # Errors that stop are a recovery; the normal lines that come back in the same operation are
+    # that recovery too, not a new code path (a baseline caught while the service was failing).
+    ops = pd.MultiIndex.from_frame(table[["service", "op"]])
+    recovering = ops.isin(ops[err & ~rise]) if (err & ~rise).any() else np.zeros(len(table), dtype=bool)
+    weight = np.where(err, np.where(rise, own, 0.0), np.where(rise & recovering, 0.0, 1.0))
     # Mean occurrences per unit; a change is measured absolutely up to one occurrence per unit and
     # relatively beyond (a statement in a loop that now runs for half of the iterations).
     change = (p_b - p_i).abs() / np.maximum(np.maximum(p_b, p_i), 1.0)
