@@ -247,21 +247,38 @@ def _unit_events(window: TelemetryWindow, mined: pd.DataFrame) -> tuple[pd.DataF
     # service: it is left out of the incident side (its changed code path is not its own).
     units["inc"] = (units["start"] >= window.start).to_numpy() & ~units["span_id"].astype(str).isin(carriers).to_numpy()
     units["base"] = ((units["start"] >= window.baseline_start) & (units["start"] < window.baseline_end)).to_numpy()
-    logged = pd.DataFrame({"span_id": mined["span_id"].to_numpy(), "event": "log:" + mined["template_id"],
-                           "propagated": propagated.to_numpy()})
-    calls = pd.DataFrame({"span_id": spans["parent_span_id"].to_numpy(),
-                          "event": ("call:" + spans["service"] + " " + spans["name"]).to_numpy(), "propagated": False})
-    events = pd.concat([logged, calls], ignore_index=True)
-    events = events.merge(units[["span_id", "service", "op", "inc", "base"]], on="span_id")
-    n = units.groupby(["service", "op"]).agg(n_b=("base", "sum"), n_i=("inc", "sum"))
-    c = events.assign(p_i=events["inc"] & events["propagated"]).groupby(["service", "op", "event"]).agg(
-        c_b=("base", "sum"), c_i=("inc", "sum"), c_prop=("p_i", "sum")).reset_index()
-    c = c.join(n, on=["service", "op"])
-    c = c[(c["n_b"] >= MIN_BASE_UNITS) & (c["n_i"] >= MIN_INC_UNITS)]
+    # Events: the templates a span logged and the operations it called, located by position (the
+    # frames hold tens of thousands of rows: integer codes group much faster than string keys).
+    ev_span = np.concatenate([mined["span_id"].to_numpy(dtype=object), spans["parent_span_id"].to_numpy(dtype=object)])
+    ev_name = np.concatenate([("log:" + mined["template_id"].astype(str)).to_numpy(dtype=object),
+                              ("call:" + spans["service"].astype(str) + " " + spans["name"].astype(str)).to_numpy(dtype=object)])
+    ev_prop = np.concatenate([propagated.to_numpy(dtype=bool), np.zeros(len(spans), dtype=bool)])
+    pos = pd.Index(units["span_id"].to_numpy(dtype=object)).get_indexer(ev_span)
+    keep = pos >= 0
+    pos, ev_name, ev_prop = pos[keep], ev_name[keep], ev_prop[keep]
+    svc_code, svc_names = pd.factorize(units["service"].to_numpy(dtype=object))
+    name_code, op_names = pd.factorize(units["op"].to_numpy(dtype=object))
+    op_code, pairs = pd.factorize(svc_code.astype(np.int64) * max(len(op_names), 1) + name_code)
+    ev_code, names = pd.factorize(ev_name)
+    inc_u, base_u = units["inc"].to_numpy(dtype=bool), units["base"].to_numpy(dtype=bool)
+    inc_e, base_e = inc_u[pos], base_u[pos]
+    n = pd.DataFrame({"op": op_code, "n_b": base_u, "n_i": inc_u}).groupby("op")[["n_b", "n_i"]].sum()
+    counts = pd.DataFrame({"op": op_code[pos], "ev": ev_code, "c_b": base_e, "c_i": inc_e,
+                           "c_prop": inc_e & ev_prop}).groupby(["op", "ev"])[["c_b", "c_i", "c_prop"]].sum()
+    counts = counts.join(n, on="op").reset_index()
+    counts = counts[(counts["n_b"] >= MIN_BASE_UNITS) & (counts["n_i"] >= MIN_INC_UNITS)]
+    pair = pairs[counts["op"].to_numpy()]
+    c = pd.DataFrame({"service": svc_names[pair // max(len(op_names), 1)], "op": op_names[pair % max(len(op_names), 1)],
+                      "event": names[counts["ev"].to_numpy()],
+                      **{k: counts[k].to_numpy() for k in ("c_b", "c_i", "c_prop", "n_b", "n_i")}})
+    c = c.sort_values(["service", "op", "event"], kind="stable")
     inc_units = units.loc[units["inc"], ["span_id", "service", "op", "start"]].rename(columns={"span_id": "unit", "start": "time"})
-    start_of = units.set_index("span_id")["start"]
-    inc_events = events.loc[events["inc"], ["span_id", "service", "op", "event"]].rename(columns={"span_id": "unit"})
-    inc_events["time"] = inc_events["unit"].map(start_of).to_numpy()
+    sel = np.flatnonzero(inc_e)
+    unit_pos = pos[sel]
+    inc_events = pd.DataFrame({"unit": units["span_id"].to_numpy(dtype=object)[unit_pos],
+                               "service": units["service"].to_numpy(dtype=object)[unit_pos],
+                               "op": units["op"].to_numpy(dtype=object)[unit_pos], "event": ev_name[sel],
+                               "time": units["start"].take(unit_pos).reset_index(drop=True)})
     return c.reset_index(drop=True), inc_units, inc_events
 
 

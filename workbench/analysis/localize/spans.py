@@ -70,14 +70,15 @@ def span_modality(window: TelemetryWindow) -> ModalityResult:
                 explanation=f"{row.Index} receives {row.rate_inc:.3g} requests/s from outside vs {row.rate_base:.3g} "
                             f"in the baseline ({math.exp(row.ratio):.2f}x); it has no caller, so the change "
                             f"starts here"))
+    # Each service's two slowest operations and two slowest edges (into or out of it), grouped once.
+    own_top = _top_by(own, ["service"])
+    edge_top = _top_by(edges, ["service", "caller"])
     for service in res.scores[res.scores > 0].index:
         items = list(res.evidence.get(service, []))
-        # An empty frame can carry object dtype, which nlargest refuses: cast before ranking.
-        for row in _top(own[own["service"] == service], 2).itertuples(index=False):
+        for row in own_top.get(service, []):
             items.append(_span_evidence(service, f"span {service} {row.name} self time p{OWN_QUANTILE * 100:.0f}",
                                         f"self time of {row.name}", row, OWN_QUANTILE))
-        mine = edges[(edges["service"] == service) | (edges["caller"] == service)]
-        for row in _top(mine, 2).itertuples(index=False):
+        for row in edge_top.get(service, []):
             label = f"{row.caller}{span_lib.ARROW}{row.service}"
             items.append(_span_evidence(service, f"span {label} overhead p{EDGE_QUANTILE * 100:.0f}",
                                         f"time between the services on {label}", row, EDGE_QUANTILE))
@@ -168,8 +169,21 @@ def _span_evidence(service: str, signal: str, label: str, row: Any, q: float) ->
                     magnitude=float(row.ratio), direction="up" if row.ratio >= 0 else "down", explanation=explanation)
 
 
-def _top(frame: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The ``n`` rows with the largest ``ratio`` (empty frames of any dtype give none)."""
+def _top_by(frame: pd.DataFrame, keys: list[str], n: int = 2) -> dict[str, list[Any]]:
+    """Per service named in any of ``keys``, the ``n`` rows with the largest ``ratio`` (as tuples).
+
+    Ties keep the frame's order (like ``nlargest``); a row counts for each distinct service of its
+    keys (an edge for its callee and its caller).
+    """
     if frame.empty:
-        return frame
-    return frame.assign(ratio=frame["ratio"].astype(float)).nlargest(n, "ratio")
+        return {}
+    # An empty frame can carry object dtype: cast before ranking.
+    ranked = frame.assign(ratio=frame["ratio"].astype(float), _pos=np.arange(len(frame)))
+    ranked = ranked.sort_values(["ratio", "_pos"], ascending=[False, True], kind="stable")
+    out: dict[str, list[Any]] = {}
+    for row in ranked.itertuples(index=False):
+        for service in dict.fromkeys(getattr(row, k) for k in keys):
+            rows = out.setdefault(service, [])
+            if len(rows) < n:
+                rows.append(row)
+    return out
