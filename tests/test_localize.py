@@ -262,3 +262,33 @@ def test_two_log_statements_with_the_same_words_stay_two_templates():
                              start=t0 + pd.Timedelta(minutes=10), end=t0 + pd.Timedelta(minutes=20))
     items = localization(window).modalities["logs"].evidence["price"]
     assert any("PriceController#46" in e.explanation and "vanished" in e.explanation for e in items)
+
+
+def test_the_benchmarks_fast_scores_are_the_products_ranking(incident):
+    """benchmarks/nezha.py scores every candidate configuration with combined_scores on one modality
+    pass; the product runs combine(). Both must give the same scores, or the CV measures another engine."""
+    from workbench.analysis.localize import (MODALITIES, Params, callee_matrix, combine, combined_scores, modalities,
+                                             param_grid, score_arrays, topology_of)
+
+    window = _window(incident)
+    results = modalities(window, params=Params(weights={m: 1.0 for m in MODALITIES}))
+    services = window.services()
+    topology = topology_of(window)
+    callees = topology.groupby("caller")["callee"].apply(list).to_dict()
+    grid = param_grid()
+    for params in grid[:: max(1, len(grid) // 12)]:
+        product = {s.service: s.score for s in combine(window, results, params).suspicions}
+        fast = combined_scores(score_arrays(services, results), callee_matrix(services, callees), params)["score"]
+        assert dict(zip(services, fast)) == pytest.approx(product)
+
+
+def test_params_are_checked_and_the_shipped_ones_are_in_the_grid():
+    from workbench.analysis.localize import DEFAULT_PARAMS, Params, param_grid
+
+    assert DEFAULT_PARAMS in param_grid()
+    # the grid's first configuration states the prior preference (ties in the CV go to it)
+    first = param_grid()[0]
+    assert first.weights["metrics"] > 0 and first.discount > 0
+    for bad in ({"discount": 2}, {"explain": 0}, {"floors": {"logs": -1}}, {"weights": {"traces": 1}}):
+        with pytest.raises(ValueError):
+            Params(**bad)

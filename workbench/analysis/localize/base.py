@@ -114,10 +114,10 @@ class Params:
                     raise ValueError(f"{what}[{key!r}] must be a finite number >= 0, got {value!r}")
         object.__setattr__(self, "weights", {**W, **{k: float(v) for k, v in self.weights.items()}})
         object.__setattr__(self, "floors", {**FLOOR, **{k: float(v) for k, v in self.floors.items()}})
-        for name in ("discount", "explain"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1 and name != "explain" or value <= 0 and name == "explain":
-                raise ValueError(f"{name} must be a number in {'(0, inf)' if name == 'explain' else '[0, 1]'}, got {value!r}")
+        if not isinstance(self.discount, (int, float)) or not 0 <= self.discount <= 1:
+            raise ValueError(f"discount must be a number in [0, 1], got {self.discount!r}")
+        if not isinstance(self.explain, (int, float)) or not self.explain > 0 or not math.isfinite(self.explain):
+            raise ValueError(f"explain must be a finite number > 0, got {self.explain!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": dict(self.weights), "floors": dict(self.floors), "discount": self.discount,
