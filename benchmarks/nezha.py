@@ -150,15 +150,12 @@ class Case:
         self.callees[lead] = loc.callee_matrix(services, callees)
         return seconds
 
-    def score(self, lead: float, params: loc.Params) -> tuple[int, float]:
-        """(rank of the true service, margin of the top score) under ``params``: no telemetry re-read."""
+    def rank(self, lead: float, params: loc.Params) -> int:
+        """Rank of the true service under ``params``, from the cached modality pass (no telemetry re-read)."""
         services = self.services[lead]
         scores = loc.combined_scores(self.arrays[lead], self.callees[lead], params)["score"]
         order = sorted(range(len(services)), key=lambda i: (-scores[i], services[i]))
-        ranking = [services[i] for i in order]
-        top = scores[order[0]] if order else 0.0
-        others = [scores[i] for i in order[1:2]]
-        return rank_of(ranking, self.label["service"], len(services)), score_margin(top, others)
+        return rank_of([services[i] for i in order], self.label["service"], len(services))
 
     def hypotheses(self, lead: float, params: loc.Params) -> list[hyp_lib.Hypothesis]:
         window = self.windows[lead]
@@ -224,7 +221,7 @@ def run(data: Path, reference_mode: str = "construct", do_cv: bool = False, repe
     # ---- the shipped configuration (in sample on the shared cases; out of sample on any other folder)
     rows = []
     for case in cases:
-        r, _ = case.score(DEFAULT_LEAD, shipped)
+        r = case.rank(DEFAULT_LEAD, shipped)
         seen = case.review(DEFAULT_LEAD, shipped)
         ranked = seen["hypotheses"]
         rows.append({"case": case.id, "fault_type": case.label["fault_type"], "service": case.label["service"],
@@ -244,7 +241,7 @@ def run(data: Path, reference_mode: str = "construct", do_cv: bool = False, repe
 
     if do_cv:
         result["cv"] = cross_validation(cases, leads, repeats)
-        result["brier"] = result["cv"]["stratified_4fold"]["brier"]
+        result["brier"] = result["cv"].get("stratified_4fold", {}).get("brier")
     result["config"] = {"data": str(data), "reference": reference_mode, "leads": leads,
                         "read": "whole folder once, windows cut in memory"}
     result["per_case"] = rows
@@ -293,9 +290,11 @@ def cross_validation(cases: list[Case], leads, repeats: int) -> dict:
     ranks = np.zeros((len(cases), len(configs)))
     for i, case in enumerate(cases):
         for j, (lead, params) in enumerate(configs):
-            ranks[i, j] = case.score(lead, params)[0]
-    protocols = {"stratified_4fold": cv_lib.repeated_stratified_kfold([c.label["fault_type"] for c in cases], 4, repeats,
-                                                                      protocol="stratified_4fold")}
+            ranks[i, j] = case.rank(lead, params)
+    protocols = {}
+    if len(cases) >= 4:  # a folder of fewer cases cannot hold four folds
+        protocols["stratified_4fold"] = cv_lib.repeated_stratified_kfold(
+            [c.label["fault_type"] for c in cases], 4, repeats, protocol="stratified_4fold")
     days = [c.day for c in cases]
     if len(set(days)) > 1:
         protocols["leave_one_day_out"] = cv_lib.leave_one_group_out(days, protocol="leave_one_day_out")

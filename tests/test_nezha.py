@@ -328,3 +328,25 @@ def test_inner_service_labels_name_a_metric_or_a_code_region():
     every = {service for service in inner} | {fault for faults in inner.values() for fault in faults}
     assert {"return", "exception", "cpu_contention", "network_delay"} <= every
     assert load_inner_labels("/nonexistent") == {}
+
+
+def test_the_benchmark_runs_unchanged_on_another_folder_of_the_layout(tmp_path):
+    """``benchmarks/nezha.py --cv`` on a tiny folder of the same layout (one day, four faults, one pod):
+    it runs as a command (tests do not import benchmarks) and writes every documented key."""
+    import subprocess
+    import sys
+
+    root = _dataset(tmp_path / "tiny", faults=["2023-01-29 10:00:30", "2023-01-29 10:06:30",
+                                                "2023-01-29 10:12:30", "2023-01-29 10:18:30"])
+    out = tmp_path / "out.json"
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "nezha.py"
+    done = subprocess.run([sys.executable, str(bench), "--data", str(root), "--cv", "--repeats", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert {"cases", "AS@1", "AS@3", "AS@5", "mean_rank", "by_fault_type", "seconds_per_case", "cv", "AIS@1",
+            "AIS@3", "brier", "baselines"} <= set(result)
+    assert result["cases"] == 4 and set(result["baselines"]) == {"trace_spectrum", "metric_robust_z", "log_templates",
+                                                                   "random"}
+    assert "leave_one_day_out" not in result["cv"]  # one day: nothing to leave out
+    assert result["cv"]["stratified_4fold"]["cases"] == 4
