@@ -38,7 +38,6 @@ run once per case and lead, and every configuration is scored from it.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -61,55 +60,14 @@ from workbench.evaluation.topk import KS, inner_cause_matches, rank_of, share, s
 from workbench.analysis.evidence import TelemetryWindow  # noqa: E402
 from workbench.analysis.signature import template_text  # noqa: E402
 from workbench.telemetry.sources import open_source  # noqa: E402
-from workbench.evaluation.nezha import load_inner_labels, load_labels  # noqa: E402
+from workbench.evaluation.nezha import (DEFAULT_LEAD, case_window, construct_windows, load_inner_labels,  # noqa: E402
+                                        load_labels)
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nezha-trainticket"
-#: Seconds the analysis window starts before the incident's ``started`` (README trap 1).
-DEFAULT_LEAD = 60
 #: Leads the cross-validation chooses from.
 CV_LEADS = (0, 30, 60)
 #: Hypotheses looked at for AIS@k.
 AIS_KS = (1, 3)
-
-
-def construct_windows(root: Path) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
-    """Per day, ``[first, last]`` record time of the ``construct_data`` log and trace files."""
-    out: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
-    for day_dir in sorted((root / "construct_data").glob("*")):
-        times = []
-        for path in sorted(day_dir.glob("log/*.csv.gz")):
-            with gzip.open(path, "rt") as handle:
-                frame = pd.read_csv(handle, usecols=["Timestamp"], dtype=str)
-            text = frame["Timestamp"].str.strip()
-            text = text.where(text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True), text + "Z")
-            times.append(pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601"))
-        for path in sorted(day_dir.glob("trace/*.csv.gz")):
-            with gzip.open(path, "rt") as handle:
-                frame = pd.read_csv(handle, usecols=["StartTimeUnixNano"], dtype=str)
-            times.append(pd.to_datetime(pd.to_numeric(frame["StartTimeUnixNano"], errors="coerce"), unit="ns", utc=True))
-        if times:
-            stamps = pd.concat(times).dropna()
-            stamps = stamps[stamps > pd.Timestamp("2000-01-01", tz="UTC")]
-            if len(stamps):
-                out[day_dir.name] = (stamps.min(), stamps.max() + pd.Timedelta(microseconds=1))
-    return out
-
-
-def case_window(tables: dict[str, pd.DataFrame], incident: dict, lead: pd.Timedelta,
-                reference_window: tuple[pd.Timestamp, pd.Timestamp] | None) -> TelemetryWindow:
-    """The incident's window cut from the whole-folder tables (see the module docstring)."""
-    begin = pd.Timestamp(incident["window"]["start"])
-    end = pd.Timestamp(incident["window"]["end"])
-    started = pd.Timestamp(incident["started"])
-    start = max(started - lead, begin)
-    window = TelemetryWindow.from_tables(tables, begin, start, end)
-    if reference_window is not None and reference_window[0] < begin:
-        ref_start, ref_end = reference_window[0], min(reference_window[1], begin)
-        extra = TelemetryWindow.from_tables(tables, ref_start, ref_end, ref_end)
-        window.logs = pd.concat([extra.logs, window.logs], ignore_index=True)
-        window.spans = pd.concat([extra.spans, window.spans], ignore_index=True)
-        window.baseline_start = ref_start
-    return window
 
 
 def named_causes(hypothesis: hyp_lib.Hypothesis, n: int = 3) -> list[str]:

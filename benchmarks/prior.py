@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import math
 import random
@@ -447,32 +446,22 @@ def sample_part(sample: Path = SAMPLE, workdir: Path | None = None, *, seeds: in
 
 # --------------------------------------------------------------------------- nezha
 
-def _nezha_benchmark() -> Any:
-    """``benchmarks/nezha.py`` as a module (its window cutting is reused, not copied)."""
-    spec = importlib.util.spec_from_file_location("nezha_benchmark", Path(__file__).with_name("nezha.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def nezha_part(data: Path = NEZHA, *, seeds: int = DEFAULT_SEEDS,
                sensitivity: Sequence[float] = SENSITIVITY) -> dict[str, Any]:
     """Every Nezha case cut as ``benchmarks/nezha.py`` cuts it, then :func:`evaluate` (empty start)."""
+    from workbench.evaluation.nezha import DEFAULT_LEAD, case_window, construct_windows, load_labels
     from workbench.telemetry.sources import open_source
-    from workbench.evaluation.nezha import load_labels
 
-    bench = _nezha_benchmark()
     t0 = time.perf_counter()
     telemetry = open_source(f"nezha:{data}").read()
-    refs = bench.construct_windows(Path(data))
+    refs = construct_windows(Path(data))
     tables = telemetry.tables()
-    lead = pd.Timedelta(seconds=bench.DEFAULT_LEAD)
+    lead = pd.Timedelta(seconds=DEFAULT_LEAD)
     labels = load_labels(data)
     cases = []
     for inc in telemetry.incidents:
         started = _utc(inc["started"])
-        window = bench.case_window(tables, inc, lead, refs.get(started.strftime("%Y-%m-%d")))
+        window = case_window(tables, inc, lead, refs.get(started.strftime("%Y-%m-%d")))
         label = labels[inc["id"]]
         if label["fault_type"] not in FAULT_CAUSES:
             raise WorkbenchError(f"{data}: case {inc['id']} has fault type {label['fault_type']!r}, which "
