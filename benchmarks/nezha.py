@@ -17,7 +17,9 @@ allows. Labels (:func:`~workbench.evaluation.nezha.load_labels`,
 What is measured, from the same loaded data:
 
 - the engine with the shipped constants (:data:`workbench.analysis.localize.DEFAULT_PARAMS`, lead 60 s):
-  ``cases``, ``AS@1/3/5``, ``mean_rank``, ``by_fault_type``, ``AIS@1/3`` (the first 1/3 hypotheses
+  ``cases``, ``AS@1/3/5``, ``mean_rank``, ``by_fault_type`` (the localiser's service order),
+  ``hypotheses`` (the same keys for the order of the hypotheses' services, what a reviewer reads),
+  ``AIS@1/3`` (the first 1/3 hypotheses
   of :func:`workbench.analysis.hypotheses.rank` include one in the true service that names the labelled
   metric or a log template inside the labelled code region:
   :func:`workbench.evaluation.topk.inner_cause_matches`), ``seconds_per_case`` (modalities +
@@ -129,7 +131,8 @@ class Case:
         scores = list(best.values())
         truth = self.label["service"]
         out = {"hypotheses": ranked, "margin": score_margin(scores[0], scores[1:2]) if scores else 0.0,
-               "right": bool(scores) and next(iter(best)) == truth, "ais": {}}
+               "right": bool(scores) and next(iter(best)) == truth, "ais": {},
+               "rank": rank_of(list(best), truth, len(self.services[lead]))}
         if self.inner is not None:
             hits = [h.service == truth and inner_cause_matches(self.inner, self.label["fault_type"], named_causes(h))
                     for h in ranked]
@@ -183,11 +186,12 @@ def run(data: Path, reference_mode: str = "construct", do_cv: bool = False, repe
         seen = case.review(DEFAULT_LEAD, shipped)
         ranked = seen["hypotheses"]
         rows.append({"case": case.id, "fault_type": case.label["fault_type"], "service": case.label["service"],
-                     "rank": r, "top3": [h.service for h in ranked[:3]],
+                     "rank": r, "rank_hypotheses": seen["rank"], "top3": [h.service for h in ranked[:3]],
                      "top_hypothesis": None if not ranked else f"{ranked[0].service}/{ranked[0].cause}",
                      "confidence": None if not ranked else ranked[0].confidence,
                      **{f"ais@{k}": v for k, v in seen["ais"].items()}})
     result = summarize(rows)
+    result["hypotheses"] = summarize(rows, rank="rank_hypotheses")
     for k in AIS_KS:
         result[f"AIS@{k}"] = share(r[f"ais@{k}"] for r in rows if f"ais@{k}" in r)
     result["seconds_per_case"] = round(sum(seconds) / len(seconds), 3) if seconds else None
@@ -274,8 +278,10 @@ def cross_validation(cases: list[Case], leads, repeats: int) -> dict:
         for p in res.predictions:
             seen = review(p.case, p.config)
             rows.append({"fault_type": cases[p.case].label["fault_type"], "rank": p.rank, "p": p.probability,
-                         "right": seen["right"], **{f"ais@{k}": v for k, v in seen["ais"].items()}})
+                         "right": seen["right"], "rank_hypotheses": seen["rank"],
+                         **{f"ais@{k}": v for k, v in seen["ais"].items()}})
         summary = summarize(rows)
+        summary["hypotheses"] = summarize(rows, rank="rank_hypotheses")
         for k in AIS_KS:
             summary[f"AIS@{k}"] = share(r[f"ais@{k}"] for r in rows if f"ais@{k}" in r)
         # the confidence is that of the first hypothesis' service being the origin
@@ -305,9 +311,9 @@ def cross_validation(cases: list[Case], leads, repeats: int) -> dict:
 
 
 def report(result: dict) -> None:
-    print(f"{'case':<22} {'fault type':<15} {'true service':<30} {'rank':>4}  {'AIS@1':>5}  top hypothesis")
+    print(f"{'case':<22} {'fault type':<15} {'true service':<30} {'rank':>4} {'hyp.':>4}  {'AIS@1':>5}  top hypothesis")
     for r in result["per_case"]:
-        print(f"{r['case']:<22} {r['fault_type']:<15} {r['service']:<30} {r['rank']:>4}  "
+        print(f"{r['case']:<22} {r['fault_type']:<15} {r['service']:<30} {r['rank']:>4} {r['rank_hypotheses']:>4}  "
               f"{str(r.get('ais@1', '-')):>5}  {r['top_hypothesis']}")
     columns = [("shipped (in-sample)", result)]
     for name in ("stratified_4fold", "leave_one_day_out"):
@@ -324,7 +330,12 @@ def report(result: dict) -> None:
                 value = part.get(metric)
                 cells.append("-" if value is None else f"{value:.3f}")
             print(f"{fault:<15}" + "".join(f"{c:>24}" for c in cells))
-    print(f"\n{'AIS@1 / AIS@3':<15}" + "".join(
+    cells = []
+    for _, s in columns:
+        h = s.get("hypotheses")
+        cells.append("-" if not h else f"{h['AS@1']:.3f} / {h['AS@3']:.3f}")
+    print(f"\n{'hyp. AS@1 / @3':<15}" + "".join(f"{c:>24}" for c in cells))
+    print(f"{'AIS@1 / AIS@3':<15}" + "".join(
         f"{(str(s.get('AIS@1')) + ' / ' + str(s.get('AIS@3'))) if s.get('AIS@1') is not None else '-':>24}" for _, s in columns))
     for name in ("stratified_4fold", "leave_one_day_out"):
         s = result.get("cv", {}).get(name)

@@ -58,7 +58,7 @@ def rank(window: TelemetryWindow, suspicions: Sequence[ServiceSuspicion], incide
     services = _services(positive, fallback)
     _changes(services, changes, lookback)
     _resource_code(services, _resource_metrics(services, window), topology)
-    _propagation(services, topology)
+    _propagation(services, topology, window.step, as_utc(window.start))
     traffic_max = _traffic(services, window, topology, _started(incident))
 
     preliminary = _preliminary_signature(positive)
@@ -180,14 +180,27 @@ def _services(suspicions: Sequence[ServiceSuspicion], fallback: pd.Timestamp) ->
     return out
 
 
-def _propagation(services: dict[str, _Service], topology: correlate.Topology) -> None:
-    """``P(s)``: a callee moved first, or ``s``'s own error logs name the callee that failed."""
+def _propagation(services: dict[str, _Service], topology: correlate.Topology, step: Any = "1min",
+                 start: pd.Timestamp | None = None) -> None:
+    """``P(s)``: a callee moved first, or ``s``'s own error logs name the callee that failed.
+
+    Onsets are compared on the step grid: a metric onset is a step, a log or span onset a single
+    record's time, and comparing them raw would make every metric onset look a step late. A callee
+    whose onset falls in the analysis window's first step (``start``) proves no precedence.
+    """
+    grid = pd.tseries.frequencies.to_offset(step)
+    first = pd.Timestamp(start).floor(grid) if start is not None else pd.Timestamp.min.tz_localize("UTC")
     for name, svc in services.items():
         best: tuple[str, float, str] | None = None
         if svc.has_onset:
+            mine = svc.onset.floor(grid)
             for callee in topology.callees(name, transitive=True):
                 other = services.get(callee)
-                if other is None or not other.has_onset or not other.onset + ONSET_MARGIN < svc.onset:
+                if other is None or not other.has_onset or not other.onset.floor(grid) + ONSET_MARGIN < mine:
+                    continue
+                if other.onset.floor(grid) <= first:
+                    # an onset in the window's first step is censored (the change may predate
+                    # the window): it cannot show that the callee moved first
                     continue
                 if best is None or other.L > best[1]:
                     lag = (svc.onset - other.onset).total_seconds() / 60
@@ -293,11 +306,13 @@ def _resource_code(services: dict[str, _Service], extra: Mapping[str, list[Evide
                 symptom = True
             else:
                 # a template that vanished or changed frequency, a call no longer made: the code
-                # path changed (a wrong return value skips code) - weaker than a new error
-                weight = 0.5
+                # path changed (a wrong return value skips code, an exception the lines after it)
+                weight = 1.0
+            # The strength is the evidence's own size (the localiser already weighed errors and
+            # code-path changes alike); the weight only orders the evidence shown.
             svc.code.append(ev)
             weights[id(ev)] = weight
-            svc.K = max(svc.K, min(1.0, weight * finite(ev.magnitude, 0.0) / log_top))
+            svc.K = max(svc.K, min(1.0, finite(ev.magnitude, 0.0) / log_top))
         if svc.resource and svc.resource_logs:
             svc.resource.extend(svc.resource_logs[:2])
         svc.resource.sort(key=lambda e: (e.kind != "metric", -finite(e.magnitude, 0.0)))
