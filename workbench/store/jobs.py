@@ -28,7 +28,7 @@ import copy
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -274,6 +274,17 @@ class JobMethods:
             for row in s.scalars(query):
                 out.setdefault(row.incident_id, {})[row.kind] = to_job(row)
         return out
+
+    def release_jobs(self, is_dead: Callable[[str | None], bool]) -> int:
+        """End the lease of every running job whose ``worker`` ``is_dead`` says is gone, so the next
+        claim takes it at once; returns how many."""
+        with self._session(write=True) as s:
+            now = self._clock()
+            rows = [r for r in s.scalars(select(JobRow).where(JobRow.status == "running")) if is_dead(r.worker)]
+            for row in rows:
+                row.leased_until = now - timedelta(microseconds=1)
+            s.flush()
+            return len(rows)
 
     def retry_job(self, job_id: int) -> Job:
         """Queue a failed job again (attempts reset, due now). Raises ``ConflictError`` when it is not

@@ -96,13 +96,14 @@ class TokenMethods:
         with self._session(write=False) as s:
             return [to_token(r) for r in s.scalars(query)]
 
-    def token_by_hash(self, secret_hash: str) -> Token | None:
-        """The token (active or revoked) whose secret hashes to ``secret_hash``, or None."""
+    def find_token(self, secret_hash: str) -> tuple[Token, str] | None:
+        """(token, its stored hash) for the token (active or revoked) whose secret hashes to
+        ``secret_hash``, or None. The caller compares the hashes in constant time."""
         if not isinstance(secret_hash, str):
             return None
         with self._session(write=False) as s:
             row = s.scalar(select(TokenRow).where(TokenRow.secret_hash == secret_hash))
-            return None if row is None else to_token(row)
+            return None if row is None else (to_token(row), row.secret_hash)
 
     def revoke_token(self, id_or_name: str, at: Any = None) -> list[Token]:
         """Revoke the token with this id, or every active token with this name; returns them.
