@@ -41,7 +41,8 @@ from tornado.ioloop import IOLoop
 
 from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace, open_workspace
-from workbench.reports import auth, safe
+from workbench.inbound.service import Inbound
+from workbench.reports import api, auth, safe
 from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, filter_options, incident_frame
 from workbench.reports.charts import WIDTH
 from workbench.reports.safe import fmt
@@ -319,6 +320,10 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
         kwargs["auth_provider"] = auth.provider(basic_auth, login_template=kwargs.pop("login_template", None),
                                                 logout_template=kwargs.pop("logout_template", None),
                                                 throttle=kwargs.pop("login_throttle", None))
+    # The receivers and REST API beside the UI (token-checked handlers, reports/api.py).
+    inbound = Inbound(ws)
+    atexit.register(inbound.close)
+    kwargs["extra_patterns"] = [*api.routes(inbound), *kwargs.get("extra_patterns", [])]
     return pn.serve({"/": lambda: app(ws, incident_id)}, port=port, address=address, show=show, **kwargs)
 
 
