@@ -265,7 +265,7 @@ def apply(kb: Any, note: Notification, settings: ReceiverSettings, *, now: datet
                 receipt.action, delay, reason = "resolved", settings.debounce, "alertmanager: resolved"
             receipt.incident_id = incident.id
             kb.record_alert_group(note.group_key, note.receiver, incident.id, fingerprints,
-                                  "firing" if note.status == "firing" else "resolved")
+                                  "firing" if note.status == "firing" else "resolved", at=now)
             job, created = kb.enqueue_job(incident.id, "analysis", reason=reason, delay=delay,
                                           max_attempts=settings.job_attempts)
             receipt.jobs.append(f"{job.kind} #{job.id} ({'queued' if created else job.status})")
