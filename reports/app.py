@@ -320,9 +320,12 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
         kwargs["auth_provider"] = auth.provider(basic_auth, login_template=kwargs.pop("login_template", None),
                                                 logout_template=kwargs.pop("logout_template", None),
                                                 throttle=kwargs.pop("login_throttle", None))
-    # The receivers and REST API beside the UI (token-checked handlers, reports/api.py).
-    inbound = Inbound(ws)
-    atexit.register(inbound.close)
+    # The receivers and REST API beside the UI (token-checked handlers, reports/api.py);
+    # ``inbound=`` hands in one built with other settings (tests, embedding).
+    inbound = kwargs.pop("inbound", None)
+    if inbound is None:
+        inbound = Inbound(ws)
+        atexit.register(inbound.close)
     kwargs["extra_patterns"] = [*api.routes(inbound), *kwargs.get("extra_patterns", [])]
     return pn.serve({"/": lambda: app(ws, incident_id)}, port=port, address=address, show=show, **kwargs)
 

@@ -56,6 +56,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["code", "message", "field"],
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": _NTEXT,
                        "current": {"type": "object", "nullable": True}}}}},
+    "Status": {"type": "object", "required": ["code", "message"],
+               "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
     "Link": {"type": "object", "required": ["title", "url"], "additionalProperties": False,
              "properties": {"title": _TEXT, "url": {"type": "string", "pattern": "^(https?|mailto):"}}},
     "JobState": {"type": "object", "required": ["state"], "properties": {
@@ -129,7 +131,14 @@ def _otlp(signal: str) -> dict[str, Any]:
         "summary": f"OTLP/HTTP {signal} (protobuf or JSON, gzip/deflate)", "security": [{"bearerAuth": []}],
         "x-scope": "telemetry:write", "requestBody": {"required": True, "content": content},
         "responses": {"200": {"description": "Accepted (partial_success names rejected items)", "content": content},
-                      **_errors(400, 401, 403, 413, 415, 429, 503)}}}
+                      **_status_errors(400, 401, 403, 413, 415, 429, 503)}}}
+
+
+def _status_errors(*codes: int) -> dict[str, Any]:
+    """OTLP answers errors with a google.rpc.Status in the request's encoding."""
+    content = {"application/json": {"schema": _ref("Status")},
+               "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}
+    return {str(c): {"description": f"google.rpc.Status (HTTP {c})", "content": content} for c in codes}
 
 
 def document() -> dict[str, Any]:

@@ -60,7 +60,9 @@ class IngestQueue:
         self._cond = threading.Condition()
         self._held = 0
         self._closed = False
+        #: Store writes done, and requests refused because the queue was full (since start).
         self.writes = 0
+        self.refused = 0
         self._thread = threading.Thread(target=self._run, name="workbench-ingest", daemon=True)
         self._thread.start()
 
@@ -77,6 +79,7 @@ class IngestQueue:
             if self._closed:
                 raise RequestError(503, "unavailable", "the server is shutting down", retry_after=RETRY_AFTER)
             if self._pending >= self.capacity:
+                self.refused += 1
                 raise RequestError(503, "queue_full", f"the ingest queue is full ({self.capacity} requests waiting, "
                                                       f"receivers.queue); retry later", retry_after=RETRY_AFTER)
             self._pending += 1
