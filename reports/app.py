@@ -120,7 +120,8 @@ class WorkbenchApp:
         :data:`TABS`; only the active tab is rendered (and each is read when first shown).
     """
 
-    def __init__(self, workspace: Workspace, incidents: list[Any], incident_id: str | None = None):
+    def __init__(self, workspace: Workspace, incidents: list[Any], incident_id: str | None = None,
+                 jobs: dict[str, Any] | None = None):
         self.workspace = workspace
         self.total = len(incidents)
         options = filter_options(incidents)
@@ -128,14 +129,14 @@ class WorkbenchApp:
                         for name, opts in options.items()}
         # "textarea" wraps long values; like the default "plaintext" it escapes the cell (never "html")
         wrap = {"type": "textarea"}
-        self.table = pn.widgets.Tabulator(incident_frame(incidents), disabled=True, show_index=False, selectable=False,
+        self.table = pn.widgets.Tabulator(incident_frame(incidents, jobs or {}), disabled=True, show_index=False, selectable=False,
                                           pagination="local", page_size=25, layout="fit_columns",
-                                          formatters={"title": wrap, "services": wrap, "labels": wrap},
+                                          formatters={"title": wrap, "services": wrap, "labels": wrap, "jobs": wrap},
                                           titles={"severity": "sev", "started": "started (UTC)",
                                                   "time to detect": "detect", "time to resolve": "resolve"},
                                           widths={"id": 145, "title": 225, "severity": 65, "status": 80,
                                                   "services": 125, "started": 125, "time to detect": 85,
-                                                  "time to resolve": 85},
+                                                  "time to resolve": 85, "jobs": 110},
                                           sizing_mode="stretch_width", stylesheets=[_TABLE_CSS])
         self.table.on_click(self._open_row)
         self.count = safe.pane(self._count_markup(self.total))
@@ -168,7 +169,9 @@ class WorkbenchApp:
 
     def _refresh(self, *_events: Any) -> None:
         incidents = self.selected()
-        self.table.value = incident_frame(incidents)
+        with self.workspace.knowledge_base() as kb:
+            jobs = kb.latest_jobs([i.id for i in incidents])
+        self.table.value = incident_frame(incidents, jobs)
         self.count.object = self._count_markup(len(incidents))
 
     def _open_row(self, event: Any) -> None:
@@ -218,12 +221,13 @@ def app(workspace: Workspace | str | os.PathLike[str], incident_id: str | None =
     ws = _workspace(workspace)
     with ws.knowledge_base() as kb:
         incidents = kb.list_incidents()
+        jobs = kb.latest_jobs()  # the job column: queued / running / done / failed with the error
         if incident_id is not None:
             kb.get_incident(incident_id)  # NotFoundError names the id and the database
     if not incidents:
         return safe.pane(safe.section(fmt("<p>No incidents in this workspace yet: <code>workbench ingest</code> "
                                           "one.</p>"), "no-incidents"))
-    return pn.panel(WorkbenchApp(ws, incidents, incident_id))
+    return pn.panel(WorkbenchApp(ws, incidents, incident_id, jobs))
 
 
 def websocket_origins(address: str, port: int) -> list[str]:
