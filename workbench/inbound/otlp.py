@@ -28,7 +28,7 @@ import pandas as pd
 from ..errors import MissingDependencyError, SchemaError, SourceError
 from ..telemetry import schema
 from ..telemetry.sources.otlp import read_documents, topology
-from .limits import RequestError, check_depth, check_text, parse_json
+from .limits import RequestError, check_depth, parse_json
 
 #: signal -> (top-level key of an export request, item list key per scope, rejected-count field)
 SIGNALS = {
@@ -119,8 +119,10 @@ def decode(signal: str, body: bytes, kind: str, *, max_depth: int, max_items: in
 
         doc = json_format.MessageToDict(message, use_integers_for_enums=True)
         _hex_ids(doc)
-        check_depth(doc, max_depth + 8)  # protobuf's own nesting (resource/scope/item/value) on top
-        check_text(doc)
+        # AnyValue nests (arrays, key-value lists): bound it like JSON, plus protobuf's own levels.
+        # No text check here: protobuf strings are valid UTF-8 by construction, and what else a
+        # string may hold is the telemetry schema's rule, applied to every source alike.
+        check_depth(doc, max_depth + 8)
         return doc
     doc = parse_json(body, max_depth + 8)
     if not isinstance(doc, dict):
