@@ -23,7 +23,7 @@ from conftest import HOSTILE_STRINGS, REPO
 import workbench
 from workbench.cli import main
 from workbench.inbound import alerts, changes, remediation
-from workbench.inbound.jobs import Worker
+from workbench.inbound.jobs import Worker, close_dangling_runs
 from workbench.inbound.limits import RateLimiter, RequestError, decode_body, parse_json
 from workbench.inbound.service import Inbound
 from workbench.inbound.settings import receiver_settings
@@ -297,7 +297,7 @@ def test_a_job_queued_twice_runs_once_and_a_failing_one_retries_then_shows_as_fa
 
 KILLED_WORKER = """
 import sys, time
-from workbench.inbound.jobs import Worker
+from workbench.inbound.jobs import Worker, close_dangling_runs
 from workbench.inbound.settings import receiver_settings
 def slow(ws, job):
     print("started", flush=True)
@@ -322,6 +322,11 @@ def test_a_killed_workers_job_runs_again_when_a_worker_restarts(workspace):
     worker = Worker(workspace, {"analysis": lambda ws, job: ran.append(job.attempts) or {}}, settings=SETTINGS)
     worker.run(once=True)  # the lease (10 min) has not run out, but its process is gone
     assert ran == [2] and kb.list_jobs(kind="analysis")[0].status == "done"
+    # A notebook run a killed worker left "running" is closed when its job runs again; a human's is not.
+    dead = kb.start_run(incident.id, template="postmortem", who="worker")
+    human = kb.start_run(incident.id, template="postmortem", who="alice")
+    assert close_dangling_runs(kb, incident.id) == [dead.id]
+    assert {r.id: r.status for r in kb.list_runs(incident.id)} == {dead.id: "failed", human.id: "running"}
     worker.close()
     kb.close()
 
@@ -357,3 +362,30 @@ def test_two_workers_on_postgresql_never_take_the_same_job():
         assert sorted(claimed) == sorted(j.id for j in kb.list_jobs()) and len(set(claimed)) == len(claimed) == 30
         assert sum(1 for slot in taken if slot) >= 2  # they really ran side by side
         kb.close()
+
+
+# --------------------------------------------------------------------------- OTLP partial success
+
+def test_an_otlp_request_with_an_invalid_resource_block_stores_the_rest_and_says_what_was_rejected():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from workbench.inbound import otlp
+
+    def block(service, span_id, end=True):
+        span = {"traceId": "0" * 31 + "1", "spanId": span_id, "name": "op", "startTimeUnixNano": "1767225600000000000"}
+        if end:
+            span["endTimeUnixNano"] = "1767225600100000000"
+        return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeSpans": [{"spans": [span]}]}
+
+    doc = {"resourceSpans": [block("good", "00000000000000a1"), block("bad", "00000000000000b2", end=False)]}
+    batch = otlp.read("traces", doc, "test")
+    assert (batch.items, batch.rejected, list(batch.tables["spans"]["service"])) == (2, 1, ["good"])
+    assert "resourceSpans[1]" in batch.message and "duration_ms" in batch.message
+    body, kind = otlp.response("traces", "protobuf", batch)
+    answer = ExportTraceServiceResponse.FromString(body)
+    assert kind == otlp.PROTOBUF and answer.partial_success.rejected_spans == 1
+    assert json.loads(otlp.response("traces", "json", batch)[0])["partialSuccess"]["rejectedSpans"] == "1"
+    with pytest.raises(RequestError) as err:  # nothing valid at all: 400 naming the column
+        otlp.read("traces", {"resourceSpans": [block("bad", "00000000000000b2", end=False)]}, "test")
+    assert err.value.status == 400 and "duration_ms" in str(err.value)
