@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..formats import printable
 from ..workspace import open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json
 
@@ -28,7 +29,7 @@ def token_new(name: str = typer.Argument(..., help="What the integration is, e.g
     if as_json:
         echo_json({"token": secret, "id": record.id, "name": record.name, "scopes": list(record.scopes)})
     else:
-        typer.echo(f"{record.id}  {record.name}  scopes: {', '.join(record.scopes)}")
+        typer.echo(f"{record.id}  {printable(record.name)}  scopes: {', '.join(record.scopes)}")
         typer.echo(secret)
         typer.echo("(shown once: store it in your integration's secret store; `workbench token revoke` ends it)", err=True)
 
@@ -49,7 +50,8 @@ def token_list(revoked: bool = typer.Option(False, "--revoked", help="Include re
         typer.echo("no tokens (workbench token new NAME --scope SCOPE)")
     for t in tokens:
         state = f"revoked {_iso(t.revoked_at)}" if t.revoked_at else f"last used {_iso(t.last_used_at) or 'never'}"
-        typer.echo(f"{t.id}  {t.name}  {', '.join(t.scopes)}  created {_iso(t.created_at)} by {t.created_by}  {state}")
+        typer.echo(f"{t.id}  {printable(t.name)}  {', '.join(t.scopes)}  created {_iso(t.created_at)} by "
+                   f"{printable(t.created_by)}  {state}")
 
 
 @token_app.command("revoke")
@@ -64,7 +66,7 @@ def token_revoke(token: str = typer.Argument(..., help="A token id (tok-...) or 
         echo_json([t.id for t in done])
     else:
         for t in done:
-            typer.echo(f"revoked {t.id} ({t.name})")
+            typer.echo(f"revoked {t.id} ({printable(t.name)})")
 
 
 def _iso(value) -> Optional[str]:

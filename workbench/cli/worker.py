@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..formats import iso_utc
+from ..formats import clip, iso_utc
 from ..workspace import open_workspace
 from .entry import WorkspaceOpt, app, echo_json
 
@@ -70,7 +70,7 @@ def worker(once: bool = typer.Option(False, "--once", help="Run what is due, the
         else:
             then = (f"retry at {iso_utc(job.run_after)}" if job.status == "queued" else job.status)
             typer.echo(f"job {job.id} {job.kind} {job.incident_id}: attempt {job.attempts}/{job.max_attempts} failed "
-                       f"({then}): {outcome.error}", err=True)
+                       f"({then}): {clip(outcome.error, 300)}", err=True)
 
     try:
         runner.run(once=once, max_jobs=max_jobs, on_outcome=show)
