@@ -21,9 +21,9 @@ from typing import Any, Callable
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler, stream_request_body
 
-from workbench.errors import WorkbenchError
+from workbench.errors import StoreError, WorkbenchError
 from workbench.inbound import openapi, otlp, rest
-from workbench.inbound.limits import RequestError
+from workbench.inbound.limits import RequestError, from_store_error
 from workbench.inbound.service import Inbound
 
 __all__ = ["routes", "PREFIX"]
@@ -116,6 +116,8 @@ class _Handler(RequestHandler):
             await work()
         except RequestError as exc:
             self.fail(exc)
+        except StoreError as exc:
+            self.fail(from_store_error(exc))
         except WorkbenchError as exc:
             self.fail(RequestError(400, "invalid", str(exc)))
         except Exception as exc:  # noqa: BLE001 - answer JSON, never a traceback

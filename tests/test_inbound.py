@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 
 from conftest import HOSTILE_STRINGS, REPO
-import workbench
 from workbench.cli import main
 from workbench.inbound import alerts, changes, remediation
 from workbench.inbound.jobs import Worker, close_dangling_runs

@@ -231,7 +231,7 @@ def _exporters(site, compression=None):
 
 @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
 def test_the_otel_sdk_sends_spans_logs_and_metrics_that_arrive_as_sent(site):
-    sdk = pytest.importorskip("opentelemetry.sdk")  # noqa: F841
+    pytest.importorskip("opentelemetry.sdk")
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor

@@ -43,7 +43,7 @@ import pandas as pd
 from ..errors import StoreError
 from ..store.alerts import key_hash
 from ..store.records import SEVERITIES
-from .limits import RequestError, invalid
+from .limits import from_store_error, invalid
 from .settings import ReceiverSettings
 
 #: Incident statuses an alert group may still change.
@@ -270,8 +270,8 @@ def apply(kb: Any, note: Notification, settings: ReceiverSettings, *, now: datet
                                           max_attempts=settings.job_attempts)
             receipt.jobs.append(f"{job.kind} #{job.id} ({'queued' if created else job.status})")
     except StoreError as exc:
-        # e.g. a title the knowledge base refuses: the field is named in the message
-        raise RequestError(400, "invalid", str(exc)) from None
+        # a refused value (400, the field named) or a write that raced a human's edit (503: retried)
+        raise from_store_error(exc) from None
     return receipt
 
 

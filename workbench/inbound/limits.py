@@ -55,6 +55,25 @@ def invalid(field: str | None, message: str) -> RequestError:
     return RequestError(400, "invalid", f"{field}: {message}" if field else message, field=field)
 
 
+def from_store_error(exc: Exception) -> RequestError:
+    """What a knowledge-base error means for a sender.
+
+    A refused value (``field '...': expected ...``) is the request's fault: 400, not retried. A
+    write that raced another one (:class:`~workbench.errors.ConflictError`) or a database that is
+    busy or down is not: 503 with ``Retry-After``, which Alertmanager and the OTLP exporters retry,
+    so a page is never lost to a moment of contention.
+    """
+    from ..errors import ConflictError, NotFoundError
+
+    text = str(exc)
+    if isinstance(exc, NotFoundError):
+        return RequestError(404, "not_found", text)
+    if not isinstance(exc, ConflictError) and "field '" in text:
+        name = text.split("field '", 1)[1].split("'", 1)[0]
+        return RequestError(400, "invalid", text, field=name)
+    return RequestError(503, "retry", f"{text}; retry", retry_after=1)
+
+
 def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     """The request body decompressed (``gzip``/``deflate``), refusing more than ``max_bytes``.
 
