@@ -23,7 +23,8 @@ from conftest import HOSTILE_STRINGS, REPO
 from workbench.cli import main
 from workbench.inbound import alerts, changes, remediation
 from workbench.inbound.jobs import Worker, close_dangling_runs
-from workbench.inbound.limits import RateLimiter, RequestError, decode_body, parse_json
+from workbench.errors import ConflictError, StoreError
+from workbench.inbound.limits import RateLimiter, RequestError, decode_body, from_store_error, parse_json
 from workbench.inbound.service import Inbound
 from workbench.inbound.settings import receiver_settings
 from workbench.inbound.tokens import Authenticator, create_token
@@ -261,6 +262,10 @@ def test_bodies_are_bounded_in_size_compression_and_depth():
         limiter.take("t")
     assert err.value.status == 429 and err.value.retry_after == 1
     limiter.take("t")  # a second later a token is back
+    # What a knowledge-base error means for a sender: its fault (400, named) or retry later (503).
+    assert from_store_error(StoreError("field 'title': expected non-empty text, got ' '")).field == "title"
+    assert from_store_error(ConflictError("incident 'x' is at version 3, not 2")).status == 503
+    assert from_store_error(StoreError("sqlite: database error: database is locked")).retry_after == 1
 
 
 # --------------------------------------------------------------------------- the job queue
