@@ -383,6 +383,30 @@ def test_the_app_shows_each_incidents_job_state_with_the_error(site):
     assert "jobs" in table.value.columns and table.formatters["jobs"] == {"type": "textarea"}  # escaped text
 
 
+def test_the_report_shows_when_a_fix_was_applied_and_since_when_its_criterion_holds(site):
+    from workbench.inbound import changes, remediation
+    from workbench.reports.views import ActionItemsView
+
+    criterion = {"signal": "metric", "service": "cart", "metric": "error_rate", "aggregate": "max",
+                 "comparator": "<", "threshold": 0.05, "duration": "1d", "window": "5min"}
+    with site.kb() as kb:
+        incident = kb.create_incident(title="Cart errors", started="2026-07-01T10:00:00Z", services=["cart"],
+                                      status="resolved", resolved="2026-07-01T11:00:00Z", who="test")
+        item = kb.add_action_item(incident.id, title="Retry budget", owner="sre", kind="prevent", ticket="OPS-77",
+                                  verification=criterion, who="test")
+        change = changes.parse({"service": "cart", "version": HOSTILE_STRINGS[3], "refs": ["OPS-77"],
+                                "timestamp": "2026-07-02T09:00:00Z"}, site.inbound.settings)
+        remediation.apply_change(kb, change, who="token:deploys")
+        kb.record_check(incident.id, window_start="2026-07-02T09:00:00Z", window_end="2026-07-02T12:00:00Z",
+                        verdict="holds", action_item_id=item.id, at="2026-07-02T12:00:00Z")
+        kb.record_check(incident.id, window_start="2026-07-02T12:00:00Z", window_end="2026-07-02T15:00:00Z",
+                        verdict="holds", action_item_id=item.id, at="2026-07-02T15:00:00Z")
+        items, checks = kb.list_action_items(incident.id), kb.list_checks(incident.id)
+    cell = str(ActionItemsView(items, checks).rows()[0][-1])
+    assert 'data-testid="fix-status"' in cell and "criterion holding since 2026-07-02T09:00:00Z" in cell
+    assert "fix applied at 2026-07-02T09:00:00Z (cart &lt;script&gt;" in cell and "<script>" not in cell
+
+
 # --------------------------------------------------------------------------- REST API
 
 def test_the_rest_api_names_versions_pages_and_refuses_what_it_must(site):
