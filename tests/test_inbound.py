@@ -393,3 +393,9 @@ def test_an_otlp_request_with_an_invalid_resource_block_stores_the_rest_and_says
     with pytest.raises(RequestError) as err:  # nothing valid at all: 400 naming the column
         otlp.read("traces", {"resourceSpans": [block("bad", "00000000000000b2", end=False)]}, "test")
     assert err.value.status == 400 and "duration_ms" in str(err.value)
+    for malformed in ({"resourceSpans": [1, 2]}, {"resourceSpans": [{"scopeSpans": "x"}]},
+                      {"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "9" * 30,
+                                                                      "endTimeUnixNano": "2"}]}]}]}):
+        with pytest.raises(RequestError) as err:  # answered 400, never a server error
+            otlp.read("traces", malformed, "test")
+        assert err.value.status == 400

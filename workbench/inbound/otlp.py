@@ -234,16 +234,24 @@ def _count_proto(signal: str, message: Any) -> int:
 def _count_json(signal: str, doc: dict[str, Any]) -> int:
     top, (scope_key, item_key), _ = SIGNALS[signal]
     total = 0
-    for block in doc.get(top) or []:
-        for scope in (block or {}).get(scope_key) or []:
-            items = (scope or {}).get(item_key) or []
+    for block in _list(doc.get(top)):
+        for scope in _list(_dict(block).get(scope_key)):
+            items = _list(_dict(scope).get(item_key))
             if signal != "metrics":
                 total += len(items)
                 continue
             for metric in items:
                 for kind in ("gauge", "sum", "histogram", "exponentialHistogram", "summary"):
-                    total += len(((metric or {}).get(kind) or {}).get("dataPoints") or [])
+                    total += len(_list(_dict(_dict(metric).get(kind)).get("dataPoints")))
     return total
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _hex_ids(node: Any) -> None:

@@ -167,7 +167,16 @@ def read_documents(documents: Iterable[tuple[int, dict[str, Any]]], origin: str)
             _spans(doc.get("resourceSpans") or [], rows["spans"])
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise SourceError(f"{origin}: line {number}: not valid OTLP/JSON ({type(exc).__name__}: {exc})") from None
-    return {table: _frame(table, records) for table, records in rows.items() if records}
+    out = {}
+    for table, records in rows.items():
+        if not records:
+            continue
+        try:
+            out[table] = _frame(table, records)
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. a time past year 2262 in nanoseconds
+            raise SourceError(f"{origin}: {table}: a time is not a valid Unix nanosecond value "
+                              f"({type(exc).__name__}: {exc})") from None
+    return out
 
 
 def topology(spans: pd.DataFrame) -> pd.DataFrame:
