@@ -130,6 +130,9 @@ def test_change_events_the_documented_shape_and_the_github_and_argocd_adapters()
     with pytest.raises(RequestError) as err:
         changes.parse({"service": "payments", "kind": "reboot"}, SETTINGS)
     assert err.value.field == "kind"
+    with pytest.raises(RequestError) as err:  # found by schemathesis: was a server error in the store
+        changes.parse({"service": "payments", "timestamp": "0401-12-29T12:24:36.93-11:15"}, SETTINGS)
+    assert (err.value.status, err.value.field) == (400, "timestamp")
 
     github = {"action": "created",
               "deployment_status": {"state": "success", "environment": "production", "created_at": "2026-11-04T13:26:08Z",

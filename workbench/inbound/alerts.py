@@ -183,7 +183,11 @@ def _time(value: Any, where: str) -> datetime:
         raise invalid(where, f"expected an RFC 3339 time, got {value!r}") from None
     if pd.isna(ts) or ts.tzinfo is None:
         raise invalid(where, f"expected an RFC 3339 time with a zone, got {value!r}")
-    return ts.tz_convert("UTC").to_pydatetime()
+    try:
+        ts = ts.tz_convert("UTC").as_unit("ns")  # the telemetry store's resolution: years 1677-2262
+    except (OverflowError, ValueError):
+        raise invalid(where, f"expected a time between 1677 and 2262, got {value!r}") from None
+    return ts.floor("us").to_pydatetime()  # the knowledge base keeps microseconds
 
 
 # --------------------------------------------------------------------------- the incident it makes

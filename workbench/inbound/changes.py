@@ -252,7 +252,11 @@ def _when(value: Any, where: str, now: datetime | None) -> datetime:
         raise invalid(where, f"expected an ISO 8601 time with a zone, got {value!r}") from None
     if pd.isna(ts) or ts.tzinfo is None:
         raise invalid(where, f"expected an ISO 8601 time with a zone (Z or +01:00), got {value!r}")
-    return ts.tz_convert("UTC").to_pydatetime()
+    try:
+        ts = ts.tz_convert("UTC").as_unit("ns")  # the telemetry store's resolution: years 1677-2262
+    except (OverflowError, ValueError):
+        raise invalid(where, f"expected a time between 1677 and 2262, got {value!r}") from None
+    return ts.floor("us").to_pydatetime()  # the knowledge base keeps microseconds
 
 
 def _refs(value: Any, where: str) -> list[str]:
