@@ -41,7 +41,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..errors import StoreError
-from ..store.alerts import key_hash
+from ..store.inbound import key_hash
 from ..store.records import SEVERITIES
 from .limits import from_store_error, invalid
 from .settings import ReceiverSettings

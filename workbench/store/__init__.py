@@ -4,7 +4,7 @@
 :mod:`workbench.store.documents` defines the YAML/dict shape of one incident.
 """
 from .documents import content_hash, dump_document, load_document, read_document, validate_document, write_document
-from .alerts import AlertGroup
+from .inbound import AlertGroup
 from .jobs import JOB_KINDS, JOB_STATUSES, Job
 from .kb import KnowledgeBase
 from .outbox import NOTIFICATION_KINDS, NOTIFICATION_STATUSES, Notification

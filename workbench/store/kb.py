@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -47,7 +47,7 @@ from .engine import connect
 from .importer import apply_document
 from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, HypothesisRow, IncidentRow, RunRow,
                      SignOffRow)
-from .alerts import AlertGroupMethods
+from .inbound import InboundMethods
 from .jobs import JobMethods
 from .outbox import OutboxMethods
 from .tokens import TokenMethods
@@ -67,7 +67,7 @@ class _Tx:
         self.session = session
 
 
-class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, AlertGroupMethods):
+class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods):
     """The store of incidents and everything decided about them.
 
     Parameters
@@ -379,16 +379,6 @@ class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, AlertGroupMethods):
                                 ActionItemRow.status.in_(("open", "in_progress")))
         if incident_id is not None:
             return self._list_children("action_item", incident_id, query)
-        return self._rows("action_item", query)
-
-    def find_action_items(self, keys: Iterable[str]) -> list[ActionItem]:
-        """Action items whose id or ``ticket`` is one of ``keys`` (tickets compared case-insensitively)."""
-        keys = [k for k in dict.fromkeys(keys) if isinstance(k, str) and k]
-        if not keys:
-            return []
-        upper = [k.upper() for k in keys]
-        query = (select(ActionItemRow).where(ActionItemRow.id.in_(keys) | func.upper(ActionItemRow.ticket).in_(upper))
-                 .order_by(ActionItemRow.incident_id, ActionItemRow.seq))
         return self._rows("action_item", query)
 
     # ------------------------------------------------------------------ sign-offs

@@ -1,8 +1,10 @@
-"""Which incident an Alertmanager alert group opened: the memory that lets a re-sent group update it.
+"""What the receivers (:mod:`workbench.inbound`) need from the knowledge base.
 
-The rules (merge window, what a firing or resolved group changes) are
-:mod:`workbench.inbound.alerts`'; this module keeps one row per (group key, incident) and finds
-the candidates: rows with the same group key hash or sharing an alert fingerprint.
+- Which incident an Alertmanager alert group opened: the memory that lets a re-sent group update
+  it. The rules (merge window, what a firing or resolved group changes) are
+  :mod:`workbench.inbound.alerts`'; this module keeps one row per (group key, incident) and finds
+  the candidates: rows with the same group key hash or sharing an alert fingerprint.
+- The action items a change names, by id or ticket key (:mod:`workbench.inbound.remediation`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from .models import AlertGroupRow
+from .models import ActionItemRow, AlertGroupRow
 from .records import _Record, check_enum, check_id, check_text, check_time
 
 GROUP_STATUSES = ("firing", "resolved")
@@ -46,8 +48,18 @@ def to_group(row: AlertGroupRow) -> AlertGroup:
     return AlertGroup(**values)
 
 
-class AlertGroupMethods:
-    """The alert-group part of :class:`~workbench.store.KnowledgeBase`."""
+class InboundMethods:
+    """The receivers' part of :class:`~workbench.store.KnowledgeBase` (one transaction per call)."""
+
+    def find_action_items(self, keys: Iterable[str]) -> list[Any]:
+        """Action items whose id or ``ticket`` is one of ``keys`` (tickets compared case-insensitively)."""
+        keys = [k for k in dict.fromkeys(keys) if isinstance(k, str) and k]
+        if not keys:
+            return []
+        upper = [k.upper() for k in keys]
+        query = (select(ActionItemRow).where(ActionItemRow.id.in_(keys) | func.upper(ActionItemRow.ticket).in_(upper))
+                 .order_by(ActionItemRow.incident_id, ActionItemRow.seq))
+        return self._rows("action_item", query)
 
     def lock_alert_group(self, group_key: str) -> None:
         """Serialise writers handling the same group until the surrounding transaction ends.
