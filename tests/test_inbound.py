@@ -402,3 +402,28 @@ def test_an_otlp_request_with_an_invalid_resource_block_stores_the_rest_and_says
         with pytest.raises(RequestError) as err:  # answered 400, never a server error
             otlp.read("traces", malformed, "test")
         assert err.value.status == 400
+
+
+def test_new_telemetry_in_an_open_incidents_window_queues_its_analysis_once(workspace):
+    from workbench.inbound import otlp
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with workspace.knowledge_base() as kb:
+        live = kb.create_incident(title="Live", started=now - timedelta(minutes=10), services=["cart"], who="test")
+        other = kb.create_incident(title="Elsewhere", started=now - timedelta(minutes=10), services=["search"],
+                                   who="test")
+        old = kb.create_incident(title="Old", started="2026-01-01T00:00:00Z", services=["cart"], who="test")
+    inbound = Inbound(workspace, settings=receiver_settings({}, environ={}, debounce="1h"))
+    try:
+        nanos = str(int(now.timestamp() * 1e9))
+        doc = {"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "cart"}}]},
+                                 "scopeLogs": [{"logRecords": [{"timeUnixNano": nanos, "body": {"stringValue": "x"}}]}]}]}
+        for _ in range(3):  # a burst of telemetry: one queued analysis, due after the debounce
+            inbound.submit(otlp.read("logs", doc, "test").tables).result(30)
+    finally:
+        inbound.close()
+    with workspace.knowledge_base() as kb:
+        jobs = kb.list_jobs()
+    # only the open incident of that service whose window holds the rows (not "other", not "old")
+    assert [(j.incident_id, j.kind, j.reason) for j in jobs] == [(live.id, "analysis", "new telemetry")]
+    assert jobs[0].run_after > datetime.now(timezone.utc) + timedelta(minutes=50)
