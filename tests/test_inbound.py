@@ -410,9 +410,9 @@ def test_new_telemetry_in_an_open_incidents_window_queues_its_analysis_once(work
     now = datetime.now(timezone.utc).replace(microsecond=0)
     with workspace.knowledge_base() as kb:
         live = kb.create_incident(title="Live", started=now - timedelta(minutes=10), services=["cart"], who="test")
-        other = kb.create_incident(title="Elsewhere", started=now - timedelta(minutes=10), services=["search"],
+        kb.create_incident(title="Elsewhere", started=now - timedelta(minutes=10), services=["search"],
                                    who="test")
-        old = kb.create_incident(title="Old", started="2026-01-01T00:00:00Z", services=["cart"], who="test")
+        kb.create_incident(title="Old", started="2026-01-01T00:00:00Z", services=["cart"], who="test")
     inbound = Inbound(workspace, settings=receiver_settings({}, environ={}, debounce="1h"))
     try:
         nanos = str(int(now.timestamp() * 1e9))
