@@ -427,3 +427,19 @@ def test_new_telemetry_in_an_open_incidents_window_queues_its_analysis_once(work
     # only the open incident of that service whose window holds the rows (not "other", not "old")
     assert [(j.incident_id, j.kind, j.reason) for j in jobs] == [(live.id, "analysis", "new telemetry")]
     assert jobs[0].run_after > datetime.now(timezone.utc) + timedelta(minutes=50)
+
+
+def test_a_client_sending_one_request_at_a_time_never_finds_the_queue_full(workspace):
+    """The writer frees a slot before it answers (schemathesis found a 503 for the next request)."""
+    from workbench.inbound import otlp
+    from workbench.inbound.queue import IngestQueue
+
+    queue = IngestQueue(workspace.telemetry(), capacity=1)
+    try:
+        for i in range(30):
+            doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [
+                {"timeUnixNano": str(1767225600_000000000 + i), "body": {"stringValue": f"line {i}"}}]}]}]}
+            queue.submit(otlp.read("logs", doc, "test").tables).result(30)
+    finally:
+        queue.close()
+    assert queue.refused == 0 and workspace.telemetry().counts()["logs"] == 30

@@ -413,20 +413,20 @@ def test_the_rest_api_names_versions_pages_and_refuses_what_it_must(site):
     created = []
     for i in range(3):
         status, _, body = site.request("POST", "/api/v1/incidents", {
-            "title": f"API incident {i}", "started": f"2026-10-0{i + 1}T10:00:00Z", "services": ["cart"]})
+            "title": f"API incident {i}", "started": f"2026-10-0{i + 1}T10:00:00Z", "services": ["api-cart"]})
         assert status == 201 and body["version"] == 1
         created.append(body["id"])
-    status, _, page = site.request("GET", "/api/v1/incidents?service=cart&limit=2", token="read")
+    status, _, page = site.request("GET", "/api/v1/incidents?service=api-cart&limit=2", token="read")
     assert status == 200 and [i["id"] for i in page["items"]] == created[:0:-1] and page["next_offset"] == 2
-    status, _, rest = site.request("GET", "/api/v1/incidents?service=cart&limit=2&offset=2", token="read")
+    status, _, rest = site.request("GET", "/api/v1/incidents?service=api-cart&limit=2&offset=2", token="read")
     assert [i["id"] for i in rest["items"]] == [created[0]] and rest["next_offset"] is None
 
     with site.kb() as kb:
-        hyp = kb.add_hypothesis(created[0], service="cart", cause="change", summary="deploy", score=0.9, rank=1,
+        hyp = kb.add_hypothesis(created[0], service="api-cart", cause="change", summary="deploy", score=0.9, rank=1,
                                 who="engine")
         item = kb.add_action_item(created[0], title="Canary", owner="sre", kind="prevent", who="test")
         kb.update_hypothesis(hyp.id, 1, who="someone", summary="a newer summary")
-    review = {"service": "cart", "cause": "change", "decision": "confirmed", "reviewer": "carol",
+    review = {"service": "api-cart", "cause": "change", "decision": "confirmed", "reviewer": "carol",
               "rationale": "rollback fixed it", "version": 1}
     status, _, body = site.request("POST", f"/api/v1/incidents/{created[0]}/review", review)
     assert status == 409 and body["error"]["field"] == "version" and body["error"]["current"]["version"] == 2

@@ -122,32 +122,40 @@ class IngestQueue:
                         return
                     self._cond.wait(0.5)
                 batch = [self._items.popleft() for _ in range(min(BATCH, len(self._items)))]
-            try:
-                self._write(batch)
-            finally:
-                with self._cond:
-                    self._pending -= len(batch)
+            outcomes, written = self._write(batch)
+            # Free the slots before answering: a client that sends its next request the moment it
+            # has the answer must find room (a capacity of 1 serves one sequential client).
+            with self._cond:
+                self._pending -= len(batch)
+            for item, (ok, value) in zip(batch, outcomes):
+                if ok:
+                    item.future.set_result(value)
+                else:
+                    item.future.set_exception(value)
+            for tables in written:
+                self._committed(tables)
 
-    def _write(self, batch: list[_Item]) -> None:
+    def _write(self, batch: list[_Item]) -> tuple[list[tuple[bool, Any]], list[dict[str, pd.DataFrame]]]:
+        """((ok, stats or exception) per item, the tables written), one store write if possible."""
+        merged = _merge([item.tables for item in batch])
         try:
-            stats = self.store.write(_merge([item.tables for item in batch]))
+            stats = self.store.write(merged)
         except Exception:  # noqa: BLE001 - retried one by one below, where each failure is reported
             stats = None
         if stats is not None:
             self.writes += 1
-            for item in batch:
-                item.future.set_result(stats)
-            self._committed(_merge([item.tables for item in batch]))
-            return
+            return [(True, stats)] * len(batch), [merged]
+        outcomes: list[tuple[bool, Any]] = []
+        written = []
         for item in batch:
             try:
-                one = self.store.write(item.tables)
+                outcomes.append((True, self.store.write(item.tables)))
             except BaseException as exc:  # noqa: BLE001 - handed to the request that sent the rows
-                item.future.set_exception(exc)
+                outcomes.append((False, exc))
                 continue
             self.writes += 1
-            item.future.set_result(one)
-            self._committed(item.tables)
+            written.append(item.tables)
+        return outcomes, written
 
     def _committed(self, tables: dict[str, pd.DataFrame]) -> None:
         if self.on_commit is None:

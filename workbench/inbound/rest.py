@@ -165,15 +165,9 @@ def decide(kb: Any, incident_id: str, body: Any) -> dict[str, Any]:
     if current is not None and version is None:
         raise invalid("version", "required: the version of the hypothesis you read (GET the incident first)")
     try:
-        with kb.transaction():
-            if current is not None:
-                # Checked inside the transaction that writes: on SQLite it holds the write lock, and
-                # the update itself carries WHERE version = ... on every backend.
-                fresh = next(h for h in kb.list_hypotheses(incident_id) if h.id == current.id)
-                if fresh.version != version:
-                    raise ConflictError(f"hypothesis {fresh.id} is at version {fresh.version}, not {version}")
-            stored = review.decide(kb, incident_id, body["service"], body["cause"], body["decision"],
-                                   reviewer=body["reviewer"], rationale=body["rationale"], add=add)
+        # The version goes to the store's versioned update: a newer one there refuses the write.
+        stored = review.decide(kb, incident_id, body["service"], body["cause"], body["decision"],
+                               reviewer=body["reviewer"], rationale=body["rationale"], add=add, version=version)
     except ConflictError as exc:
         latest = next((h for h in kb.list_hypotheses(incident_id) if current is not None and h.id == current.id), None)
         raise RequestError(409, "conflict", f"{exc}; nothing was written", field="version",
