@@ -228,7 +228,9 @@ def alert_to_notebook(data: Path, tmp: Path, timeout: float = 180.0) -> dict:
     hook = f"http://127.0.0.1:{port}/api/v1/alerts/alertmanager"
     am, am_url = _alertmanager(tmp, hook, secret)
     try:
-        time.sleep(8)  # let the worker finish importing (it is warm in production)
+        end = time.monotonic() + 120  # a worker waiting for pages is warm: wait until it says so
+        while "ready" not in (tmp / "worker.log").read_text(errors="replace") and time.monotonic() < end:
+            time.sleep(0.2)
         alert = {"labels": {"alertname": "HighErrorRate", "service": "payments", "severity": "critical"},
                  "annotations": {"summary": "payments error_rate 16.1% > 5% for 5m",
                                  "runbook_url": "https://runbooks.example.com/payments"},
@@ -265,7 +267,15 @@ def alert_to_notebook(data: Path, tmp: Path, timeout: float = 180.0) -> dict:
     def since(job: object) -> float | None:
         return None if job is None or job.finished_at is None else round((job.finished_at - incident.created).total_seconds(), 2)
 
+    split = {}
+    notebook = jobs.get("notebook")
+    if notebook is not None and notebook.result and notebook.result.get("output_path"):
+        from workbench.postmortem.notebooks import notebook_timings
+
+        split = {k: round(v, 2) for k, v in notebook_timings(notebook.result["output_path"]).items()}
+        split["job_s"] = notebook.result.get("seconds")
     return {"via": "alertmanager" if am_url else "direct webhook (no prometheus-alertmanager)",
+            "notebook_split_s": split, "load_after": os.getloadavg()[0],
             "incident_id": incident.id, "alertmanager_to_webhook_s": round((incident.created - sent).total_seconds(), 2),
             "webhook_to_analysis_s": since(jobs.get("analysis")), "webhook_to_notebook_s": since(jobs.get("notebook")),
             "webhook_to_report_s": since(jobs.get("report")),

@@ -72,8 +72,11 @@ def worker(once: bool = typer.Option(False, "--once", help="Run what is due, the
             typer.echo(f"job {job.id} {job.kind} {job.incident_id}: attempt {job.attempts}/{job.max_attempts} failed "
                        f"({then}): {clip(outcome.error, 300)}", err=True)
 
+    def ready() -> None:
+        typer.echo(f"worker {runner.name} ready ({', '.join(runner.handlers)})", err=True)
+
     try:
-        runner.run(once=once, max_jobs=max_jobs, on_outcome=show)
+        runner.run(once=once, max_jobs=max_jobs, on_outcome=show, on_ready=ready)
     finally:
         runner.close()
 
