@@ -16,7 +16,7 @@ Usage (from the repo root)::
    directly, and the JSON says so) gets the sample's first alert of the bad payments deploy
    (HighErrorRate, 2026-11-02T14:08:48Z) and sends its webhook to the workbench. Measured from the
    incident's creation (the webhook's arrival) to the analysis done, the notebook executed and the
-   report written (target: the notebook ≤ 30 s).
+   report written (target: the notebook ≤ 30 s), with ``--workers`` worker processes.
 
 Both servers, the worker and Alertmanager listen on loopback only and are stopped at the end.
 """
@@ -214,7 +214,7 @@ def _post(url: str, body: object, headers: dict[str, str] | None = None) -> None
         resp.read()
 
 
-def alert_to_notebook(data: Path, tmp: Path, timeout: float = 180.0) -> dict:
+def alert_to_notebook(data: Path, tmp: Path, workers: int = 1, timeout: float = 180.0) -> dict:
     import workbench
     from workbench.telemetry.ingest import ingest
 
@@ -224,12 +224,13 @@ def alert_to_notebook(data: Path, tmp: Path, timeout: float = 180.0) -> dict:
     port = free_port()
     server = start([*WORKBENCH, "serve", "--port", str(port), "-w", str(ws.root)], tmp / "serve-sample.log",
                    f"http://127.0.0.1:{port}/api/v1/openapi.json")
-    worker = start([*WORKBENCH, "worker", "--poll", "0.25", "-w", str(ws.root)], tmp / "worker.log")
+    worker = start([*WORKBENCH, "worker", "--poll", "0.25", "--concurrency", str(workers), "-w", str(ws.root)],
+                   tmp / "worker.log")
     hook = f"http://127.0.0.1:{port}/api/v1/alerts/alertmanager"
     am, am_url = _alertmanager(tmp, hook, secret)
     try:
         end = time.monotonic() + 120  # a worker waiting for pages is warm: wait until it says so
-        while "ready" not in (tmp / "worker.log").read_text(errors="replace") and time.monotonic() < end:
+        while (tmp / "worker.log").read_text(errors="replace").count(" ready (") < workers and time.monotonic() < end:
             time.sleep(0.2)
         alert = {"labels": {"alertname": "HighErrorRate", "service": "payments", "severity": "critical"},
                  "annotations": {"summary": "payments error_rate 16.1% > 5% for 5m",
@@ -252,7 +253,7 @@ def alert_to_notebook(data: Path, tmp: Path, timeout: float = 180.0) -> dict:
             if new:
                 incident = new[0]
                 jobs = kb.latest_jobs([incident.id]).get(incident.id, {})
-                if jobs.get("report") is not None and jobs["report"].status in ("done", "failed"):
+                if all(jobs.get(k) is not None and jobs[k].status in ("done", "failed") for k in ("notebook", "report")):
                     break
             time.sleep(0.25)
         top = kb.list_hypotheses(incident.id)[:1] if incident else []
@@ -290,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration per signal")
     parser.add_argument("--clients", type=int, default=4, help="concurrent OTLP clients")
     parser.add_argument("--batch", type=int, default=512, help="spans / log records per request")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes for part 2")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-alert", action="store_true")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             out["otlp"] = throughput(args.seconds, args.clients, args.batch, tmp)
             print(json.dumps(out["otlp"], indent=1))
         if not args.skip_alert:
-            out["alert_to_notebook"] = alert_to_notebook(args.data, tmp)
+            out["alert_to_notebook"] = alert_to_notebook(args.data, tmp, workers=args.workers)
             print(json.dumps(out["alert_to_notebook"], indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

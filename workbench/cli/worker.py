@@ -11,6 +11,7 @@ of them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite
 """
 from __future__ import annotations
 
+import importlib
 import signal
 import subprocess
 import sys
@@ -53,6 +54,8 @@ def worker(once: bool = typer.Option(False, "--once", help="Run what is due, the
         raise typer.Exit(_supervise(ws.root, concurrency, once, poll, max_jobs, as_json))
     from ..inbound.jobs import Worker
 
+    if not once:  # Panel's import, paid before the first report job rather than by it
+        importlib.import_module("workbench.reports.export")
     runner = Worker(ws, handlers(), poll=poll)
 
     def stop(*_: Any) -> None:  # finish the job in hand, then leave

@@ -1,7 +1,9 @@
 """The per-incident notebook runs itself: what the job queue runs, in which order, and the worker.
 
 A new incident from a receiver queues ``analysis``; a finished analysis queues the ``notebook``
-(papermill), a finished notebook the ``report``. New telemetry in an open incident's window and a
+(papermill) and the ``report``, which only need the stored analysis, not each other, so two
+workers run them side by side (``workbench worker --concurrency 2``; one worker runs the notebook
+first). New telemetry in an open incident's window and a
 resolved notification queue the analysis again after ``debounce`` (a burst of triggers runs it
 once; one that arrives while it runs makes it run once more afterwards; see
 :mod:`workbench.store.jobs` for the queue's guarantees).
@@ -40,7 +42,7 @@ from ..workspace import Workspace, open_workspace
 from .settings import ReceiverSettings, receiver_settings
 
 #: What a finished job of a kind queues next.
-CHAIN: dict[str, tuple[str, ...]] = {"analysis": ("notebook",), "notebook": ("report",), "report": ()}
+CHAIN: dict[str, tuple[str, ...]] = {"analysis": ("notebook", "report"), "notebook": (), "report": ()}
 #: Longest wait between attempts.
 MAX_BACKOFF = timedelta(hours=1)
 #: Incident statuses whose analysis new telemetry re-queues.
@@ -231,8 +233,8 @@ class Worker:
         """Fit the workspace's detector once on a small random frame; returns the seconds taken.
 
         The first analysis in a process pays the detector's imports and compilation (~2 s of a
-        3.5 s analysis on the sample): a worker that waits for pages pays them before the first
-        one arrives instead of after.
+        3.5 s analysis on the sample), the first notebook papermill's import: a worker that waits
+        for pages pays them before the first one arrives instead of after.
         """
         import numpy as np
 
@@ -242,7 +244,9 @@ class Worker:
         try:
             frame = np.random.default_rng(0).normal(size=(256, 8))
             get_detector(self.ws.settings.detector).fit(frame).decision_function(frame[:32])
-        except Exception:  # noqa: BLE001 - only a head start: the analysis job reports real problems
+            if "notebook" in self.handlers:
+                runner._papermill()  # papermill's import: 2-7 s, paid now rather than by the first notebook
+        except Exception:  # noqa: BLE001 - only a head start: the jobs report real problems
             pass
         return time.perf_counter() - t0
 
@@ -254,7 +258,7 @@ class Worker:
         A long-running worker warms up first (:meth:`warm_up`), then calls ``on_ready``.
         """
         self.release_dead()
-        if not once and "analysis" in self.handlers:
+        if not once:
             self.warm_up()
         if on_ready is not None:
             on_ready()
