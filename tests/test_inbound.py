@@ -368,6 +368,24 @@ def test_two_workers_on_postgresql_never_take_the_same_job():
         claimed = [j for slot in taken for j in slot]
         assert sorted(claimed) == sorted(j.id for j in kb.list_jobs()) and len(set(claimed)) == len(claimed) == 30
         assert sum(1 for slot in taken if slot) >= 2  # they really ran side by side
+
+        # Two Alertmanager replicas sending the same group at once open ONE incident (advisory lock).
+        barrier = threading.Barrier(2)
+        receipts = []
+
+        def replica() -> None:
+            mine = KnowledgeBase(url)
+            barrier.wait()
+            receipts.append(receive(mine, notification(key="replicated")))
+            mine.close()
+
+        threads = [threading.Thread(target=replica) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(r.action for r in receipts) == ["opened", "updated"]
+        assert len({r.incident_id for r in receipts}) == 1
         kb.close()
 
 
