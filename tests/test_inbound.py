@@ -106,6 +106,18 @@ def test_alert_strings_are_stored_byte_identically_or_refused_naming_the_field(w
     with pytest.raises(RequestError) as err:
         parse_json(json.dumps(notification(alerts_=[alert(service="pay\x00ments")])).encode(), 32)
     assert err.value.status == 400 and err.value.field == "alerts[0].labels.service"
+    # A service name with a line break passes the knowledge base but not the events' one-line rule:
+    # refused before anything is written, naming the label.
+    inbound = Inbound(workspace, settings=SETTINGS)
+    try:
+        before = len(kb.list_incidents())
+        with pytest.raises(RequestError) as err:
+            inbound.alertmanager(notification(alerts_=[alert(), alert(service="pay\nments", fingerprint="x")],
+                                              key="one-line"))
+        assert (err.value.status, err.value.field) == (400, "alerts[1].labels.service")
+        assert len(kb.list_incidents()) == before
+    finally:
+        inbound.close()
     with pytest.raises(RequestError) as err:
         alerts.parse({**notification(), "version": "3"})
     assert err.value.field == "version"

@@ -9,15 +9,11 @@ import hmac
 import http.client
 import json
 import logging
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,6 +22,7 @@ pytest.importorskip("panel")
 pytest.importorskip("opentelemetry.proto")
 
 from conftest import HOSTILE_STRINGS  # noqa: E402
+from prom import free_port  # noqa: E402
 import workbench  # noqa: E402
 from workbench.inbound.limits import RateLimiter  # noqa: E402
 from workbench.inbound.service import Inbound  # noqa: E402
@@ -37,12 +34,6 @@ SECRET = "webhook-signing-secret"
 SCOPES = {"alerts": ["alerts:write"], "telemetry": ["telemetry:write"], "changes": ["changes:write"],
           "read": ["api:read"], "write": ["api:read", "api:write"],
           "all": ["alerts:write", "telemetry:write", "changes:write", "api:read", "api:write"]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Site:
@@ -100,30 +91,14 @@ def site(tmp_path_factory):
 
 # --------------------------------------------------------------------------- Alertmanager
 
-def start_alertmanager(config: str) -> tuple[subprocess.Popen, str, Path]:
-    """Debian's Alertmanager 0.25 on a free port with ``config`` (no gossip: it would wait a minute)."""
-    exe = shutil.which("prometheus-alertmanager")
-    if exe is None:
-        pytest.skip("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
-    root = Path(tempfile.mkdtemp(prefix="wb-am-"))
-    (root / "am.yml").write_text(config)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(root / "am.log", "wb")
-    proc = subprocess.Popen([exe, f"--config.file={root / 'am.yml'}", f"--storage.path={root / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                             f"--web.external-url={url}", "--log.level=warn"], stdout=log, stderr=log)
-    log.close()
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
-                return proc, url, root
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"Alertmanager did not start: {(root / 'am.log').read_text()}")
+def running_alertmanager(config: str):
+    """tests/prom.py's Alertmanager with ``config`` (skipped without the binary)."""
+    from prom import Unavailable, start_alertmanager
+
+    try:
+        return start_alertmanager(config)
+    except Unavailable as exc:
+        pytest.skip(f"Alertmanager tests skipped: {exc}")
 
 
 def post_alerts(url: str, alerts: list[dict]) -> None:
@@ -150,6 +125,7 @@ def wait_for(check, timeout=30.0, every=0.2):
     return check()
 
 
+@pytest.mark.prometheus
 def test_a_real_alertmanager_opens_and_resolves_an_incident_and_a_wrong_token_creates_nothing(site):
     hook = f"{site.url}/api/v1/alerts/alertmanager"
     config = f"""
@@ -173,7 +149,8 @@ receivers:
       - url: {hook}
         http_config: {{authorization: {{type: Bearer, credentials: wbt_not-a-token}}}}
 """
-    proc, am, root = start_alertmanager(config)
+    server = running_alertmanager(config)
+    am = server.url
     try:
         start = (datetime.now(timezone.utc) - timedelta(minutes=3)).replace(microsecond=0)
         alert = {"labels": {"alertname": "CheckoutErrors", "service": "checkout", "severity": "critical"},
@@ -207,13 +184,11 @@ receivers:
 
         before = failed_notifications(am)
         post_alerts(am, [{**alert, "labels": {**alert["labels"], "alertname": "WrongToken", "route": "wrong"}}])
-        assert wait_for(lambda: failed_notifications(am) > before), (root / "am.log").read_text()
+        assert wait_for(lambda: failed_notifications(am) > before), server.log()
         with site.kb() as kb:
             assert not [i for i in kb.list_incidents() if i.title.startswith("WrongToken")]
     finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()
 
 
 # --------------------------------------------------------------------------- OpenTelemetry SDK

@@ -27,8 +27,9 @@ Rules
   summary`` or ``[RESOLVED] ...``; labels, annotations, fingerprint, group key, incident id and
   ``truncatedAlerts`` in the attributes), so the timeline and the analysis see it. A re-sent
   notification adds nothing (exact duplicates are dropped).
-- Strings are data: stored byte-identically; what the stores cannot hold (NUL, lone surrogates)
-  is refused naming the payload field. A ``runbook_url`` that is not http(s) is not made a link
+- Strings are data: stored byte-identically; what the workbench's text rule refuses (NUL, other
+  control characters than tab/LF/CR, lone surrogates: :func:`workbench.formats.text_problem`) is
+  refused naming the payload field. A ``runbook_url`` that is not http(s) is not made a link
   (links become ``<a href>``) but stays in the event's attributes as received.
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import WorkbenchError
+from ..formats import text_problem
 
 #: Content-Encoding values a receiver accepts.
 ENCODINGS = ("identity", "gzip", "deflate")
@@ -137,33 +138,21 @@ def check_depth(value: Any, max_depth: int) -> None:
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
-def text_problem(value: str) -> str | None:
-    """Why ``value`` cannot be stored as text anywhere (NUL, lone surrogates), or None.
-
-    Everything else (quotes, markup, newlines, any script) is data and is stored byte-identically.
-    """
-    if "\x00" in value:
-        return "a NUL character (\\x00), which the stores cannot hold"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a lone surrogate (not UTF-8)"
-    return None
-
-
 def check_text(value: Any, path: str = "") -> None:
-    """Refuse the first string (key or value) :func:`text_problem` refuses, naming its JSON path."""
+    """Refuse the first string the workbench's text rule refuses (:func:`workbench.formats.text_problem`:
+    values as multi-line text, keys as names), naming its JSON path. Everything else (quotes, markup,
+    newlines, any script) is data and is stored byte-identically."""
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
-            problem = text_problem(item)
+            problem = text_problem(item, multiline=True)
             if problem:
                 raise invalid(where or "(body)", f"contains {problem}")
         elif isinstance(item, dict):
             for key, child in item.items():
                 here = f"{where}.{key}" if where else str(key)
-                problem = text_problem(key)
+                problem = text_problem(key, multiline=False)
                 if problem:
                     raise invalid(here, f"the key contains {problem}")
                 stack.append((child, here))

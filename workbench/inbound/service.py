@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import os
 from concurrent.futures import Future
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -80,8 +80,18 @@ class Inbound:
     def alertmanager(self, payload: Any) -> tuple[alerts.AlertReceipt, dict[str, pd.DataFrame]]:
         """Apply an Alertmanager notification; returns the receipt and the alert events to store."""
         note = alerts.parse(payload)
+        # The events' rule (one-line service and environment names ...) first: a refused
+        # notification leaves no incident behind without its alerts.
+        labels = {"service": self.settings.service_label, "environment": self.settings.environment_label}
+
+        def field(column: str, row: int | None) -> str:  # the events' column as the payload's field
+            where = f"alerts[{row}]" if row is not None else "alerts"
+            return f"{where}.labels.{labels[column]}" if column in labels else f"{where} ({column})"
+
+        self._events(alerts.events(note, None, self.settings), "alertmanager webhook", field)
         receipt = alerts.apply(self.kb, note, self.settings)
-        return receipt, self._events(alerts.events(note, receipt.incident_id, self.settings), "alertmanager webhook")
+        return receipt, self._events(alerts.events(note, receipt.incident_id, self.settings), "alertmanager webhook",
+                                     field)
 
     def otlp(self, signal: str, raw: bytes, content_type: str | None) -> tuple[str, otlp.OtlpBatch]:
         """(encoding kind, validated batch) of an OTLP/HTTP request body (already decompressed)."""
@@ -116,11 +126,19 @@ class Inbound:
 
     # ------------------------------------------------------------------ internals
 
-    def _events(self, frame: pd.DataFrame, origin: str) -> dict[str, pd.DataFrame]:
+    def _events(self, frame: pd.DataFrame, origin: str,
+                field: Callable[[str, int | None], str] | None = None) -> dict[str, pd.DataFrame]:
+        """The frame validated as events; refused with a 400 naming the field (``field`` maps a
+        column and row to the payload's name for it)."""
         try:
             return {"events": schema.validate("events", frame, source=origin).frame}
         except SchemaError as exc:
-            raise RequestError(400, "invalid", str(exc), field=exc.failures[0]["column"] if exc.failures else None)
+            failure = exc.failures[0] if exc.failures else {}
+            column = failure.get("column")
+            rows = failure.get("rows") or [{}]
+            row = rows[0].get("row") if isinstance(rows[0], dict) else None
+            name = column if field is None or column is None else field(column, row)
+            raise RequestError(400, "invalid", str(exc), field=name) from None
 
     def _requeue(self, tables: dict[str, pd.DataFrame]) -> None:
         requeue_for_telemetry(self.kb, tables, self.settings)
