@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 
 from conftest import HOSTILE_STRINGS, REPO
+import workbench
 from workbench.cli import main
 from workbench.inbound import alerts, changes, remediation
-from workbench.inbound.jobs import Worker, close_dangling_runs
+from workbench.inbound.jobs import Worker, close_dangling_runs, run_analysis
 from workbench.errors import ConflictError, StoreError
 from workbench.inbound.limits import RateLimiter, RequestError, decode_body, from_store_error, parse_json
 from workbench.inbound.service import Inbound
@@ -316,7 +317,7 @@ def test_a_job_queued_twice_runs_once_and_a_failing_one_retries_then_shows_as_fa
 
 KILLED_WORKER = """
 import sys, time
-from workbench.inbound.jobs import Worker, close_dangling_runs
+from workbench.inbound.jobs import Worker, close_dangling_runs, run_analysis
 from workbench.inbound.settings import receiver_settings
 def slow(ws, job):
     print("started", flush=True)
@@ -473,3 +474,25 @@ def test_a_client_sending_one_request_at_a_time_never_finds_the_queue_full(works
     finally:
         queue.close()
     assert queue.refused == 0 and workspace.telemetry().counts()["logs"] == 30
+
+
+@pytest.mark.prometheus
+def test_the_analysis_job_fetches_the_window_from_the_live_sources_first(prometheus, workspace):
+    """Like `workbench analyze`: an incident opened by an alert in a workspace pointed at Prometheus
+    is analysed on the window pulled from it, without anyone fetching by hand."""
+    with open(workspace.root / "workbench.toml", "a", encoding="utf-8") as f:
+        f.write(f'\n[sources.shop]\nurl = "prometheus:{prometheus.url}"\nselectors = [\'{{service="payments"}}\']\n')
+    ws = workbench.open_workspace(workspace.root)
+    with ws.knowledge_base() as kb:
+        incident = kb.create_incident(title="Payments errors", started="2026-11-02T14:03:00Z", services=["payments"],
+                                      window_start="2026-11-02T13:00:00Z", window_end="2026-11-02T15:10:00Z",
+                                      who="test")
+        kb.enqueue_job(incident.id, "analysis", reason="test")
+    worker = Worker(ws, {"analysis": run_analysis}, settings=SETTINGS)
+    try:
+        [outcome] = worker.run(once=True)
+    finally:
+        worker.close()
+    assert outcome.ok, outcome.error
+    assert any(line.startswith("shop: fetched") for line in outcome.job.result["fetched"])
+    assert ws.telemetry().counts()["metrics"] > 0 and outcome.job.result["hypotheses"] > 0

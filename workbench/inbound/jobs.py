@@ -37,6 +37,7 @@ from ..analysis.pipeline import analyze
 from ..errors import ConflictError, WorkbenchError
 from ..postmortem import runner
 from ..store.jobs import JOB_KINDS, Job
+from ..telemetry.live import fetch_incident
 from ..telemetry.windows import analysis_window
 from ..workspace import Workspace, open_workspace
 from .settings import ReceiverSettings, receiver_settings
@@ -53,11 +54,14 @@ Handler = Callable[[Workspace, Job], "dict[str, Any] | None"]
 
 
 def run_analysis(ws: Workspace, job: Job) -> dict[str, Any]:
-    """The ``analysis`` job: rank hypotheses and store them with the signature."""
+    """The ``analysis`` job: fetch the incident's window from the workspace's live sources (as
+    ``workbench analyze`` does; a source that is down fails the attempt, which is retried), then
+    rank hypotheses and store them with the signature."""
+    fetched = fetch_incident(ws, job.incident_id, who=WHO)
     result = analyze(ws, job.incident_id, who=WHO)
     top = result.hypotheses[0] if result.hypotheses else None
     return {"hypotheses": len(result.hypotheses), "stored": bool(result.stored),
-            "top": None if top is None else f"{top.service}/{top.cause}",
+            "top": None if top is None else f"{top.service}/{top.cause}", "fetched": fetched.summary(),
             "seconds": round(result.timings.get("total", 0.0), 3)}
 
 
