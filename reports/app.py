@@ -10,6 +10,9 @@ Or with Panel's own server (this file is also a ``panel serve`` script)::
 
     panel serve reports/app.py --address 127.0.0.1 --port 5006 --args WORKSPACE [INCIDENT_ID]
 
+:func:`serve` also registers the receivers and the REST API (:mod:`workbench.reports.api`, token
+checked, beside the UI); ``panel serve reports/app.py`` serves the UI only.
+
 The app only reads, through the core's API: each browser session opens the knowledge base (and,
 for a report, the telemetry store) when it needs a table. Data strings reach the page as text
 only: the incident list is a Tabulator (its default ``plaintext`` formatter escapes cells), the
