@@ -66,29 +66,10 @@ def run_analysis(ws: Workspace, job: Job) -> dict[str, Any]:
 
 
 def run_notebook(ws: Workspace, job: Job) -> dict[str, Any]:
-    """The ``notebook`` job: execute the postmortem notebook with papermill."""
-    with ws.knowledge_base() as kb:
-        closed = close_dangling_runs(kb, job.incident_id)
+    """The ``notebook`` job: execute the postmortem notebook with papermill (a run a killed worker
+    left behind is taken over by the runner itself: its record failed, its partial file removed)."""
     result = runner.run(ws, job.incident_id, who=WHO)
-    return {"output_path": str(result.output_path), "run_id": result.run_id, "seconds": round(result.seconds, 3),
-            "closed_runs": closed}
-
-
-def close_dangling_runs(kb: Any, incident_id: str) -> list[str]:
-    """Mark ``failed`` the notebook runs a worker started for ``incident_id`` that are still
-    ``running``; returns their ids.
-
-    Only called while holding the incident's notebook job, of which at most one is active: a
-    worker's run still ``running`` then belongs to a worker that was killed mid-run, and would
-    otherwise stay ``running`` forever.
-    """
-    mine = {h.entity_id for h in kb.history(entity="run", incident_id=incident_id) if h.field == "*" and h.who == WHO}
-    closed = []
-    for run in kb.list_runs(incident_id, status="running"):
-        if run.id in mine:
-            kb.finish_run(run.id, "failed", who=WHO)
-            closed.append(run.id)
-    return closed
+    return {"output_path": str(result.output_path), "run_id": result.run_id, "seconds": round(result.seconds, 3)}
 
 
 def core_handlers() -> dict[str, Handler]:
