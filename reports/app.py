@@ -10,6 +10,9 @@ Or with Panel's own server (this file is also a ``panel serve`` script)::
 
     panel serve reports/app.py --address 127.0.0.1 --port 5006 --args WORKSPACE [INCIDENT_ID]
 
+:func:`serve` also registers the receivers and the REST API (:mod:`workbench.reports.api`, token
+checked, beside the UI); ``panel serve reports/app.py`` serves the UI only.
+
 The app only reads, through the core's API: each browser session opens the knowledge base (and,
 for a report, the telemetry store) when it needs a table. Data strings reach the page as text
 only: the incident list is a Tabulator (its default ``plaintext`` formatter escapes cells), the
@@ -41,7 +44,8 @@ from tornado.ioloop import IOLoop
 
 from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace, open_workspace
-from workbench.reports import auth, safe
+from workbench.inbound.service import Inbound
+from workbench.reports import api, auth, safe
 from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, filter_options, incident_frame
 from workbench.reports.charts import WIDTH
 from workbench.reports.safe import fmt
@@ -119,7 +123,8 @@ class WorkbenchApp:
         :data:`TABS`; only the active tab is rendered (and each is read when first shown).
     """
 
-    def __init__(self, workspace: Workspace, incidents: list[Any], incident_id: str | None = None):
+    def __init__(self, workspace: Workspace, incidents: list[Any], incident_id: str | None = None,
+                 jobs: dict[str, Any] | None = None):
         self.workspace = workspace
         self.total = len(incidents)
         options = filter_options(incidents)
@@ -127,14 +132,14 @@ class WorkbenchApp:
                         for name, opts in options.items()}
         # "textarea" wraps long values; like the default "plaintext" it escapes the cell (never "html")
         wrap = {"type": "textarea"}
-        self.table = pn.widgets.Tabulator(incident_frame(incidents), disabled=True, show_index=False, selectable=False,
+        self.table = pn.widgets.Tabulator(incident_frame(incidents, jobs or {}), disabled=True, show_index=False, selectable=False,
                                           pagination="local", page_size=25, layout="fit_columns",
-                                          formatters={"title": wrap, "services": wrap, "labels": wrap},
+                                          formatters={"title": wrap, "services": wrap, "labels": wrap, "jobs": wrap},
                                           titles={"severity": "sev", "started": "started (UTC)",
                                                   "time to detect": "detect", "time to resolve": "resolve"},
                                           widths={"id": 145, "title": 225, "severity": 65, "status": 80,
                                                   "services": 125, "started": 125, "time to detect": 85,
-                                                  "time to resolve": 85},
+                                                  "time to resolve": 85, "jobs": 110},
                                           sizing_mode="stretch_width", stylesheets=[_TABLE_CSS])
         self.table.on_click(self._open_row)
         self.count = safe.pane(self._count_markup(self.total))
@@ -167,7 +172,9 @@ class WorkbenchApp:
 
     def _refresh(self, *_events: Any) -> None:
         incidents = self.selected()
-        self.table.value = incident_frame(incidents)
+        with self.workspace.knowledge_base() as kb:
+            jobs = kb.latest_jobs([i.id for i in incidents])
+        self.table.value = incident_frame(incidents, jobs)
         self.count.object = self._count_markup(len(incidents))
 
     def _open_row(self, event: Any) -> None:
@@ -217,12 +224,13 @@ def app(workspace: Workspace | str | os.PathLike[str], incident_id: str | None =
     ws = _workspace(workspace)
     with ws.knowledge_base() as kb:
         incidents = kb.list_incidents()
+        jobs = kb.latest_jobs()  # the job column: queued / running / done / failed with the error
         if incident_id is not None:
             kb.get_incident(incident_id)  # NotFoundError names the id and the database
     if not incidents:
         return safe.pane(safe.section(fmt("<p>No incidents in this workspace yet: <code>workbench ingest</code> "
                                           "one.</p>"), "no-incidents"))
-    return pn.panel(WorkbenchApp(ws, incidents, incident_id))
+    return pn.panel(WorkbenchApp(ws, incidents, incident_id, jobs))
 
 
 def websocket_origins(address: str, port: int) -> list[str]:
@@ -319,6 +327,13 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
         kwargs["auth_provider"] = auth.provider(basic_auth, login_template=kwargs.pop("login_template", None),
                                                 logout_template=kwargs.pop("logout_template", None),
                                                 throttle=kwargs.pop("login_throttle", None))
+    # The receivers and REST API beside the UI (token-checked handlers, reports/api.py);
+    # ``inbound=`` hands in one built with other settings (tests, embedding).
+    inbound = kwargs.pop("inbound", None)
+    if inbound is None:
+        inbound = Inbound(ws)
+        atexit.register(inbound.close)
+    kwargs["extra_patterns"] = [*api.routes(inbound), *kwargs.get("extra_patterns", [])]
     return pn.serve({"/": lambda: app(ws, incident_id)}, port=port, address=address, show=show, **kwargs)
 
 

@@ -16,6 +16,8 @@ import pandas as pd
 import panel as pn
 
 from workbench.evaluation.ledger import AccuracyLedger, accuracy
+from workbench.formats import clip
+from workbench.inbound.rest import job_state
 from workbench.kpis.selection import COUNTED_LABELS
 from workbench.kpis.summary import ActionItemStats, Summary, incident_times, summarize
 from workbench.store import INCIDENT_STATUSES, SEVERITIES
@@ -26,7 +28,7 @@ from .text import percent  # noqa: F401 (part of this module's surface)
 from .views import duration, when
 
 __all__ = [
-    "ANY", "filter_options", "incident_frame", "overdue_frame", "open_items_frame", "owner_frame",
+    "ANY", "filter_options", "incident_frame", "job_text", "overdue_frame", "open_items_frame", "owner_frame",
     "durations_frame", "incident_times_frame", "service_frame", "label_frame", "recurrence_frame",
     "action_stats_frame", "ledger_frame", "ledger_entries_frame", "frame_table", "ActionItemsOverview",
     "MetricsOverview", "seconds_text", "percent",
@@ -81,13 +83,26 @@ def filter_options(incidents: Iterable[Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def incident_frame(incidents: Iterable[Any]) -> pd.DataFrame:
+def job_text(jobs: Any) -> str:
+    """The incident's automatic work in a few words: ``done``, ``queued (analysis)``, ``running
+    (notebook)``, ``failed (report): <error>``; ``""`` when nothing was ever queued."""
+    state = job_state(jobs)
+    if state["state"] == "none":
+        return ""
+    if state["state"] == "done":
+        return "done"
+    text = f"{state['state']} ({state['kind']})"
+    return text + (f": {clip(state['error'], 90)}" if state["error"] else "")
+
+
+def incident_frame(incidents: Iterable[Any], jobs: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per incident, newest first (display strings).
 
     Columns: ``id``, ``title``, ``severity``, ``status``, ``services`` (comma-separated),
     ``started`` (``YYYY-MM-DD HH:MM``, UTC), ``time to detect``, ``time to resolve`` (``unknown``
     when the phase time is missing), ``labels`` (the values of the taxonomy labels
-    :data:`workbench.kpis.selection.COUNTED_LABELS`, in that order, joined by `` · ``).
+    :data:`workbench.kpis.selection.COUNTED_LABELS`, in that order, joined by `` · ``) and, with
+    ``jobs`` (``KnowledgeBase.latest_jobs()``), ``jobs`` (:func:`job_text`).
     """
     times = {t.incident_id: t for t in incident_times(incidents)}
     rows = []
@@ -97,7 +112,10 @@ def incident_frame(incidents: Iterable[Any]) -> pd.DataFrame:
                      pd.Timestamp(i.started).tz_convert("UTC").strftime("%Y-%m-%d %H:%M"),
                      seconds_text(t.time_to_detect), seconds_text(t.time_to_resolve),
                      " · ".join(str(i.labels[k]) for k in COUNTED_LABELS if k in i.labels)))
-    return pd.DataFrame(rows, columns=INCIDENT_COLUMNS, dtype=object)
+    frame = pd.DataFrame(rows, columns=INCIDENT_COLUMNS, dtype=object)
+    if jobs is not None:
+        frame["jobs"] = [job_text(jobs.get(i)) for i in frame["id"]]
+    return frame
 
 
 # --------------------------------------------------------------------------- action items

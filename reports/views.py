@@ -18,6 +18,7 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
+from workbench.inbound.remediation import fix_status
 from workbench.postmortem.gather import ROBUST_Z
 from workbench.telemetry.windows import analysis_window
 
@@ -438,6 +439,9 @@ class ActionItemsView:
             result = fmt("{0} <span class=\"muted\">{1}</span>", badge(check.verdict, _VERDICT_CLASS.get(check.verdict, "")),
                          when(check.at)) if check else fmt('<span class="muted">not checked yet</span>')
             criterion = safe.code(a.verification) if a.verification is not None else fmt('<span class="muted">none</span>')
+            fix = fix_status(a, [c for c in self.checks if c.action_item_id == a.id])
+            if fix:  # "fix applied at …, criterion holding since …" (a change named the item)
+                result = fmt('{0}<br><span class="muted" data-testid="fix-status">{1}</span>', result, fix)
             rows.append((fmt('<span data-testid="action-title">{0}</span>', a.title), a.owner, due, a.kind,
                          badge(a.status), criterion, result))
         return rows

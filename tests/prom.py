@@ -270,11 +270,12 @@ def backfill(text: str, folder: Path) -> Path:
     return blocks
 
 
-def start_alertmanager() -> Server:
-    """Start Alertmanager on a free loopback port (no gossip, one receiver that sends nothing)."""
+def start_alertmanager(config: str | None = None) -> Server:
+    """Start Alertmanager on a free loopback port (no gossip); ``config`` is its YAML (default: one
+    receiver that sends nothing; tests/test_inbound_http.py gives webhooks to the served app)."""
     exe = binary("prometheus-alertmanager")
     root = Path(tempfile.mkdtemp(prefix="wb-am-"))
-    (root / "am.yml").write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
+    (root / "am.yml").write_text(config or "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
     port = free_port()
     server = Server("alertmanager", f"http://127.0.0.1:{port}", root)
     argv = [exe, f"--config.file={root / 'am.yml'}", f"--storage.path={root / 'data'}",

@@ -235,6 +235,14 @@ def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp,
             check.error = str(exc)
             continue
         since = max(end - criterion.duration_span, own_end)
+        # A fix applied by a change (workbench.inbound.remediation) is verified from that moment on:
+        # telemetry from before the fix says nothing about whether it holds.
+        applied = None if getattr(item, "applied_at", None) is None else pd.Timestamp(item.applied_at)
+        if applied is not None and applied >= end:
+            check.note = f"its fix was applied at {iso_utc(applied)}, after the checked window: not evaluated"
+            continue
+        if applied is not None:
+            since = max(since, applied)
         if since >= end:
             check.note = f"its window ends before the incident's own window does ({iso_utc(own_end)}): not evaluated"
             continue

@@ -59,7 +59,11 @@ Conclusion: ``id``, ``kind`` (summary, impact, contributing_factor, lesson, conc
 Action item: ``id``, ``title`` (required), ``owner`` (required), ``kind`` (prevent, detect, mitigate,
 process; required), ``status`` (open, in_progress, done, wont_do; default open), ``due`` (date
 ``YYYY-MM-DD`` or null), ``verification`` (any JSON value or null; the criterion the recheck loop
-evaluates), ``version``.
+evaluates), ``ticket`` (text or null: the item's key in the team's tracker), ``applied_at`` (time or
+null) and ``applied_change`` (JSON object or null: the change event that applied the fix; see
+:mod:`workbench.inbound.remediation`), ``version``. ``ticket``, ``applied_at`` and
+``applied_change`` are exported only when set, so documents written before they existed
+round-trip unchanged.
 
 Sign-off: ``id``, ``name``, ``role``, ``content_hash`` (``[A-Za-z0-9:._-]{1,128}``, see
 :func:`content_hash`) and ``at`` (time), all but ``id`` required. Sign-offs are immutable.
@@ -105,7 +109,8 @@ CHILD_KEYS = {
     "hypothesis": ("id", "service", "cause", "summary", "status", "score", "rank", "confidence", "evidence",
                    "similar", "reviewer", "rationale", "version"),
     "conclusion": ("id", "kind", "text", "author", "version"),
-    "action_item": ("id", "title", "owner", "kind", "status", "due", "verification", "version"),
+    "action_item": ("id", "title", "owner", "kind", "status", "due", "verification", "ticket", "applied_at",
+                    "applied_change", "version"),
     "signoff": ("id", "name", "role", "content_hash", "at"),
 }
 #: document list key -> entity
@@ -260,11 +265,7 @@ def to_document(incident: Incident, hypotheses: Sequence[Hypothesis] = (), concl
     doc["hypotheses"] = [_hypothesis_doc(h) for h in hypotheses]
     doc["conclusions"] = [{"id": c.id, "kind": c.kind, "text": c.text, "author": c.author, "version": c.version}
                           for c in conclusions]
-    doc["action_items"] = [{
-        "id": a.id, "title": a.title, "owner": a.owner, "kind": a.kind, "status": a.status,
-        "due": None if a.due is None else a.due.isoformat(), "verification": a.verification,
-        "version": a.version,
-    } for a in action_items]
+    doc["action_items"] = [_action_item_doc(a) for a in action_items]
     doc["signoffs"] = [{"id": s.id, "name": s.name, "role": s.role, "content_hash": s.content_hash,
                         "at": iso(s.at)} for s in signoffs]
     return doc
@@ -277,6 +278,20 @@ def _hypothesis_doc(h: Hypothesis) -> dict[str, Any]:
         doc["confidence"] = h.confidence
     doc.update(evidence=list(h.evidence), similar=list(h.similar), reviewer=h.reviewer, rationale=h.rationale,
                version=h.version)
+    return doc
+
+
+def _action_item_doc(a: ActionItem) -> dict[str, Any]:
+    doc = {"id": a.id, "title": a.title, "owner": a.owner, "kind": a.kind, "status": a.status,
+           "due": None if a.due is None else a.due.isoformat(), "verification": a.verification}
+    # Only when set: documents of items without a ticket or an applied fix stay byte-identical.
+    if a.ticket is not None:
+        doc["ticket"] = a.ticket
+    if a.applied_at is not None:
+        doc["applied_at"] = iso(a.applied_at)
+    if a.applied_change is not None:
+        doc["applied_change"] = a.applied_change
+    doc["version"] = a.version
     return doc
 
 

@@ -47,7 +47,10 @@ from .engine import connect
 from .importer import apply_document
 from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, HypothesisRow, IncidentRow, RunRow,
                      SignOffRow)
+from .inbound import InboundMethods
+from .jobs import JobMethods
 from .outbox import OutboxMethods
+from .tokens import TokenMethods
 from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, RUN_STATUSES, SEVERITIES,
                       TIMELINE, ActionItem, Check, Conclusion, HistoryEntry, Hypothesis, Incident, Run, SignOff,
                       check_date, check_enum, check_id, check_json, check_review, check_time, check_timeline,
@@ -64,7 +67,7 @@ class _Tx:
         self.session = session
 
 
-class KnowledgeBase(OutboxMethods):
+class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods):
     """The store of incidents and everything decided about them.
 
     Parameters
@@ -345,12 +348,12 @@ class KnowledgeBase(OutboxMethods):
     # ------------------------------------------------------------------ action items
 
     def add_action_item(self, incident_id: str, *, title: str, owner: str, kind: str, due: Any = None,
-                        status: str = "open", verification: Any = None, id: str | None = None,
-                        who: str) -> ActionItem:
-        """Add an action item (kind prevent/detect/mitigate/process) with an optional due date and
-        verification criterion (JSON, evaluated by the recheck loop)."""
+                        status: str = "open", verification: Any = None, ticket: str | None = None,
+                        id: str | None = None, who: str) -> ActionItem:
+        """Add an action item (kind prevent/detect/mitigate/process) with an optional due date,
+        verification criterion (JSON, evaluated by the recheck loop) and tracker key (``ticket``)."""
         values = clean("action_item", dict(title=title, owner=owner, kind=kind, due=due, status=status,
-                                           verification=verification))
+                                           verification=verification, ticket=ticket))
         return self._add_child("action_item", incident_id, values, id, who)
 
     def get_action_item(self, id: str) -> ActionItem:

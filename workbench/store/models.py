@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+from sqlalchemy import (JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -165,6 +165,11 @@ class ActionItemRow(Base):
     kind: Mapped[str] = _enum()
     status: Mapped[str] = mapped_column(String(ENUM_LENGTH), nullable=False, index=True)
     verification: Mapped[Any] = mapped_column(JSON, nullable=True)
+    #: The item's key in the team's ticket tracker (``PM-1242``); a change naming it applies the fix.
+    ticket: Mapped[str | None] = mapped_column(Text)
+    #: When the fix was applied (the time of the change that named the item) and that change.
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    applied_change: Mapped[Any] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -262,6 +267,71 @@ class OutboxRow(Base):
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
         UniqueConstraint("dedup_key", "target"),
     )
+
+
+class TokenRow(Base):
+    """An integration's API token (see :mod:`workbench.store.tokens`): only a hash of the secret."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    scopes: Mapped[list] = mapped_column(JSON, nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobRow(Base):
+    """One unit of automatic work on an incident (see :mod:`workbench.store.jobs`).
+
+    ``active_key`` is ``<kind>/<incident>`` while the job is queued or running and NULL once it is
+    done or failed: the unique constraint lets at most one active job of a kind exist per incident,
+    on every backend (NULLs never collide), so a job queued twice is queued once. Queueing a kind
+    whose job is running sets ``rerun`` instead: the job runs once more when it finishes.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = _enum()
+    incident_id: Mapped[str] = _incident_fk()
+    status: Mapped[str] = _enum()
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    active_key: Mapped[str | None] = mapped_column(String(2 * ID_LENGTH), unique=True)
+    rerun: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_jobs_status_run_after", "status", "run_after"),)
+
+
+class AlertGroupRow(Base):
+    """Which incident an Alertmanager alert group (and its alerts' fingerprints) opened."""
+
+    __tablename__ = "alert_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: SHA-256 of the group key (group keys are unbounded text; the hash is what is looked up).
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    group_key: Mapped[str] = mapped_column(Text, nullable=False)
+    receiver: Mapped[str] = mapped_column(Text, nullable=False)
+    incident_id: Mapped[str] = _incident_fk()
+    fingerprints: Mapped[list] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = _enum()
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 #: Entity name (as written in ``history.entity``) -> model.

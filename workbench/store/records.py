@@ -296,6 +296,8 @@ FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "action_item": {
         "title": _text, "owner": _text, "due": optional(check_date), "kind": _enum(ACTION_KINDS),
         "status": _enum(ACTION_STATUSES), "verification": optional(check_json),
+        "ticket": _opt_text, "applied_at": _opt_time,
+        "applied_change": optional(lambda v, f: check_json(dict(_mapping(v, f)), f)),
     },
     "signoff": {"name": _text, "role": _text, "content_hash": check_hash, "at": _time},
     "run": {
@@ -468,7 +470,12 @@ class Conclusion(_Record):
 
 @dataclass(frozen=True)
 class ActionItem(_Record):
-    """A follow-up; ``verification`` is the JSON criterion the recheck loop evaluates."""
+    """A follow-up; ``verification`` is the JSON criterion the recheck loop evaluates.
+
+    ``ticket`` is its key in the team's tracker; ``applied_at``/``applied_change`` say when and by
+    which change its fix was applied (a change event naming the item or its ticket sets them, and
+    the criterion is evaluated from that time on).
+    """
 
     id: str
     incident_id: str
@@ -478,6 +485,9 @@ class ActionItem(_Record):
     kind: str
     status: str
     verification: Any
+    ticket: str | None
+    applied_at: datetime | None
+    applied_change: dict[str, Any] | None
     created: datetime
     updated: datetime
     version: int

@@ -29,7 +29,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "hypothesis": {"status": "proposed", "rank": None, "evidence": [], "similar": [], "reviewer": None,
                    "rationale": None},
     "conclusion": {},
-    "action_item": {"due": None, "status": "open", "verification": None},
+    "action_item": {"due": None, "status": "open", "verification": None, "ticket": None, "applied_at": None,
+                    "applied_change": None},
     "signoff": {},
 }
 _INCIDENT_ID = re.compile(r"INC-(\d{8})-(\d+)")

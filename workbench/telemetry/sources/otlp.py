@@ -130,18 +130,7 @@ class OtlpSource(Source):
         start, end = window(start, end)
         all_spans: list[pd.DataFrame] = []
         for path in self.paths:
-            rows: dict[str, list[dict[str, Any]]] = {"metrics": [], "logs": [], "spans": []}
-            for number, doc in _documents(path):
-                try:
-                    _metrics(doc.get("resourceMetrics") or [], rows["metrics"])
-                    _logs(doc.get("resourceLogs") or [], rows["logs"])
-                    _spans(doc.get("resourceSpans") or [], rows["spans"])
-                except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                    raise SourceError(f"{path}: line {number}: not valid OTLP/JSON ({type(exc).__name__}: {exc})") from None
-            for table, records in rows.items():
-                if not records:
-                    continue
-                frame = _frame(table, records)
+            for table, frame in read_documents(_documents(path), str(path)).items():
                 if table == "spans":
                     all_spans.append(frame)
                 time_col = schema.TIME_COLUMN[table]
@@ -150,6 +139,44 @@ class OtlpSource(Source):
                 yield RawFrame(table, frame, origin=str(path))
         if all_spans:
             yield RawFrame("topology", topology(pd.concat(all_spans, ignore_index=True)), origin=self.location)
+
+
+def read_documents(documents: Iterable[tuple[int, dict[str, Any]]], origin: str) -> dict[str, pd.DataFrame]:
+    """Raw frames (``metrics``, ``logs``, ``spans``; only the non-empty ones) of OTLP/JSON objects.
+
+    The mapping of the module docstring, shared by the file source and the OTLP/HTTP receiver
+    (:mod:`workbench.inbound.otlp`, which converts protobuf to this JSON mapping first).
+
+    Parameters
+    ----------
+    documents : iterable of (int, dict)
+        (line number, export object with ``resourceMetrics``/``resourceLogs``/``resourceSpans``).
+    origin : str
+        Named in errors (a file, a request).
+
+    Raises
+    ------
+    SourceError
+        An object that is not valid OTLP/JSON, naming ``origin`` and the line.
+    """
+    rows: dict[str, list[dict[str, Any]]] = {"metrics": [], "logs": [], "spans": []}
+    for number, doc in documents:
+        try:
+            _metrics(doc.get("resourceMetrics") or [], rows["metrics"])
+            _logs(doc.get("resourceLogs") or [], rows["logs"])
+            _spans(doc.get("resourceSpans") or [], rows["spans"])
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise SourceError(f"{origin}: line {number}: not valid OTLP/JSON ({type(exc).__name__}: {exc})") from None
+    out = {}
+    for table, records in rows.items():
+        if not records:
+            continue
+        try:
+            out[table] = _frame(table, records)
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. a time past year 2262 in nanoseconds
+            raise SourceError(f"{origin}: {table}: a time is not a valid Unix nanosecond value "
+                              f"({type(exc).__name__}: {exc})") from None
+    return out
 
 
 def topology(spans: pd.DataFrame) -> pd.DataFrame:
