@@ -72,7 +72,7 @@ def _build_full_incident(kb, text):
 # ----------------------------------------------------------------------------- schema & migrations
 
 def test_new_file_gets_schema_and_reports_version(kb, tmp_path):
-    assert kb.schema_version() == migrations.head() == "0004"
+    assert kb.schema_version() == migrations.head() == "0007"
     tables = set(inspect(create_engine(f"sqlite:///{tmp_path / 'kb.sqlite'}")).get_table_names())
     assert {"incidents", "hypotheses", "conclusions", "action_items", "signoffs", "runs",
             "recurrence_checks", "history", "alembic_version"} <= tables
@@ -92,7 +92,7 @@ def test_reopening_an_existing_file_is_idempotent(tmp_path):
         inc = _incident(first)
     for _ in range(2):
         with KnowledgeBase(url) as again:
-            assert again.schema_version() == "0004"
+            assert again.schema_version() == "0007"
             assert again.get_incident(inc.id) == inc
             assert len(again.history()) == 1
 
@@ -101,13 +101,13 @@ def test_opening_an_old_database_upgrades_it(tmp_path):
     path = tmp_path / "old.sqlite"
     sqlite3.connect(path).close()  # an existing, empty database file
     with KnowledgeBase(f"sqlite:///{path}") as kb:
-        assert kb.schema_version() == "0004"
+        assert kb.schema_version() == "0007"
     engine = create_engine(f"sqlite:///{path}")
     migrations.downgrade(engine, "base")
     assert "incidents" not in inspect(engine).get_table_names()
     engine.dispose()
     with KnowledgeBase(str(path)) as kb:  # a plain path means a SQLite file
-        assert kb.schema_version() == "0004"
+        assert kb.schema_version() == "0007"
         _incident(kb)
 
 

@@ -4,6 +4,7 @@
 :mod:`workbench.store.documents` defines the YAML/dict shape of one incident.
 """
 from .documents import content_hash, dump_document, load_document, read_document, validate_document, write_document
+from .decisions import DECISIONS, ReviewSignOff, SuggestionDecision
 from .kb import KnowledgeBase
 from .outbox import NOTIFICATION_KINDS, NOTIFICATION_STATUSES, Notification
 from .records import (ACTION_KINDS, ACTION_STATUSES, CAUSES, CHECK_VERDICTS, CONCLUSION_KINDS, HYPOTHESIS_STATUSES,
@@ -16,4 +17,5 @@ __all__ = [
     "load_document", "read_document", "dump_document", "write_document",
     "content_hash", "SEVERITIES", "INCIDENT_STATUSES", "CAUSES", "HYPOTHESIS_STATUSES", "CONCLUSION_KINDS",
     "ACTION_KINDS", "ACTION_STATUSES", "RUN_STATUSES", "CHECK_VERDICTS", "LABEL_KEYS",
+    "DECISIONS", "SuggestionDecision", "ReviewSignOff",
 ]

@@ -47,6 +47,7 @@ from .engine import connect
 from .importer import apply_document
 from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, HypothesisRow, IncidentRow, RunRow,
                      SignOffRow)
+from .decisions import DecisionMethods
 from .outbox import OutboxMethods
 from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, RUN_STATUSES, SEVERITIES,
                       TIMELINE, ActionItem, Check, Conclusion, HistoryEntry, Hypothesis, Incident, Run, SignOff,
@@ -64,7 +65,7 @@ class _Tx:
         self.session = session
 
 
-class KnowledgeBase(OutboxMethods):
+class KnowledgeBase(OutboxMethods, DecisionMethods):
     """The store of incidents and everything decided about them.
 
     Parameters
