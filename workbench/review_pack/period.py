@@ -58,10 +58,10 @@ class Period:
 
     @classmethod
     def last(cls, days: int, service: str | None = None, *, now: Any = None) -> "Period":
-        """The ``days`` up to now (the scheduled form: ``--last 30``)."""
+        """The ``days`` up to now, to the second (the scheduled form: ``--last 30``)."""
         if not isinstance(days, int) or isinstance(days, bool) or days < 1:
             raise MetricsError(f"last: expected a whole number of days >= 1, got {days!r}")
-        now = datetime.now(timezone.utc) if now is None else check_time(now, "now")
+        now = (datetime.now(timezone.utc) if now is None else check_time(now, "now")).replace(microsecond=0)
         return cls.of(now - timedelta(days=days), now, service, now=now)
 
     @property
