@@ -25,7 +25,7 @@ from . import charts, safe, text
 from .export import write_page
 from .safe import Markup, badge, fmt, join, table
 
-__all__ = ["ReviewPackView", "export_review_pack", "trend_charts", "fix_timeline"]
+__all__ = ["ReviewPackView", "ReviewTab", "export_review_pack", "trend_charts", "fix_timeline"]
 
 _STATE_CLASS = {"proposed": "warn", "accepted": "ok", "rejected": "", "holds": "ok", "violated": "bad",
                 "no_data": "warn", "inconclusive": "warn", "done": "ok", "open": "warn", "in_progress": "warn",
@@ -291,6 +291,36 @@ class ReviewPackView:
             _section("Trends", fmt('<p class="muted">Per month over the previous period and this one.</p>'), "pack-trends"),
             *plots, footer, sizing_mode="stretch_width", max_width=charts.WIDTH + 40,
             styles={"margin": "0 auto", "padding": "8px 16px"})
+
+
+class ReviewTab:
+    """The served app's "Review" tab: the pack of the last 30, 90 or 365 days (of one service),
+    with sortable tables; the pack is computed by the core (:func:`workbench.review_pack.review_pack`).
+
+    Parameters
+    ----------
+    workspace : Workspace
+    services : sequence of str
+        Choices of the service filter.
+    """
+
+    PERIODS = {"last 30 days": 30, "last 90 days": 90, "last 365 days": 365}
+
+    def __init__(self, workspace: Any, services: Sequence[str] = ()):
+        self.workspace = workspace
+        self.days = pn.widgets.Select(label="Period", options=self.PERIODS, value=30, width=220)
+        self.service = pn.widgets.Select(label="Service", options={"(any)": "", **{s: s for s in services}}, value="",
+                                         width=220)
+
+    def view(self, days: int, service: str) -> pn.viewable.Viewable:
+        from workbench.review_pack import Period, review_pack
+
+        return ReviewPackView(review_pack(self.workspace, Period.last(int(days), service or None)), sortable=True).__panel__()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(pn.Row(self.days, self.service),
+                         pn.param.ParamFunction(pn.bind(self.view, self.days, self.service), loading_indicator=True),
+                         sizing_mode="stretch_width")
 
 
 # --------------------------------------------------------------------------- charts
