@@ -116,3 +116,24 @@ def test_the_recheck_names_a_rolled_back_version_deployed_again(analysed, tmp_pa
     assert (payments["incident"], payments["now"]) == ("2.15.0", "2.14.7")  # rolled back again at 15:44
     assert calm.verdict == "clear" and calm.snapshot["redeployed"] == []
     assert calm.snapshot["services"][0]["now"] == "2.14.4"
+
+
+def test_the_notebook_chapter_and_the_report_section_show_the_snapshot(analysed):
+    pytest.importorskip("panel")
+    from workbench.reports import notebook as show
+    from workbench.reports.context import SnapshotView, snapshot_markup
+    from workbench.reports.report import Report
+
+    ws, incident = analysed
+    out = show.snapshot(ws, BAD_DEPLOY)
+    html = out._repr_html_()
+    assert 'data-testid="version-at-started">2.15.0</b>' in html and "rolled back: 2.15.0" in html
+    assert "Deployed catalog v5.2.3" in html and "HighLatency" in html and "checkout" in html
+    assert "payments: 2.15.0 at the start (replacing 2.14.4)" in repr(out)
+    assert "No enrichment snapshot" in show.snapshot(ws, "INC-20261005-001")._repr_html_()
+    hostile = {"versions": [{"service": "<script>window.__pwned=1</script>", "at_started": "<b>1</b>",
+                             "deploys": [], "rolled_back": ["<img src=x onerror=alert(1)>"]}]}
+    markup = snapshot_markup(hostile)
+    assert "<script>" not in markup and "&lt;script&gt;" in markup and "<img" not in markup
+    views = Report(incident).views()
+    assert any(isinstance(v, SnapshotView) and v.snapshot == incident.snapshot for v in views)
