@@ -23,7 +23,7 @@ from workbench.formats import clip
 
 from . import charts, safe, text
 from .export import write_page
-from .safe import Markup, badge, fmt, join, table
+from .safe import Markup, badge, fmt, table
 
 __all__ = ["ReviewPackView", "ReviewTab", "export_review_pack", "trend_charts", "fix_timeline"]
 

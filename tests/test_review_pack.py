@@ -5,7 +5,7 @@ verdicts, recurrence before/after a fix, overdue by owner, rotation, decisions; 
 content and a sign-off is refused once the content moved on."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import pytest

@@ -46,7 +46,7 @@ class Period:
         MetricsError
             ``until`` is not after ``since``, or ``as_of`` is before ``since``.
         """
-        now = datetime.now(timezone.utc) if now is None else check_time(now, "now")
+        now = datetime.now(timezone.utc).replace(microsecond=0) if now is None else check_time(now, "now")
         since = check_time(since, "since")
         until = now if until is None else check_time(until, "until")
         if until <= since:
