@@ -23,8 +23,9 @@ With ``store=True`` the ranking replaces the incident's *proposed* hypotheses
 candidate a human already decided is not proposed again), and the signature is written to
 ``incidents/<id>/signature.json`` (:func:`read_signature` reads it back; the recheck loop and the
 similar-incident search use it), and the incident gets its enrichment snapshot (dependencies,
-deployed versions, changes, alerts around it: :func:`workbench.analysis.snapshot.attach`). An incident whose window holds no telemetry gets a result with
-no hypotheses and a note saying so, and nothing is stored.
+deployed versions, changes, alerts around it: :func:`workbench.analysis.snapshot.attach`). An
+incident whose window holds no telemetry gets a result with no hypotheses and a note saying so,
+and nothing is stored.
 """
 from __future__ import annotations
 
