@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 
 from ..formats import iso_utc
-from ..signals.spans import annotate
 from ..telemetry import schema
 from ..telemetry.windows import analysis_window, baseline_window
 from .correlate import _attributes as attributes_of, change_events
@@ -108,14 +107,9 @@ def neighbourhood(spans: pd.DataFrame | None, topology: pd.DataFrame | None, ser
     if topology is not None and not topology.empty:
         declared = {(str(a), str(b)) for a, b in zip(topology["caller"], topology["callee"])}
     stats: dict[tuple[str, str], dict[str, Any]] = {}
-    if spans is not None and not spans.empty:
-        calls = annotate(spans)
-        calls = calls[(calls["parent_service"] != "") & (calls["parent_service"] != calls["service"])]
-        for name, (t0, t1) in (("window", window), ("baseline", baseline)):
-            part = calls[(calls["start"] >= t0) & (calls["start"] < t1)]
-            for (caller, callee), g in part.groupby(["parent_service", "service"], sort=True):
-                entry = stats.setdefault((str(caller), str(callee)), {})
-                entry[name] = (len(g), int(g["error"].sum()), float(np.percentile(g["duration_ms"], 95)))
+    for row in _calls(spans, window, baseline).itertuples(index=False):
+        stats.setdefault((str(row.caller), str(row.callee)), {})[row.phase] = (int(row.calls), int(row.errors),
+                                                                               float(row.p95))
     out = []
     for caller, callee in sorted(declared | set(stats)):
         if caller not in wanted and callee not in wanted:
@@ -235,6 +229,32 @@ def attach(kb: Any, store: Any, incident_id: str, *, window: Any = None, service
 
 
 # --------------------------------------------------------------------------- helpers
+
+def _calls(spans: pd.DataFrame | None, window: tuple[pd.Timestamp, pd.Timestamp],
+           baseline: tuple[pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
+    """Per (caller, callee, phase): ``calls``, ``errors`` and ``p95`` (ms) of the spans that cross from
+    one service into another (a span whose parent span belongs to another service), ``phase`` being
+    ``window`` or ``baseline`` by the span's start. Only the columns it needs are touched: the spans
+    of a 25-hour frame carry their attributes, which copying would cost more than the counting."""
+    columns = ["caller", "callee", "phase", "calls", "errors", "p95"]
+    if spans is None or spans.empty:
+        return pd.DataFrame(columns=columns)
+    service_of = spans.drop_duplicates("span_id").set_index("span_id")["service"]
+    caller = spans["parent_span_id"].map(service_of)
+    cross = caller.notna() & (caller != spans["service"])
+    start = spans["start"]
+    phase = np.select([(start >= window[0]) & (start < window[1]), (start >= baseline[0]) & (start < baseline[1])],
+                      ["window", "baseline"], default="")
+    keep = cross.to_numpy() & (phase != "")
+    if not keep.any():
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame({"caller": caller[keep].astype(str).to_numpy(), "callee": spans["service"][keep].astype(str).to_numpy(),
+                          "phase": phase[keep], "error": spans["status"][keep].astype(str).eq("error").to_numpy(),
+                          "duration": spans["duration_ms"][keep].to_numpy(dtype=float)})
+    grouped = frame.groupby(["caller", "callee", "phase"], sort=True)
+    out = grouped.agg(calls=("error", "size"), errors=("error", "sum"), p95=("duration", lambda d: np.percentile(d, 95)))
+    return out.reset_index()[columns]
+
 
 def _changes(changes: pd.DataFrame, services: Sequence[str], since: pd.Timestamp,
              window: tuple[pd.Timestamp, pd.Timestamp]) -> list[dict[str, Any]]:
