@@ -31,10 +31,10 @@ from ..kpis.summary import duration_stats, incident_times
 from ..store.records import ACTION_KINDS, Incident, iso
 from .figures import fix_times, of_service
 from .period import Period
-from .records import Records
+from .records import WINDOW as RECORDS_WINDOW, Records
 
-#: Longest window on each side of a fix.
-WINDOW = timedelta(days=90)
+#: Longest window on each side of a fix (the records hold similar incidents within it).
+WINDOW = RECORDS_WINDOW
 #: Least time after a fix before it is judged.
 MIN_AFTER_DAYS = 7
 #: Fewest judged fixes before a group's before/after comparison is stated.

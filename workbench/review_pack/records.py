@@ -7,6 +7,7 @@ signatures; the figures (:mod:`.figures`, :mod:`.interventions`) are pure functi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from ..analysis.pipeline import load_history
@@ -15,6 +16,9 @@ from ..loop.checks import RECUR_MIN
 from ..store.records import ActionItem, Check, HistoryEntry, Hypothesis, Incident
 from ..workspace import Workspace
 from .period import Period
+
+#: Longest window on each side of a fix (:mod:`.interventions` uses the same).
+WINDOW = timedelta(days=90)
 
 
 @dataclass
@@ -26,8 +30,7 @@ class Records:
     incidents : list of Incident
         Every incident (the figures select by period and service themselves).
     hypotheses : dict
-        incident id -> its hypotheses (at least those of the incidents of the period and the
-        previous one; others may be missing).
+        incident id -> its hypotheses (at least those of the period's incidents; others may be missing).
     confirmed : dict
         incident id -> its confirmed hypotheses (every incident).
     action_items : list of ActionItem
@@ -39,7 +42,7 @@ class Records:
     similar : dict
         incident id -> ids of the incidents whose signature is similar to its own
         (:func:`workbench.analysis.signature.similarity` at least the recheck's threshold); only
-        for the incidents :func:`read` needed it for (those with a fix).
+        for the incidents with a fix, among the incidents within :data:`WINDOW` of their fixes.
     reports : dict
         incident id -> path of its exported report, where one exists.
     """
@@ -73,14 +76,14 @@ def read(workspace: Workspace, period: Period, *, kb: Any = None) -> Records:
     kb = workspace.knowledge_base() if own else kb
     try:
         incidents = kb.list_incidents()
-        previous = period.previous
-        wanted = [i.id for i in incidents if previous.since <= i.started < period.until]
+        # every hypothesis only of the period's incidents (calibration); the rest need the confirmed ones
+        wanted = [i.id for i in incidents if period.since <= i.started < period.until]
         items = kb.list_action_items()
         records = Records(incidents=incidents, hypotheses={i: kb.list_hypotheses(i) for i in wanted},
                           confirmed=kb.confirmed_hypotheses(), action_items=items, checks=kb.list_checks(),
                           history=kb.history(entity="action_item"), decisions=kb.list_suggestion_decisions())
-        fixed = {a.incident_id for a in items if a.status == "done"}
-        records.similar = similar_incidents(load_history(kb, workspace), fixed)
+        records.similar = similar_incidents(load_history(kb, workspace), fix_spans(records, period.as_of),
+                                            {i.id: i.started for i in incidents})
     finally:
         if own:
             kb.close()
@@ -91,8 +94,24 @@ def read(workspace: Workspace, period: Period, *, kb: Any = None) -> Records:
     return records
 
 
-def similar_incidents(history: Iterable[Any], ids: Iterable[str], threshold: float = RECUR_MIN) -> dict[str, set[str]]:
-    """incident id -> the other incidents whose signature is similar to its own, for each of ``ids``.
+def fix_spans(records: Records, as_of: datetime, window: timedelta = WINDOW) -> dict[str, tuple[datetime, datetime]]:
+    """incident id -> ``[first fix - window, last fix + window)`` of its fixed action items: where a
+    similar incident can fall in a before/after window (:mod:`.interventions`)."""
+    from .figures import fix_times  # figures builds on Records: imported when needed
+
+    by_item = {a.id: a.incident_id for a in records.action_items}
+    out: dict[str, tuple[datetime, datetime]] = {}
+    for item_id, at in fix_times(records, as_of).items():
+        iid = by_item[item_id]
+        lo, hi = out.get(iid, (at, at))
+        out[iid] = (min(lo, at), max(hi, at))
+    return {iid: (lo - window, hi + window) for iid, (lo, hi) in out.items()}
+
+
+def similar_incidents(history: Iterable[Any], spans: Mapping[str, tuple[datetime, datetime]],
+                      started: Mapping[str, datetime], threshold: float = RECUR_MIN) -> dict[str, set[str]]:
+    """incident id -> the other incidents whose signature is similar to its own, for each incident of
+    ``spans``, among those that started inside its span (the only ones a before/after window counts).
 
     ``history`` holds :class:`~workbench.analysis.signature.PastIncident` items
     (:func:`workbench.analysis.load_history`: stored signatures with the confirmed cause applied,
@@ -100,9 +119,12 @@ def similar_incidents(history: Iterable[Any], ids: Iterable[str], threshold: flo
     """
     known: Mapping[str, Any] = {p.incident_id: p.signature for p in history}
     out: dict[str, set[str]] = {}
-    for iid in sorted(set(ids)):
+    for iid in sorted(spans):
         mine = known.get(iid)
         if mine is None:
             continue
-        out[iid] = {other for other, sig in known.items() if other != iid and similarity(mine, sig) >= threshold}
+        lo, hi = spans[iid]
+        out[iid] = {other for other, sig in known.items()
+                    if other != iid and other in started and lo <= started[other] < hi
+                    and similarity(mine, sig) >= threshold}
     return out
