@@ -280,3 +280,28 @@ def test_records_by_hand_give_the_same_pack(ws, pack):
     with ws.knowledge_base() as kb:
         records = read(ws, pack.period, kb=kb)
     assert build(records, pack.period).sections["incidents"] == pack.sections["incidents"]
+
+
+def test_fields_of_the_ranking_and_receivers_branches_are_read_when_present():
+    """``Hypothesis.confidence`` (issue 11) and ``ActionItem.applied_at``/``applied_change`` (issue 15)
+    are not on every record yet: the figures read them when present."""
+    from workbench.review_pack import Records
+
+    t = at("2026-11-02T14:03:00Z")
+    inc = SimpleNamespace(id="I", title="t", severity="SEV2", status="resolved", services=("payments",), started=t,
+                          detected=None, mitigated=None, resolved=t + timedelta(minutes=30), follow_up_of=None,
+                          labels={})
+    hyp = SimpleNamespace(id="h", incident_id="I", service="payments", cause="change", status="confirmed", rank=1,
+                          score=1.0, confidence=0.83, reviewer="carol", updated=t)
+    item = SimpleNamespace(id="A", incident_id="I", title="fix", owner="o", kind="prevent", status="done",
+                           due=None, verification=None, applied_at=t + timedelta(days=1),
+                           applied_change={"service": "payments", "version": "2.15.2", "commit": "abc", "x": 1})
+    records = Records(incidents=[inc], hypotheses={"I": [hyp]}, confirmed={"I": [hyp]}, action_items=[item])
+    period = Period.of("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", now=NOW)
+    assert figures.fix_times(records, period.as_of) == {"A": t + timedelta(days=1)}  # no history needed
+    [row] = figures.fixes_section(records, period)["rows"]
+    assert row["applied_by"] == {"service": "payments", "version": "2.15.2", "commit": "abc"}
+    assert row["applied_at"] == row["fixed_at"] == "2026-11-03T14:03:00Z"
+    [confirmed] = figures.engine_section(records, period)["confirmed"]
+    assert confirmed["confidence"] == 0.83 and confirmed["hit1"] is True
+    assert figures.calibration(records, [inc])["cases"] == 1
