@@ -78,8 +78,11 @@ class ReviewPackView:
                frame: pd.DataFrame | None = None) -> Any:
         """A static escaped table, or (sortable) a Tabulator of ``frame`` (plain text cells)."""
         if self.sortable and frame is not None and not frame.empty:
-            return pn.widgets.Tabulator(frame, disabled=True, show_index=False, selectable=False, layout="fit_data_fill",
-                                        pagination="local", page_size=20, sizing_mode="stretch_width")
+            # "textarea" wraps long values and, like the default "plaintext", escapes them (never "html")
+            wrap = {c: {"type": "textarea"} for c in frame.columns if frame[c].astype(str).str.len().max() > 24}
+            return pn.widgets.Tabulator(frame, disabled=True, show_index=False, selectable=False, layout="fit_columns",
+                                        formatters=wrap, pagination="local", page_size=20,
+                                        sizing_mode="stretch_width")
         return safe.pane(safe.section(table(rows, header, empty, nowrap)))
 
     def _incident(self, incident_id: str) -> Markup:

@@ -148,3 +148,24 @@ def test_the_served_apps_review_tab_has_sortable_tables(ws):
     with ws.knowledge_base() as kb:
         session = WorkbenchApp(ws, kb.list_incidents())
     assert session._review() is not None
+
+
+def test_the_review_tab_of_workbench_serve_in_chromium(browser, ws, tmp_path):
+    from test_app_browser import Session, start_cli, stop
+
+    proc, origin, _ = start_cli(["-w", str(ws.root)], tmp_path / "serve.log")
+    s = Session(browser, origin)
+    try:
+        s.page.goto(f"http://{origin}/")
+        s.page.get_by_test_id("incident-count").wait_for(timeout=30_000)
+        s.tab("Review")
+        s.page.get_by_test_id("pack-title").wait_for(timeout=30_000)
+        titles = s.page.locator(".tabulator-row [tabulator-field=title]").all_text_contents()
+        assert HOSTILE in titles  # sortable tables, cells as text
+        s.page.locator(".tabulator-col", has_text="MTTR").first.click()  # sorting runs in the page
+        s.page.wait_for_timeout(300)
+        s.screenshot("app-review.png")
+        s.check_clean()
+    finally:
+        s.page.close()
+        stop(proc)
