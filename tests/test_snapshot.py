@@ -137,3 +137,32 @@ def test_the_notebook_chapter_and_the_report_section_show_the_snapshot(analysed)
     assert "<script>" not in markup and "&lt;script&gt;" in markup and "<img" not in markup
     views = Report(incident).views()
     assert any(isinstance(v, SnapshotView) and v.snapshot == incident.snapshot for v in views)
+
+
+def test_the_recheck_names_a_reverted_config_value_set_again(analysed, tmp_path):
+    ws, _ = analysed
+    pool = "INC-20261103-001"  # db.pool.max_size 50 -> 5 at 10:41, reverted 5 -> 50 at 11:16
+    analyze(ws, pool)
+    with ws.knowledge_base() as kb:
+        snap = kb.get_incident(pool).snapshot
+    assert snapshot.reverted(snap) == [{"service": "orders", "kind": "config_change", "key": "db.pool.max_size",
+                                        "value": "5"}]
+    again = tmp_path / "again.csv"
+    again.write_text(
+        "timestamp,service,environment,kind,summary,attributes\n"
+        '2026-11-04T09:00:00Z,orders,production,config_change,Config orders: db.pool.max_size 50 -> 5,'
+        '"{""key"":""db.pool.max_size"",""old"":""50"",""new"":""5""}"\n', encoding="utf-8")
+    ingest(ws, str(again), table="events", who="test")
+    clear_caches()
+    try:
+        checked = check_incident(ws.root, pool, "2026-11-04T06:00:00Z", "2026-11-04T12:00:00Z")
+    finally:
+        clear_caches()
+    assert checked.error is None
+    assert checked.snapshot["reapplied"] == [{"service": "orders", "kind": "config_change", "key": "db.pool.max_size",
+                                              "value": "5", "time": "2026-11-04T09:00:00Z"}]
+    # the sample's telemetry has no second pool exhaustion: a note, not a recurrence of its own
+    if checked.verdict != "recurred":
+        assert any("reapplied orders db.pool.max_size=5" in n for n in checked.notes)
+    else:
+        assert "reapplied orders db.pool.max_size=5" in checked.reasons

@@ -29,7 +29,8 @@ on the incident record (``Incident.snapshot``, versioned and exported in its YAM
 
 Everything is sorted and rounded so the same telemetry gives the same snapshot (a re-analysis
 writes nothing when nothing changed). :func:`compare` is the recheck's side: deploys after the
-incident, the versions now, and a version the incident rolled back that is deployed again.
+incident, the versions now, and a version (or a config or flag value) the incident rolled back
+that is back again.
 """
 from __future__ import annotations
 
@@ -170,27 +171,58 @@ def alerts(events: pd.DataFrame, window: tuple[pd.Timestamp, pd.Timestamp]) -> l
 
 
 def compare(snapshot: Mapping[str, Any] | None, events: pd.DataFrame, since: Any, until: Any) -> dict[str, Any] | None:
-    """What changed since the incident, for the recheck: deploys of its services in ``[since, until)``.
+    """What changed since the incident, for the recheck: the changes of its services in ``[since, until)``.
 
-    Returns None without a snapshot (or one without versions); else ``services`` (per service with
-    a version in the snapshot: ``incident`` (version at started), ``now`` (the last deploy before
-    ``until``, else the incident's ``after``), ``deploys`` in the window) and ``redeployed``: deploys
-    in the window of a version the incident rolled back, ``{service, version, time}`` — the bad
-    change is back, which is evidence for a recurrence.
+    Returns None without a snapshot (or one with neither versions nor reverted changes); else
+    ``services`` (per service with a version in the snapshot: ``incident`` (version at started),
+    ``now`` (the last deploy before ``until``, else the incident's ``after``), ``deploys`` in the
+    window), ``redeployed``: deploys in the window of a version the incident rolled back
+    (``{service, version, time}``), and ``reapplied``: config or feature-flag changes in the window
+    that set a key back to the value the incident reverted (:func:`reverted`; ``{service, kind, key,
+    value, time}``). Either means the bad change is back, which is evidence for a recurrence.
     """
-    if not snapshot or not snapshot.get("versions"):
+    undone = reverted(snapshot)
+    if not snapshot or not (snapshot.get("versions") or undone):
         return None
     t0, t1 = pd.Timestamp(since), pd.Timestamp(until)
     changes = change_events(events)
-    deploys = changes[(changes["kind"] == "deploy") & (changes["timestamp"] >= t0) & (changes["timestamp"] < t1)]
-    out: dict[str, Any] = {"since": iso_utc(t0), "until": iso_utc(t1), "services": [], "redeployed": []}
-    for v in snapshot["versions"]:
+    changes = changes[(changes["timestamp"] >= t0) & (changes["timestamp"] < t1)]
+    deploys = changes[changes["kind"] == "deploy"]
+    out: dict[str, Any] = {"since": iso_utc(t0), "until": iso_utc(t1), "services": [], "redeployed": [],
+                           "reapplied": []}
+    for v in snapshot.get("versions") or ():
         own = [_deploy(r) for r in deploys[deploys["service"] == v.get("service")].itertuples()]
         out["services"].append({"service": v.get("service"), "incident": v.get("at_started"),
                                 "now": own[-1]["version"] if own else v.get("after"), "deploys": own})
         bad = set(v.get("rolled_back") or ())
         out["redeployed"] += [{"service": v.get("service"), "version": d["version"], "time": d["time"]}
                               for d in own if d["version"] in bad]
+    for r in changes[changes["kind"].isin(HISTORY_KINDS)].itertuples():
+        a = r.attributes
+        for u in undone:
+            if (r.service, r.kind, _text(a.get("key")), _text(a.get("new"))) == \
+                    (u["service"], u["kind"], u["key"], u["value"]):
+                out["reapplied"].append({**u, "time": iso_utc(r.timestamp)})
+    return out
+
+
+def reverted(snapshot: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Config and feature-flag changes made before ``started`` and undone during the incident (a later
+    change of the same service and key from the earlier change's new value back to its old one):
+    ``{service, kind, key, value}`` with the value that was undone."""
+    if not snapshot:
+        return []
+    started = (snapshot.get("taken_for") or {}).get("started") or ""
+    changes = [c for c in snapshot.get("changes") or () if c.get("kind") in HISTORY_KINDS and c.get("key")]
+    out = []
+    for c in changes:
+        if c["time"] > started:  # ISO 8601 UTC strings with Z sort as times
+            continue
+        undo = any(d["time"] > started and (d["service"], d["kind"], d.get("key")) == (c["service"], c["kind"], c["key"])
+                   and d.get("old") == c.get("new") and d.get("new") == c.get("old") for d in changes)
+        item = {"service": c["service"], "kind": c["kind"], "key": c["key"], "value": c.get("new")}
+        if undo and item not in out:
+            out.append(item)
     return out
 
 

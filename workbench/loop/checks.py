@@ -323,17 +323,21 @@ def _stored_signature(ws: Workspace, kb: Any, incident: Any) -> tuple[Signature 
 
 
 def _compare_snapshot(out: IncidentCheck, incident: Any, store: Any, since: pd.Timestamp, end: pd.Timestamp) -> None:
-    """The deploys since the incident against its enrichment snapshot: a version it rolled back that
-    is deployed again is a reason of a recurrence, and a note when the symptoms are not back."""
-    services = [v.get("service") for v in (incident.snapshot or {}).get("versions") or ()]
+    """The changes since the incident against its enrichment snapshot: a version it rolled back that is
+    deployed again, or a config/flag value it reverted that is set again, is a reason of a recurrence,
+    and a note when the symptoms are not back."""
+    services = sorted({v.get("service") for v in (incident.snapshot or {}).get("versions") or ()}
+                      | {c["service"] for c in snapshot.reverted(incident.snapshot)})
     if not services or since >= end:
         return
     out.snapshot = snapshot.compare(incident.snapshot, store.query("events", since, end, services=services), since, end)
-    again = ", ".join(f"{d['service']} {d['version']}" for d in out.snapshot["redeployed"])
+    again = [f"redeployed {d['service']} {d['version']}" for d in out.snapshot["redeployed"]]
+    again += [f"reapplied {c['service']} {c['key']}={c['value']}" for c in out.snapshot["reapplied"]]
     if again and out.recurred:
-        out.reasons.append(f"redeployed {again}")
+        out.reasons.extend(dict.fromkeys(again))
     elif again:
-        out.notes.append(f"rolled back during the incident and deployed again since: {again} (its symptoms are not back)")
+        out.notes.append(f"undone during the incident and back since: {', '.join(dict.fromkeys(again))} "
+                         f"(its symptoms are not back)")
 
 
 def _origin_onset(suspicions: Sequence[Any], origin: str | None) -> pd.Timestamp | None:
