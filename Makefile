@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/prior.py --data $(SHARED)/nezha-trainticket --json $(BENCH_OUT)/prior.json
 	$(PY) benchmarks/recheck.py --incidents 1000 --json $(BENCH_OUT)/recheck.json
 	$(PY) benchmarks/receivers.py --json $(BENCH_OUT)/receivers.json
+	$(PY) benchmarks/review.py --incidents 1000 --json $(BENCH_OUT)/review.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE)

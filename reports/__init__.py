@@ -23,6 +23,7 @@ from typing import Any
 _NAMES = {
     "build_report": "export", "export_report": "export", "ReportError": "export", "inline_resources": "export",
     "external_references": "export", "read_meta": "export", "Report": "report",
+    "ReviewPackView": "review", "export_review_pack": "review",
     **{name: "views" for name in ("IncidentHeader", "ImpactView", "TimelineView", "MetricsView", "AnomalyHeatmap",
                                   "LogsView", "HypothesesView", "ConclusionsView", "ActionItemsView",
                                   "RecurrenceChecksView", "LinksView")},

@@ -1,5 +1,5 @@
 """The served workbench app: incident list with filters, the report of one incident, overdue and
-open action items, and the cross-incident metrics, as four tabs.
+open action items, the cross-incident metrics and the review meeting's pack, as five tabs.
 
 From Python (what ``workbench serve`` calls)::
 
@@ -50,6 +50,7 @@ from workbench.reports.app_views import ActionItemsOverview, MetricsOverview, fi
 from workbench.reports.charts import WIDTH
 from workbench.reports.safe import fmt
 from workbench.reports.report import Report
+from workbench.reports.review import ReviewTab
 
 __all__ = ["app", "check_exposure", "serve", "websocket_origins", "ServeError", "WorkbenchApp", "TABS"]
 
@@ -63,7 +64,7 @@ class ServeError(WorkbenchError):
     """The app would be exposed without the protection its address needs."""
 
 #: Tab titles, in order.
-TABS = ("Incidents", "Report", "Action items", "Metrics")
+TABS = ("Incidents", "Report", "Action items", "Metrics", "Review")
 _TABLE_CSS = ".tabulator-row { cursor: pointer; }"
 _PAGE_CSS = """
 * { box-sizing: border-box; margin: 0; padding: 0; }
@@ -155,6 +156,7 @@ class WorkbenchApp:
             (TABS[1], report),
             (TABS[2], pn.param.ParamFunction(pn.bind(self._action_items), lazy=True, loading_indicator=True)),
             (TABS[3], pn.param.ParamFunction(pn.bind(self._metrics), lazy=True, loading_indicator=True)),
+            (TABS[4], pn.param.ParamFunction(pn.bind(self._review), lazy=True, loading_indicator=True)),
             dynamic=True, active=1 if incident_id else 0, sizing_mode="stretch_width")
 
     # ------------------------------------------------------------------ callbacks
@@ -201,13 +203,16 @@ class WorkbenchApp:
         with self.workspace.knowledge_base() as kb:
             return MetricsOverview.from_knowledge_base(kb).__panel__()
 
+    def _review(self) -> pn.viewable.Viewable:
+        return ReviewTab(self.workspace, [v for v in self.filters["service"].options.values() if v]).__panel__()
+
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self.picker, self.tabs, sizing_mode="stretch_width", max_width=WIDTH + 40,
                          styles={"margin": "0 auto", "padding": "0 8px"})
 
 
 def app(workspace: Workspace | str | os.PathLike[str], incident_id: str | None = None) -> pn.viewable.Viewable:
-    """The tabbed app over ``workspace``: Incidents, Report, Action items, Metrics.
+    """The tabbed app over ``workspace``: Incidents, Report, Action items, Metrics, Review.
 
     Parameters
     ----------

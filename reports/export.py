@@ -94,15 +94,26 @@ def export_report(workspace: Workspace | str | os.PathLike[str], incident_id: st
     ws = _workspace(workspace)
     report = Report.from_workspace(ws, incident_id, **options)
     path = Path(out) if out is not None else ws.incident_dir(incident_id) / REPORT_FILE
+    return write_page(report.__panel__(), path, f"Postmortem {report.incident.id}: {report.incident.title}",
+                      {"workbench-incident": report.incident.id, "workbench-content-hash": report.content_hash or ""})
+
+
+def write_page(viewable: Any, path: Path, title: str, meta: dict[str, str]) -> Path:
+    """Save a Panel object as one standalone HTML file at ``path`` (CDN files inlined, ``meta``
+    added as ``<meta name=... content=...>``), atomically; the same guarantees for every export.
+
+    Raises
+    ------
+    ReportError
+        The saved page would still load something from the network.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
-    report.__panel__().save(buffer, resources=INLINE, embed=True,
-                            title=f"Postmortem {report.incident.id}: {report.incident.title}")
-    page = inline_resources(buffer.getvalue())
-    page = add_meta(page, {"workbench-incident": report.incident.id, "workbench-content-hash": report.content_hash or ""})
+    viewable.save(buffer, resources=INLINE, embed=True, title=title)
+    page = add_meta(inline_resources(buffer.getvalue()), meta)
     remaining = external_references(page)
     if remaining:
-        raise ReportError(f"{path}: the saved report would still load {len(remaining)} resource(s) from the network "
+        raise ReportError(f"{path}: the saved page would still load {len(remaining)} resource(s) from the network "
                           f"(first: {remaining[0]}); the installed Panel/Bokeh links a file this export does not "
                           f"inline yet")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

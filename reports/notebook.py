@@ -27,7 +27,7 @@ from .safe import CSS, Markup, badge, code, collapsible, fmt, items, join, link,
 
 __all__ = ["action_items", "analysis_notes", "charts_setup", "checks", "conclusions", "detection_gap", "evidence",
            "heatmap", "hypotheses", "hypothesis_evidence", "logs", "metrics", "open_workspace", "recurrence_summary",
-           "signatures", "suggestions", "summary", "timeline", "verdicts", "verification_criteria"]
+           "signatures", "snapshot", "suggestions", "summary", "timeline", "verdicts", "verification_criteria"]
 
 #: Width of a full-width chart in a notebook (JupyterLab's output area beside the file browser).
 WIDTH = 900
@@ -133,6 +133,16 @@ def conclusions(ws: Any, incident_id: str, kind: str | None = None) -> HTML:
     body = items(rows, f"No {what} written yet (the conclusions editor below adds one).")
     plain = "\n".join(f"{r.text} — {r.author}" for r in frame.itertuples()) or f"no {what} written yet"
     return _out(body, plain, f"conclusions-{kind or 'all'}")
+
+
+def snapshot(ws: Any, incident_id: str) -> HTML:
+    """The system around the incident as the analysis saw it: deployed versions, changes, alerts that
+    fired, callers and callees (the incident's enrichment snapshot, :mod:`workbench.reports.context`)."""
+    from .context import snapshot_markup, snapshot_text
+
+    with open_workspace(ws).knowledge_base() as kb:
+        found = kb.get_incident(incident_id).snapshot
+    return _out(snapshot_markup(found), snapshot_text(found), "snapshot")
 
 
 # --------------------------------------------------------------------------- timeline and charts

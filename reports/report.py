@@ -21,6 +21,7 @@ from workbench.telemetry.windows import analysis_window
 from workbench.workspace import Workspace
 
 from . import charts, safe
+from .context import SnapshotView
 from .safe import fmt
 from .views import (ActionItemsView, AnomalyHeatmap, ConclusionsView, HypothesesView, ImpactView, IncidentHeader,
                     LinksView, LogsView, MetricsView, RecurrenceChecksView, TimelineView, when)
@@ -125,6 +126,7 @@ class Report:
             IncidentHeader(self.incident, self.signoffs, self.content_hash),
             ImpactView(self.incident, self.conclusions),
             TimelineView(self.incident, self.events, window),
+            SnapshotView(getattr(self.incident, "snapshot", None)),
             MetricsView(self.incident, in_window, self.events, window, services=self.metric_services(scores)),
             AnomalyHeatmap(self.incident, scores, method, window, clip=clip, floor=floor, onset=onset),
             LogsView(self.incident, templates),

@@ -23,7 +23,7 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
 
 INCIDENT = "INC-20261102-001"
-CHAPTERS = ("Summary and impact", "Timeline", "Detection", "Evidence", "Hypotheses", "Contributing factors",
+CHAPTERS = ("Summary and impact", "Timeline", "Context at the time", "Detection", "Evidence", "Hypotheses", "Contributing factors",
             "Action items", "Lessons")
 BANNED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.AsyncFor, ast.While)
 

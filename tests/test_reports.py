@@ -455,7 +455,8 @@ def test_hostile_service_names_reach_charts_as_data(ws):
     report = Report.from_workspace(ws, HOSTILE_INCIDENT)
     scores = report.anomaly_scores()
     assert set(scores["service"]) == set(HOSTILE_SERVICES)
-    assert report.views()[3].chosen_services() == HOSTILE_SERVICES
+    metrics = next(v for v in report.views() if type(v).__name__ == "MetricsView")
+    assert metrics.chosen_services() == HOSTILE_SERVICES
     pn.panel(report).get_root()
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import prom
-from workbench.telemetry import schema, sources
+from workbench.telemetry import sources
 from workbench.errors import SourceError
 from workbench.telemetry.ingest import ingest
 from workbench.telemetry.sources.prometheus import aligned_points, chunks, duration_ms, with_name

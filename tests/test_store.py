@@ -72,7 +72,7 @@ def _build_full_incident(kb, text):
 # ----------------------------------------------------------------------------- schema & migrations
 
 def test_new_file_gets_schema_and_reports_version(kb, tmp_path):
-    assert kb.schema_version() == migrations.head() == "0006"
+    assert kb.schema_version() == migrations.head() == "0007"
     tables = set(inspect(create_engine(f"sqlite:///{tmp_path / 'kb.sqlite'}")).get_table_names())
     assert {"incidents", "hypotheses", "conclusions", "action_items", "signoffs", "runs",
             "recurrence_checks", "history", "alembic_version"} <= tables
@@ -92,7 +92,7 @@ def test_reopening_an_existing_file_is_idempotent(tmp_path):
         inc = _incident(first)
     for _ in range(2):
         with KnowledgeBase(url) as again:
-            assert again.schema_version() == "0006"
+            assert again.schema_version() == "0007"
             assert again.get_incident(inc.id) == inc
             assert len(again.history()) == 1
 
@@ -101,13 +101,13 @@ def test_opening_an_old_database_upgrades_it(tmp_path):
     path = tmp_path / "old.sqlite"
     sqlite3.connect(path).close()  # an existing, empty database file
     with KnowledgeBase(f"sqlite:///{path}") as kb:
-        assert kb.schema_version() == "0006"
+        assert kb.schema_version() == "0007"
     engine = create_engine(f"sqlite:///{path}")
     migrations.downgrade(engine, "base")
     assert "incidents" not in inspect(engine).get_table_names()
     engine.dispose()
     with KnowledgeBase(str(path)) as kb:  # a plain path means a SQLite file
-        assert kb.schema_version() == "0006"
+        assert kb.schema_version() == "0007"
         _incident(kb)
 
 
@@ -571,3 +571,36 @@ def test_confirmed_hypotheses_of_every_incident_in_one_call(kb):
     assert set(got) == {first.id, second.id}
     for incident_id, hypotheses in got.items():
         assert hypotheses == kb.list_hypotheses(incident_id, status="confirmed")
+
+
+# ----------------------------------------------------------------------------- snapshot, meeting records
+
+def test_snapshot_decisions_and_review_signoffs(kb):
+    inc = _incident(kb)
+    assert inc.snapshot is None and "snapshot" not in kb.export_incident(inc.id)
+    snap = {"taken_for": {"started": "2023-01-29T08:43:04Z", "days": 7}, "services": ["b", "a"],
+            "versions": [{"service": "b", "at_started": "2.0", "rolled_back": ["2.0"], "rate": 0.0125}]}
+    updated = kb.update_incident(inc.id, inc.version, "analysis", snapshot=snap)
+    assert updated.snapshot == snap and updated.version == inc.version + 1
+    text = kb.export_incident(inc.id)
+    block = text[text.index("\nsnapshot:"):text.index("\nversion:")]  # after links, before version, in given order
+    assert block.index("taken_for:") < block.index("  services:\n  - b\n  - a") < block.index("versions:")
+    kb.import_incident(text, who="test")  # re-import changes nothing
+    assert kb.get_incident(inc.id).version == updated.version and kb.export_incident(inc.id) == text
+    with pytest.raises(StoreError, match="snapshot"):
+        kb.update_incident(inc.id, updated.version, "x", snapshot=["not", "a", "mapping"])
+    item = kb.add_action_item(inc.id, title="t", owner="o", kind="detect", who="w")
+    other = _incident(kb, title="other")
+    decided = kb.record_suggestion_decision(inc.id, "alert:b/x", "accepted", who="carol", action_item_id=item.id,
+                                            at=T0)
+    kb.record_suggestion_decision(inc.id, "alert:b/x", "rejected", who="erin", rationale="no", at=T0 + timedelta(1))
+    assert [(d.status, d.who) for d in kb.list_suggestion_decisions(inc.id)] == [("accepted", "carol"),
+                                                                                 ("rejected", "erin")]
+    assert decided.action_item_id == item.id and kb.list_suggestion_decisions(other.id) == []
+    with pytest.raises(StoreError, match="action_item_id"):
+        kb.record_suggestion_decision(other.id, "k", "accepted", who="x", action_item_id=item.id)
+    with pytest.raises(StoreError, match="status"):
+        kb.record_suggestion_decision(inc.id, "k", "maybe", who="x")
+    signed = kb.add_review_signoff("2023-01-01T00:00:00Z..2023-02-01T00:00:00Z", name="carol", role="lead",
+                                   content_hash="sha256:abc", at=T0)
+    assert kb.list_review_signoffs(signed.pack) == [signed] and kb.list_review_signoffs("nope") == []

@@ -22,8 +22,10 @@ With ``store=True`` the ranking replaces the incident's *proposed* hypotheses
 (:meth:`KnowledgeBase.replace_proposed_hypotheses`: confirmed and rejected ones stay, and a
 candidate a human already decided is not proposed again), and the signature is written to
 ``incidents/<id>/signature.json`` (:func:`read_signature` reads it back; the recheck loop and the
-similar-incident search use it). An incident whose window holds no telemetry gets a result with
-no hypotheses and a note saying so, and nothing is stored.
+similar-incident search use it), and the incident gets its enrichment snapshot (dependencies,
+deployed versions, changes, alerts around it: :func:`workbench.analysis.snapshot.attach`). An
+incident whose window holds no telemetry gets a result with no hypotheses and a note saying so,
+and nothing is stored.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from . import correlate
+from . import correlate, snapshot
 from ..workspace import Workspace
 from ..errors import WorkbenchError
 from .evidence import ServiceSuspicion, TelemetryWindow
@@ -182,9 +184,11 @@ def analyze(workspace: Workspace, incident_id: str, *, detector: str | None = No
             if confirmed:  # a human's decision beats the ranking in the fingerprint
                 signature = with_cause(signature, *confirmed[0])
             path = write_signature(workspace, incident_id, signature)
+            snapshot.attach(kb, workspace.telemetry(), incident_id, window=window, who=who,
+                            services=[h.service for h in result.hypotheses[:1]])
             result.stored = True
             result.notes.append(f"stored {len(result.hypotheses)} proposed hypotheses (confirmed and rejected ones "
-                                f"kept) and the signature in {path}")
+                                f"kept), the enrichment snapshot and the signature in {path}")
         elif store:
             result.notes.append("nothing stored: no telemetry to rank")
         result.timings["store"] = time.perf_counter() - t0

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..analysis.evidence import TelemetryWindow
 from ..analysis.hypotheses import onsets
+from ..analysis import snapshot
 from ..analysis.pipeline import analyze_window, read_signature
 from ..analysis.signature import Signature, signature_from_incident, similarity_parts, with_cause
 from ..telemetry.windows import BASELINE, analysis_window, baseline_window
@@ -163,6 +164,7 @@ class IncidentCheck:
     status: str | None = None
     notified: int = 0
     signature_path: str | None = None
+    snapshot: dict[str, Any] | None = None
 
     @property
     def recurred(self) -> bool:
@@ -181,7 +183,7 @@ class IncidentCheck:
             "suggestions": list(self.suggestions), "detection_gap": self.detection_gap, "notes": list(self.notes),
             "error": self.error, "seconds": round(self.seconds, 4), "cached": self.cached,
             "check_id": self.check_id, "follow_up_id": self.follow_up_id, "status": self.status,
-            "notified": self.notified, "signature_path": self.signature_path,
+            "notified": self.notified, "signature_path": self.signature_path, "snapshot": self.snapshot,
         }
 
 
@@ -282,6 +284,7 @@ def _check(out: IncidentCheck, root: str, incident_id: str, start: pd.Timestamp,
     if violated:
         out.verdict = "recurred"
         out.reasons.extend(criterion_reason(c) for c in violated)
+    _compare_snapshot(out, incident, store, own_end, end)
 
     # Suggestions: on a recurrence, and once per incident for a large detection gap.
     found: list[Any] = []
@@ -325,6 +328,24 @@ def _stored_signature(ws: Workspace, kb: Any, incident: Any) -> tuple[Signature 
                 ["no stored signature and no telemetry in the incident's window: compared with the signature of "
                  "its confirmed hypothesis"])
     return None, None, None, []
+
+
+def _compare_snapshot(out: IncidentCheck, incident: Any, store: Any, since: pd.Timestamp, end: pd.Timestamp) -> None:
+    """The changes since the incident against its enrichment snapshot: a version it rolled back that is
+    deployed again, or a config/flag value it reverted that is set again, is a reason of a recurrence,
+    and a note when the symptoms are not back."""
+    services = sorted({v.get("service") for v in (incident.snapshot or {}).get("versions") or ()}
+                      | {c["service"] for c in snapshot.reverted(incident.snapshot)})
+    if not services or since >= end:
+        return
+    out.snapshot = snapshot.compare(incident.snapshot, store.query("events", since, end, services=services), since, end)
+    again = [f"redeployed {d['service']} {d['version']}" for d in out.snapshot["redeployed"]]
+    again += [f"reapplied {c['service']} {c['key']}={c['value']}" for c in out.snapshot["reapplied"]]
+    if again and out.recurred:
+        out.reasons.extend(dict.fromkeys(again))
+    elif again:
+        out.notes.append(f"undone during the incident and back since: {', '.join(dict.fromkeys(again))} "
+                         f"(its symptoms are not back)")
 
 
 def _origin_onset(suspicions: Sequence[Any], origin: str | None) -> pd.Timestamp | None:

@@ -361,6 +361,8 @@ def _record(kb: Any, r: IncidentCheck, who: str) -> None:
         }]
         if r.detection_gap is not None:
             evidence.append({"kind": "detection_gap", **r.detection_gap})
+        if r.snapshot is not None:  # deploys since the incident against its enrichment snapshot
+            evidence.append({"kind": "snapshot", **r.snapshot})
         evidence += [{"kind": "suggestion", "suggestion": s} for s in new]
         check = kb.record_check(r.incident_id, window_start=r.window[0], window_end=r.window[1], verdict=r.verdict,
                                 score=r.similarity, evidence=evidence, who=who)

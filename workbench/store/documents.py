@@ -37,6 +37,10 @@ labels          mapping with keys symptom,     optional, ``{}``; confidence in [
                 confidence (number)
 links           list of ``{title: text,        optional, ``[]``; url scheme http, https or
                 url: text}``                   mailto
+snapshot        mapping (JSON object) or null  optional: the enrichment snapshot the analysis
+                                               attached (:mod:`workbench.analysis.snapshot`:
+                                               neighbourhood, versions, changes, alerts);
+                                               exported only when set
 version         integer >= 1                   optional (see "Versions")
 hypotheses      list of hypothesis mappings    optional
 conclusions     list of conclusion mappings    optional
@@ -103,7 +107,7 @@ from .records import (ActionItem, Conclusion, Hypothesis, Incident, SignOff, che
                       check_review, check_timeline, clean, iso)
 
 INCIDENT_KEYS = ("id", "title", "severity", "status", "environment", "services", "started", "detected",
-                 "mitigated", "resolved", "window", "follow_up_of", "labels", "links", "version", "hypotheses",
+                 "mitigated", "resolved", "window", "follow_up_of", "labels", "links", "snapshot", "version", "hypotheses",
                  "conclusions", "action_items", "signoffs")
 CHILD_KEYS = {
     "hypothesis": ("id", "service", "cause", "summary", "status", "score", "rank", "confidence", "evidence",
@@ -261,7 +265,10 @@ def to_document(incident: Incident, hypotheses: Sequence[Hypothesis] = (), concl
     }
     if incident.follow_up_of is not None:  # only follow-up reviews carry the key: other documents stay as they were
         doc["follow_up_of"] = incident.follow_up_of
-    doc.update(labels=dict(incident.labels), links=[dict(link) for link in incident.links], version=incident.version)
+    doc.update(labels=dict(incident.labels), links=[dict(link) for link in incident.links])
+    if incident.snapshot is not None:  # only analysed incidents carry it: older documents stay byte-identical
+        doc["snapshot"] = incident.snapshot
+    doc["version"] = incident.version
     doc["hypotheses"] = [_hypothesis_doc(h) for h in hypotheses]
     doc["conclusions"] = [{"id": c.id, "kind": c.kind, "text": c.text, "author": c.author, "version": c.version}
                           for c in conclusions]

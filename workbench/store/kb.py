@@ -49,6 +49,7 @@ from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, Hypothe
                      SignOffRow)
 from .inbound import InboundMethods
 from .jobs import JobMethods
+from .decisions import DecisionMethods
 from .outbox import OutboxMethods
 from .tokens import TokenMethods
 from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, RUN_STATUSES, SEVERITIES,
@@ -67,7 +68,7 @@ class _Tx:
         self.session = session
 
 
-class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods):
+class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods, DecisionMethods):
     """The store of incidents and everything decided about them.
 
     Parameters

@@ -101,6 +101,8 @@ class IncidentRow(Base):
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The incident this one reviews again (a follow-up review opened by the recheck), or None.
     follow_up_of: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("incidents.id"), index=True)
+    #: The enrichment snapshot the analysis attached (dependencies, versions, changes, alerts), or None.
+    snapshot: Mapped[Any] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -332,6 +334,37 @@ class AlertGroupRow(Base):
     status: Mapped[str] = _enum()
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SuggestionDecisionRow(Base):
+    """A person's decision on a runbook or alert suggestion of the recheck loop (append-only: a
+    later decision on the same suggestion is a new row; see :mod:`workbench.store.decisions`)."""
+
+    __tablename__ = "suggestion_decisions"
+
+    id: Mapped[str] = _id()
+    incident_id: Mapped[str] = _incident_fk()
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = _enum()
+    who: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    rationale: Mapped[str | None] = mapped_column(Text)
+    #: The action item created when the suggestion was accepted.
+    action_item_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), ForeignKey("action_items.id"), nullable=True)
+
+
+class ReviewSignOffRow(Base):
+    """A sign-off of a review pack: who approved which content (hash) of which selection (``pack``)."""
+
+    __tablename__ = "review_signoffs"
+
+    id: Mapped[str] = _id()
+    pack: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    path: Mapped[str | None] = mapped_column(Text)
 
 
 #: Entity name (as written in ``history.entity``) -> model.

@@ -42,7 +42,8 @@ from .models import IncidentRow, OutboxRow
 from .records import _Record, check_enum, check_id, check_int, check_json, check_links, check_text, check_time, fail
 
 #: What a notification is about.
-NOTIFICATION_KINDS = ("recurrence", "criterion_violated", "action_item_overdue", "follow_up_due", "escalation")
+NOTIFICATION_KINDS = ("recurrence", "criterion_violated", "action_item_overdue", "follow_up_due", "escalation",
+                      "review_pack")
 #: ``pending`` (waiting for its next attempt), ``delivered`` (a 2xx was received), ``dead`` (gave up).
 NOTIFICATION_STATUSES = ("pending", "delivered", "dead")
 #: Keys of the ``payload`` argument of an enqueue.

@@ -193,6 +193,11 @@ def check_json(value: Any, field: str) -> Any:
     raise fail(field, "a JSON value (dict, list, string, number, boolean or null)", value)
 
 
+def check_json_object(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object (a mapping with string keys; nested values as :func:`check_json`)."""
+    return check_json(dict(_mapping(value, field)), field)
+
+
 def check_json_list(value: Any, field: str) -> list:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
         raise fail(field, "a list", value)
@@ -283,7 +288,7 @@ FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
         "environment": _text, "services": check_services, "started": _time, "detected": _opt_time,
         "mitigated": _opt_time, "resolved": _opt_time, "window_start": _opt_time,
         "window_end": _opt_time, "labels": check_labels, "links": check_links,
-        "follow_up_of": optional(check_id),
+        "follow_up_of": optional(check_id), "snapshot": optional(check_json_object),
     },
     "hypothesis": {
         "service": _text, "cause": _enum(CAUSES), "summary": _text,
@@ -412,7 +417,8 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Incident(_Record):
-    """An incident. Times are aware UTC; ``labels`` has keys from :data:`LABEL_KEYS`."""
+    """An incident. Times are aware UTC; ``labels`` has keys from :data:`LABEL_KEYS`; ``snapshot`` is
+    the enrichment snapshot the analysis attached (:mod:`workbench.analysis.snapshot`), or None."""
 
     id: str
     title: str
@@ -429,6 +435,7 @@ class Incident(_Record):
     window_start: datetime | None
     window_end: datetime | None
     follow_up_of: str | None
+    snapshot: dict[str, Any] | None
     created: datetime
     updated: datetime
     version: int

@@ -25,7 +25,7 @@ VERSIONED = ("incident", "hypothesis", "conclusion", "action_item")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "incident": {"severity": "SEV3", "status": "open", "environment": "production", "detected": None,
                  "mitigated": None, "resolved": None, "window_start": None, "window_end": None,
-                 "follow_up_of": None, "labels": {}, "links": []},
+                 "follow_up_of": None, "snapshot": None, "labels": {}, "links": []},
     "hypothesis": {"status": "proposed", "rank": None, "evidence": [], "similar": [], "reviewer": None,
                    "rationale": None},
     "conclusion": {},
