@@ -242,6 +242,11 @@ def test_with_a_kernel_a_hypothesis_is_confirmed_in_the_explorer(lab, browser):
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
         explorer = page.locator(".widget-vbox", has_text="Explore the hypotheses of").last
         explorer.get_by_text("Show").first.wait_for(timeout=120_000)
+        # The deploy's hypothesis, whatever its rank (the hostile rows added to this incident move
+        # checkout × code within 0.01 of it): the reviewer picks it in the explorer's list.
+        with lab["ws"].knowledge_base() as kb:
+            deploy = next(h for h in kb.list_hypotheses(INCIDENT) if (h.service, h.cause) == ("payments", "change"))
+        explorer.locator("select").first.select_option(label=f"#{deploy.rank} payments × change (proposed)")
         explorer.get_by_role("button", name="Show").click()
         explorer.get_by_text("Showing payments").wait_for(timeout=60_000)
         # its charts: the notebook's own embedded Bokeh charts, drawn live inside the widget
