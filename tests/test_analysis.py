@@ -101,6 +101,26 @@ def test_similar_past_incidents_carry_confirmed_causes(analysed):
     assert 0 < top.similar[0]["similarity"] <= 1
 
 
+def test_a_past_incident_has_one_similarity_wherever_it_is_shown(analysed):
+    """issue 13, item 9: one past incident showed 0.60 on a hypothesis line and 0.67 under
+    "similar incidents" (the ranking's preliminary signature against the stored one)."""
+    _, results = analysed
+    checked = 0
+    for result in results.values():
+        overall = {s["incident_id"]: s["similarity"] for s in result.similar}
+        for hyp in result.hypotheses:
+            for sim in hyp.similar:
+                if sim["incident_id"] in overall:
+                    assert sim["similarity"] == overall[sim["incident_id"]], (hyp.service, hyp.cause, sim)
+                    checked += 1
+            for e in hyp.evidence:
+                if e.kind == "history":
+                    past = e.signal.removeprefix("incident ")
+                    assert e.magnitude == overall.get(past, e.magnitude)
+                    assert any(s["incident_id"] == past and s["similarity"] == e.magnitude for s in hyp.similar)
+    assert checked >= 3
+
+
 def test_result_shape_and_timings(analysed):
     _, results = analysed
     result = results["INC-20261103-001"]

@@ -288,3 +288,22 @@ def test_params_are_checked_and_the_shipped_ones_are_in_the_grid():
     for bad in ({"discount": 2}, {"explain": 0}, {"floors": {"logs": -1}}, {"weights": {"traces": 1}}):
         with pytest.raises(ValueError):
             Params(**bad)
+
+
+def test_a_metrics_robust_z_has_the_sign_of_its_move_even_after_the_shared_shift_is_removed(incident):
+    """issue 13, item 9: "error_rate 0.00177 vs 0.00078 baseline median (robust z -10.8)" read as a
+    value above its median with a negative z. The first z is the metric's own; a score relative to
+    the shift most services share is named as such."""
+    import re
+    seen = shared = 0
+    for suspicion in localize(_window(incident)):
+        for e in suspicion.evidence:
+            match = re.search(r"([-\d.e+]+) vs ([-\d.e+]+) baseline median \(robust z ([-+][\d.]+)", e.explanation)
+            if e.kind != "metric" or match is None:
+                continue
+            value, median, z = (float(g) for g in match.groups())
+            seen += 1
+            if abs(z) >= 0.5:
+                assert np.sign(z) == np.sign(value - median), e.explanation
+            shared += "most services moved" in e.explanation
+    assert seen >= 3 and shared >= 1  # error_rate rose in three of the four services

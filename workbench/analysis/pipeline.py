@@ -43,7 +43,7 @@ from . import correlate, snapshot
 from ..workspace import Workspace
 from ..errors import WorkbenchError
 from .evidence import ServiceSuspicion, TelemetryWindow
-from .hypotheses import DEFAULT_LIMIT, Hypothesis, onsets, rank
+from .hypotheses import DEFAULT_LIMIT, Hypothesis, onsets, rank, restate_similar
 from .signature import (PastIncident, Signature, signature_from_analysis, signature_from_incident, similar_incidents,
                         with_cause)
 from ..telemetry.windows import analysis_window, baseline_window
@@ -255,6 +255,7 @@ def analyze_window(window: TelemetryWindow, incident: Any = None, history: Seque
     result.signature = signature_from_analysis(suspicions, result.hypotheses, incident_id=info.get("id"),
                                                changes=result.changes)
     result.similar = similar_incidents(result.signature, history)
+    restate_similar(result.hypotheses, result.signature, history)  # one similarity shown everywhere
     result.timings = {"detect": detect, "rank": time.perf_counter() - t0}
     if not result.hypotheses:
         result.notes.append("no service looked anomalous against the baseline: no hypothesis proposed")

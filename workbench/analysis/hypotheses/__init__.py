@@ -10,6 +10,7 @@ human confirmed, and a calibrated confidence. The tool only proposes; a reviewer
 from ..signature import PastIncident, similar_incidents
 from .model import CAUSE_WEIGHTS, CHANGE_WEIGHTS, DEFAULT_LIMIT, HISTORY_BONUS, Hypothesis
 from .scoring import onsets, rank, thin_baseline
+from .wording import restate_similar
 
 __all__ = ["CAUSE_WEIGHTS", "CHANGE_WEIGHTS", "DEFAULT_LIMIT", "HISTORY_BONUS", "Hypothesis", "PastIncident", "onsets",
-           "rank", "similar_incidents", "thin_baseline"]
+           "rank", "restate_similar", "similar_incidents", "thin_baseline"]

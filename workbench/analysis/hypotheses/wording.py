@@ -10,9 +10,9 @@ import pandas as pd
 
 from .. import correlate
 from ..evidence import Evidence
-from ..signature import SIMILAR_MIN, PastIncident, parse_signal, template_text
+from ..signature import SIMILAR_MIN, PastIncident, Signature, parse_signal, similarity, template_text
 from ...formats import clip
-from .model import _ERROR_TEXT, _NEW_TEXT, SIMILAR_LIMIT, _Service
+from .model import _ERROR_TEXT, _NEW_TEXT, MAX_EVIDENCE, SIMILAR_LIMIT, _Service
 
 def _summary(cause: str, svc: _Service) -> str:
     name = svc.suspicion.service
@@ -84,12 +84,36 @@ def _evidence(cause: str, svc: _Service, services: dict[str, _Service], topology
         out.append(Evidence("topology", name, f"callee {callee} is the likelier origin", services[callee].onset,
                             round(svc.first_callee[1], 4), None,
                             f"{svc.blame_reason}: {callee} is more likely the origin"))
+    history = _history_evidence(name, cause, sims)
+    if history is not None:
+        out.append(history)
+    return out
+
+
+def _history_evidence(name: str, cause: str, sims: list[tuple[PastIncident, float]]) -> Evidence | None:
     for past, sim in sorted(sims, key=lambda item: -item[1]):
         if (name, cause) in past.confirmed and sim >= SIMILAR_MIN:
-            out.append(Evidence("history", name, f"incident {past.incident_id}", None, round(sim, 4), None,
-                                f"similar past incident {past.incident_id} ({past.title}) was confirmed as {cause} in {name}"))
-            break
-    return out
+            return Evidence("history", name, f"incident {past.incident_id}", None, round(sim, 4), None,
+                            f"similar past incident {past.incident_id} ({past.title}) was confirmed as {cause} in {name}")
+    return None
+
+
+def restate_similar(hypotheses: Iterable[Any], signature: Signature, history: Iterable[PastIncident]) -> None:
+    """Word each hypothesis' similar past incidents with the similarities to ``signature``, the final one.
+
+    The ranking compares a preliminary signature (it cannot use its own result); the incident's
+    stored signature, its "similar incidents" and the recheck use the final one. One similarity per
+    pair of incidents is shown everywhere (issue 13, item 9: 0.60 on a hypothesis line, 0.67 under
+    "similar incidents"), so the shown words are redone here; scores and ranks are untouched.
+    """
+    sims = [(past, similarity(signature, past.signature)) for past in history]
+    for hyp in hypotheses:
+        hyp.similar = _similar_for(hyp.service, hyp.cause, sims)
+        kept = [e for e in hyp.evidence if e.kind != "history"]
+        history = _history_evidence(hyp.service, hyp.cause, sims)
+        if history is not None and len(kept) < MAX_EVIDENCE:
+            kept.append(history)
+        hyp.evidence = kept
 
 
 def _similar_for(service: str, cause: str, sims: list[tuple[PastIncident, float]]) -> list[dict[str, Any]]:

@@ -90,12 +90,17 @@ def metric_modality(window: TelemetryWindow, detector: Any = None) -> ModalityRe
             zval = float(row[metric])
             if abs(zval) < 1:
                 break
+            own = float(sustained[(service, metric)])
+            if zval == own:
+                moved = f"robust z {own:+.1f}, sustained over {SUSTAIN} steps"
+            else:  # the z the score uses is the metric's own less the shift most services share: say both
+                moved = (f"robust z {own:+.1f} sustained over {SUSTAIN} steps, {zval:+.1f} against the "
+                         f"{float(common[metric]):+.1f} most services moved")
             items.append(Evidence(kind="metric", service=service, signal=f"metric {metric}", time=None,
                                   magnitude=float(np.log1p(abs(zval)) / np.log1p(Z_REF)),
                                   direction="up" if zval > 0 else "down",
                                   explanation=f"{metric} {peak[(service, metric)]:.4g} vs "
-                                              f"{center[(service, metric)]:.4g} baseline median "
-                                              f"(robust z {zval:+.1f}, sustained over {SUSTAIN} steps)"))
+                                              f"{center[(service, metric)]:.4g} baseline median ({moved})"))
         res.evidence[service] = items
     _detector_pass(res, metrics, window, detector)
     return res
