@@ -76,6 +76,26 @@ def test_exact_duplicates_are_counted_not_refused(workspace, tmp_path):
     assert result.rows_read["metrics"] == 1 and result.duplicates_dropped == 2
 
 
+def test_a_source_without_rows_is_ingested_with_a_warning(workspace, tmp_path, capsys):
+    """issue 13, item 10: a header-only CSV or an empty OTLP export said "ingested" and nothing else."""
+    from workbench.cli import main
+
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text(HEADER)
+    empty_otlp = tmp_path / "empty.otlp.json"
+    empty_otlp.write_text('{"resourceLogs": []}\n')
+    for url, options in ((f"files:{header_only}", {"table": "metrics"}), (f"otlp:{empty_otlp}", {})):
+        result = ingest(workspace, url, **options)
+        assert not any(result.rows_read.values())
+        assert result.warnings == [f"{url}: 0 telemetry rows read (only headers, an empty export, or nothing "
+                                   f"in the time range)"]
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + GOOD)
+    assert ingest(workspace, f"files:{good}", table="metrics").warnings == []
+    assert main(["ingest", f"files:{header_only}", "-o", "table=metrics", "-w", str(workspace.root)]) in (0, None)
+    assert "warning: files:" in capsys.readouterr().err
+
+
 def test_bad_incident_document_changes_nothing(seeded, tmp_path):
     folder = tmp_path / "src"
     (folder / "incidents").mkdir(parents=True)

@@ -364,3 +364,23 @@ def test_csv_cells_folded_into_attributes_stay_text(tmp_path):
     got = FilesSource(str(tmp_path / "m.csv"), table="metrics", attributes_from=["version", "pod"]).read().metrics
     assert schema.parse_attributes(got["attributes"].iloc[0]) == {"version": "1.10", "pod": "007"}
     assert got["value"].iloc[0] == 1.0
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_line_longer_than_the_limit_is_refused_by_number_before_the_rest_is_read(tmp_path, gz):
+    """issue 13, item 10: a 200 MB single-line file peaked at 1.4 GB before being refused; the reader
+    now stops at the limit (MAX_LINE_BYTES, 64 MiB; a small limit here to keep the test fast)."""
+    from workbench.telemetry.sources.base import MAX_LINE_BYTES, _CHUNK, read_text
+
+    assert _CHUNK < MAX_LINE_BYTES
+    good = "timestamp,service\n" + "2026-11-01T00:00:00Z,a\n" * 3
+    long_line = "x" * 10_000
+    path = tmp_path / ("f.csv.gz" if gz else "f.csv")
+    write = (lambda p, t: p.write_bytes(gzip.compress(t.encode()))) if gz else (lambda p, t: p.write_text(t))
+    write(path, good + long_line + "\n" + good)
+    with pytest.raises(SourceError, match=r"f\.csv(\.gz)?: line 5 is longer than 4,096 bytes"):
+        read_text(path, max_line_bytes=4096)
+    assert read_text(path, max_line_bytes=10_000) == good + long_line + "\n" + good  # exactly at the limit: fine
+    write(path, long_line)  # one line, no newline at all
+    with pytest.raises(SourceError, match="line 1 is longer"):
+        read_text(path, max_line_bytes=4096)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from workbench.telemetry import schema, sources
-from workbench.errors import SchemaError, SourceError
+from workbench.errors import SourceError
 from workbench.telemetry.sources.otlp import OtlpSource, histogram_quantile, severity
 
 T0_NS = 1_793_491_200_000_000_000  # 2026-11-01T00:00:00Z
@@ -251,8 +251,23 @@ def test_non_utf8_bytes(tmp_path):
         OtlpSource(str(path)).read()
 
 
-def test_unfinished_span_is_refused_by_validation(tmp_path):
+def test_unfinished_span_is_refused_naming_the_missing_field(tmp_path):
     doc = json.loads(json.dumps(SPANS))
     doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["endTimeUnixNano"] = "0"
-    with pytest.raises(SchemaError, match=r"x\.jsonl.*duration_ms"):
+    with pytest.raises(SourceError, match=r"x\.jsonl: line 1: span '.*' of service '.*': missing endTimeUnixNano"):
+        OtlpSource(str(write_lines(tmp_path / "x.jsonl", doc))).read()
+
+
+def test_a_log_record_without_a_time_names_the_missing_field(tmp_path):
+    """issue 13, item 10: it said "expected a timezone-aware time"; the observed time stands in when
+    only the event time is missing."""
+    doc = json.loads(json.dumps(LOGS))
+    record = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    record.pop("timeUnixNano", None)
+    record["observedTimeUnixNano"] = "1793491200000000000"
+    frame = OtlpSource(str(write_lines(tmp_path / "ok.jsonl", doc))).read().logs
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2026-11-01T00:00:00Z")
+    record.pop("observedTimeUnixNano")
+    with pytest.raises(SourceError, match=r"x\.jsonl: line 1: log record 0 of service '.*': missing timeUnixNano "
+                                          r"\(and observedTimeUnixNano\)"):
         OtlpSource(str(write_lines(tmp_path / "x.jsonl", doc))).read()

@@ -74,6 +74,8 @@ def ingest(source: str = typer.Argument(..., help="Source URL: scheme:location (
         typer.echo(f"  points without a finite value (NaN, Inf) dropped: {result.source_stats['points_not_finite']:,}")
     for link in result.links_offered:
         typer.echo(f"  link offered: {printable(link['title'])} <{printable(link['url'])}>")
+    for warning in result.warnings:
+        typer.echo(f"warning: {printable(warning)}", err=True)
 
 
 @app.command()

@@ -45,6 +45,8 @@ class IngestResult:
         What a live source did (series, queries, chunks, HTTP requests, dropped points ...).
     seconds : float
         Wall time.
+    warnings : list of str
+        What the user should know although nothing failed, e.g. that the source held no rows.
     """
 
     source: str
@@ -58,6 +60,7 @@ class IngestResult:
     links_offered: list[dict[str, str]] = field(default_factory=list)
     source_stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -99,6 +102,10 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
 
     telemetry = source.read(start, end, progress=on_frame)
     result.rows_read = {t: len(f) for t, f in telemetry.tables().items()}
+    if not any(result.rows_read.values()) and not telemetry.incidents:
+        # A header-only CSV or an empty OTLP export is valid, and almost always a mistake: say so.
+        result.warnings.append(f"{source.url}: 0 telemetry rows read (only headers, an empty export, "
+                               f"or nothing in the time range)")
     result.duplicates_dropped = sum(r.duplicates_dropped for r in telemetry.reports)
     for doc in telemetry.incidents:
         validate_document(doc, source.url)

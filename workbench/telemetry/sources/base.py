@@ -164,13 +164,23 @@ class Source(ABC):
 
 # --------------------------------------------------------------------------- helpers every source uses
 
-def read_text(path: str | Path) -> str:
-    """Read a text file (``.gz`` decompressed) as strict UTF-8.
+#: Longest line a text source may hold, in (decompressed) bytes. An OTLP/JSON export line is one
+#: batch (the collector's file exporter writes a few MB); a CSV or JSON-lines row is far smaller. A
+#: longer line is refused as soon as the reader passes this many bytes of it, instead of after
+#: the whole file was held and parsed (a 200 MB single-line file peaked at 1.4 GB).
+MAX_LINE_BYTES = 64 * 2**20
+_CHUNK = 4 * 2**20  # smaller than MAX_LINE_BYTES: only a line crossing chunks can be too long
+
+
+def read_text(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> str:
+    """Read a text file (``.gz`` decompressed) as strict UTF-8, streaming.
 
     Parameters
     ----------
     path : str or Path
         The file; a name ending in ``.gz`` is gunzipped first.
+    max_line_bytes : int
+        Longest line accepted (:data:`MAX_LINE_BYTES`).
 
     Returns
     -------
@@ -180,31 +190,50 @@ def read_text(path: str | Path) -> str:
     Raises
     ------
     SourceError
-        The file is missing or unreadable, is not valid gzip, or holds bytes that are not UTF-8
+        The file is missing or unreadable, is not valid gzip, holds a line longer than
+        ``max_line_bytes`` (named by its number; the rest is not read) or bytes that are not UTF-8
         (the message names the byte offset and line, counted in the decompressed bytes).
     """
     path = Path(path)
+    gz = path.name.lower().endswith(".gz")
+    chunks: list[bytes] = []
+    run = lines = 0  # bytes of the line being read, newlines so far
     try:
-        data = path.read_bytes()
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            while chunk := fh.read(min(_CHUNK, max_line_bytes)):
+                first = chunk.find(b"\n")
+                if first < 0:
+                    run += len(chunk)
+                else:
+                    run += first
+                if run > max_line_bytes:
+                    raise SourceError(f"{path}: line {lines + 1} is longer than {max_line_bytes:,} bytes; split the "
+                                      f"file into lines (one record or export batch per line)")
+                if first >= 0:
+                    lines += chunk.count(b"\n")
+                    run = len(chunk) - chunk.rfind(b"\n") - 1
+                chunks.append(chunk)
     except FileNotFoundError:
         raise SourceError(f"{path}: file not found") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SourceError(f"{path}: not a readable gzip file ({exc})") from None
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if path.name.lower().endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
+        if gz and not isinstance(exc, PermissionError) and exc.errno is None:
             raise SourceError(f"{path}: not a readable gzip file ({exc})") from None
+        raise SourceError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    data = b"".join(chunks)
+    del chunks
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         offset = exc.start
         line = data.count(b"\n", 0, offset) + 1
-        where = " (after decompression)" if path.name.lower().endswith(".gz") else ""
+        where = " (after decompression)" if gz else ""
         raise SourceError(
             f"{path}: bytes that are not UTF-8 at byte offset {offset}{where}, line {line} "
             f"(byte {data[offset:offset + 1]!r}); re-export the file as UTF-8"
         ) from None
+
 
 def window(start: Any, end: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     """Normalise window bounds to UTC timestamps; naive bounds are refused (ValueError)."""

@@ -165,6 +165,8 @@ def read_documents(documents: Iterable[tuple[int, dict[str, Any]]], origin: str)
             _metrics(doc.get("resourceMetrics") or [], rows["metrics"])
             _logs(doc.get("resourceLogs") or [], rows["logs"])
             _spans(doc.get("resourceSpans") or [], rows["spans"])
+        except MissingField as exc:
+            raise SourceError(f"{origin}: line {number}: {exc}") from None
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise SourceError(f"{origin}: line {number}: not valid OTLP/JSON ({type(exc).__name__}: {exc})") from None
     out = {}
@@ -279,6 +281,20 @@ def _nanos(value: Any) -> int | None:
     return int(value)
 
 
+class MissingField(ValueError):
+    """An OTLP record without a field the schema cannot do without (named for the user)."""
+
+
+def _required_nanos(value: Any, what: str, field: str, fallback: Any = None, fallback_field: str = "") -> int:
+    nanos = _nanos(value)
+    if nanos is None and fallback_field:
+        nanos = _nanos(fallback)
+    if nanos is None:
+        also = f" (and {fallback_field})" if fallback_field else ""
+        raise MissingField(f"{what}: missing {field}{also}, expected Unix nanoseconds")
+    return nanos
+
+
 def _hex_id(value: Any, size: int) -> str:
     """Lower-case hex of a trace (16 bytes) or span (8 bytes) id; ``""`` for absent or all-zero."""
     if not value:
@@ -327,7 +343,8 @@ def _metrics(blocks: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
                 name, unit = metric["name"], metric.get("unit") or ""
 
                 def row(ts: Any, suffix: str, value: Any, point: dict[str, Any], row_unit: str = unit) -> None:
-                    out.append({"timestamp": _nanos(ts), "service": service, "environment": env,
+                    when = _required_nanos(ts, f"metric {name!r} of service {service!r}: a data point", "timeUnixNano")
+                    out.append({"timestamp": when, "service": service, "environment": env,
                                 "name": name + suffix, "value": float(value), "unit": row_unit,
                                 "attributes": {**base, **attributes(point.get("attributes"))}})
 
@@ -446,13 +463,15 @@ def _logs(blocks: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
         service, env, res_attrs = _resource(block)
         for scope_attrs, records in _scopes(block, "scopeLogs", "instrumentationLibraryLogs", "logRecords"):
             base = {**res_attrs, **scope_attrs}
-            for rec in records:
+            for number, rec in enumerate(records):
+                when = _required_nanos(rec.get("timeUnixNano"), f"log record {number} of service {service!r}",
+                                       "timeUnixNano", rec.get("observedTimeUnixNano"), "observedTimeUnixNano")
                 attrs = {**base, **attributes(rec.get("attributes"))}
                 span_id = _hex_id(rec.get("spanId"), 8)
                 if span_id:
                     attrs["span_id"] = span_id
                 out.append({
-                    "timestamp": _nanos(rec.get("timeUnixNano")) or _nanos(rec.get("observedTimeUnixNano")),
+                    "timestamp": when,
                     "service": service, "environment": env,
                     "severity": severity(rec.get("severityText"), rec.get("severityNumber")),
                     "body": _body(rec), "trace_id": _hex_id(rec.get("traceId"), 16), "attributes": attrs,
@@ -480,7 +499,9 @@ def _spans(blocks: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
         for scope_attrs, spans in _scopes(block, "scopeSpans", "instrumentationLibrarySpans", "spans"):
             base = {**res_attrs, **scope_attrs}
             for span in spans:
-                start, end = _nanos(span.get("startTimeUnixNano")), _nanos(span.get("endTimeUnixNano"))
+                what = f"span {span.get('name') or ''!r} of service {service!r}"
+                start = _required_nanos(span.get("startTimeUnixNano"), what, "startTimeUnixNano")
+                end = _required_nanos(span.get("endTimeUnixNano"), what, "endTimeUnixNano")
                 attrs = {**base, **attributes(span.get("attributes")), "span.kind": _span_kind(span.get("kind"))}
                 status = span.get("status") or {}
                 if status.get("message"):
@@ -489,6 +510,6 @@ def _spans(blocks: list[dict[str, Any]], out: list[dict[str, Any]]) -> None:
                     "trace_id": _hex_id(span.get("traceId"), 16), "span_id": _hex_id(span.get("spanId"), 8),
                     "parent_span_id": _hex_id(span.get("parentSpanId"), 8), "service": service,
                     "name": span.get("name") or "", "start": start,
-                    "duration_ms": (end - start) / 1e6 if start is not None and end is not None else None,
+                    "duration_ms": (end - start) / 1e6,
                     "status": "error" if _is_error(status) else "ok", "attributes": attrs,
                 })
