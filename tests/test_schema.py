@@ -113,6 +113,16 @@ def test_megabyte_log_line_refused():
         schema.validate("logs", logs, source="big.jsonl")
 
 
+def test_a_service_name_longer_than_the_knowledge_base_takes_is_refused_at_the_edge():
+    """issue 13, item 10: a 100,000-character service made the report 1.7 million pixels wide."""
+    from workbench.formats import MAX_NAME_CHARS
+
+    ok = "s" * MAX_NAME_CHARS
+    assert schema.validate("metrics", metrics(service=[ok] * 3), source="m.csv").frame["service"].iloc[0] == ok
+    with pytest.raises(SchemaError, match=rf"m\.csv.*column 'service'.*at most {MAX_NAME_CHARS} characters"):
+        schema.validate("metrics", metrics(service=["s" * 100_000] * 3), source="m.csv")
+
+
 def test_non_utf8_text_refused():
     # What a reader decoding with errors="surrogateescape" hands over (pandas' own str dtype
     # cannot even hold it, so the column is object).

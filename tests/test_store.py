@@ -1,6 +1,8 @@
 """The knowledge base on real SQLite files: versions, transactions, history, documents, migrations."""
 from __future__ import annotations
 
+import re
+
 import sqlite3
 from datetime import date, datetime, timedelta, timezone
 
@@ -49,10 +51,16 @@ def _full_incident(kb, text="plain"):
         return _build_full_incident(kb, text)
 
 
+def _one_line(text):
+    """Names (services, environment, people) are one line: tab and line breaks become spaces."""
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
 def _build_full_incident(kb, text):
+    name = _one_line(text)
     inc = kb.create_incident(
-        title=f"title {text}", started=T0, services=["svc-a", f"svc {text}"], severity="SEV2",
-        environment=f"env {text}", detected=T0 + timedelta(minutes=2), mitigated=T0 + timedelta(minutes=30),
+        title=f"title {text}", started=T0, services=["svc-a", f"svc {name}"], severity="SEV2",
+        environment=f"env {name}", detected=T0 + timedelta(minutes=2), mitigated=T0 + timedelta(minutes=30),
         labels={"symptom": text, "confidence": 0.75}, links=[{"title": text, "url": "https://x.test/?q=<a>"}],
         window_start=T0 - timedelta(hours=1), window_end=T0 + timedelta(hours=1), who="alice")
     kb.add_hypothesis(inc.id, service="svc-a", cause="change", summary=f"deploy {text}", score=0.912345678901,
@@ -60,12 +68,12 @@ def _build_full_incident(kb, text):
                                          "nested": {"k": [1, 2.0, True, None, text]}}],
                       similar=[{"incident_id": "INC-20220101-001", "score": 0.5}], who="engine")
     kb.add_hypothesis(inc.id, service="svc-b", cause="resource", summary=text, score=0.1, rank=2,
-                      status="rejected", reviewer=f"bob {text}", rationale=text, who="bob")
-    kb.add_conclusion(inc.id, kind="summary", text=text, author=f"carol {text}", who="carol")
+                      status="rejected", reviewer=f"bob {name}", rationale=text, who="bob")
+    kb.add_conclusion(inc.id, kind="summary", text=text, author=f"carol {name}", who="carol")
     kb.add_conclusion(inc.id, kind="lesson", text="multi\nline\nlesson", who="carol")
     kb.add_action_item(inc.id, title=f"fix {text}", owner="dave", kind="prevent", due=date(2023, 3, 1),
                        verification={"metric": text, "max": 0.5}, who="dave")
-    kb.add_signoff(inc.id, name=f"erin {text}", role="incident commander", at=T0 + timedelta(days=2), who="erin")
+    kb.add_signoff(inc.id, name=f"erin {name}", role="incident commander", at=T0 + timedelta(days=2), who="erin")
     return kb.get_incident(inc.id)
 
 
@@ -403,7 +411,7 @@ def test_hostile_strings_are_stored_exactly(kb, tmp_path):
         inc = _full_incident(kb, text)
         assert kb.get_incident(inc.id).title == f"title {text}", text
         assert kb.list_hypotheses(inc.id)[0].evidence[0]["nested"]["k"][-1] == text
-        assert kb.list_conclusions(inc.id)[0].author == f"carol {text}"
+        assert kb.list_conclusions(inc.id)[0].author == f"carol {_one_line(text)}"
         exported = kb.export_incident(inc.id)
         assert yaml.safe_load(exported)["title"] == f"title {text}", text
         imported = fresh.import_incident(exported, who="importer")
@@ -413,6 +421,15 @@ def test_hostile_strings_are_stored_exactly(kb, tmp_path):
         assert fresh.list_action_items(inc.id)[0].verification == {"metric": text, "max": 0.5}
     fresh.close()
     assert len(kb.list_incidents()) == len(HOSTILE)  # and the incidents table is still there
+
+
+def test_names_are_one_line_text(kb):
+    """A service, environment or person's name takes no tab or line break (the telemetry edge's rule
+    for names); titles, summaries and rationales may span lines."""
+    for field, values in (("services[0]", {"services": ["pay\nments"]}), ("environment", {"environment": "prod\tx"})):
+        with pytest.raises(StoreError, match=rf"field '{re.escape(field)}': contains a control character"):
+            _incident(kb, **values)
+    assert _incident(kb, title="two\nlines").title == "two\nlines"
 
 
 def test_nul_characters_are_refused_clearly(kb):
@@ -604,3 +621,18 @@ def test_snapshot_decisions_and_review_signoffs(kb):
     signed = kb.add_review_signoff("2023-01-01T00:00:00Z..2023-02-01T00:00:00Z", name="carol", role="lead",
                                    content_hash="sha256:abc", at=T0)
     assert kb.list_review_signoffs(signed.pack) == [signed] and kb.list_review_signoffs("nope") == []
+
+
+def test_names_and_titles_are_bounded_naming_the_field(kb):
+    """issue 13, item 10: a 100,000-character title or service made the report 1.7 million pixels wide."""
+    from workbench.formats import MAX_NAME_CHARS, MAX_TITLE_CHARS
+
+    inc = _incident(kb, title="t" * MAX_TITLE_CHARS, services=["s" * MAX_NAME_CHARS])
+    assert len(inc.title) == MAX_TITLE_CHARS
+    before = len(kb.list_incidents())
+    with pytest.raises(StoreError, match=rf"field 'title': expected at most {MAX_TITLE_CHARS:,} characters, got 100,000"):
+        _incident(kb, title="t" * 100_000)
+    with pytest.raises(StoreError, match=r"field 'services\[0\]': expected at most"):
+        _incident(kb, services=["s" * (MAX_NAME_CHARS + 1)])
+    assert len(kb.list_incidents()) == before
+

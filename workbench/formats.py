@@ -14,6 +14,12 @@ cannot store it in ``text``, and a NUL inside a name cuts it short in C tools. O
 (service, environment, metric and span names, ids, attribute keys) takes no control character
 at all. :func:`text_problem` checks one value, :func:`bad_text` a column at once (Arrow's regex
 engine); both apply :data:`CONTROL_ONE_LINE` / :data:`CONTROL_MULTI_LINE`.
+
+Names and titles are also bounded (:data:`MAX_NAME_CHARS`, :data:`MAX_TITLE_CHARS`): a service,
+environment or person's name, and an incident's, action item's or link's title, are shown whole
+in tables and headings, where a 100,000-character value made a report 1.7 million pixels wide.
+Telemetry's service and environment columns take the same bound as the knowledge base's service
+fields, so an analysis never proposes a name the knowledge base would refuse.
 """
 from __future__ import annotations
 
@@ -29,6 +35,10 @@ CONTROL_ONE_LINE = "[\\x00-\\x1f]"
 #: Characters multi-line text may not hold: C0 controls except tab, line feed, carriage return.
 CONTROL_MULTI_LINE = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 _CONTROL = {False: re.compile(CONTROL_ONE_LINE), True: re.compile(CONTROL_MULTI_LINE)}
+#: Most characters of a service, environment or person's name (telemetry and knowledge base).
+MAX_NAME_CHARS = 256
+#: Most characters of an incident's, action item's or link's title.
+MAX_TITLE_CHARS = 500
 
 
 def text_problem(value: str, multiline: bool = True) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError, WorkbenchError
 from ..formats import clip
+from ..store.records import check_name, check_text
 
 __all__ = ["DECISIONS", "ReviewError", "decide", "parse_pair"]
 
@@ -65,6 +66,9 @@ def decide(kb: Any, incident_id: str, service: str, cause: str, status: str, *, 
     """
     if status not in DECISIONS:
         raise ReviewError(f"decision {status!r}: expected one of {', '.join(DECISIONS)}")
+    # Checked here, before the rationale doubles as an added hypothesis' summary: the error names
+    # the field the reviewer typed.
+    reviewer, rationale = check_name(reviewer, "reviewer"), check_text(rationale, "rationale")
     hypotheses = kb.list_hypotheses(incident_id)
     match = next((h for h in hypotheses if (h.service, h.cause) == (service, cause)), None)
     if match is not None:

@@ -28,10 +28,10 @@ import re
 import warnings
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import StoreError
-from ..formats import text_problem
+from ..formats import MAX_NAME_CHARS, MAX_TITLE_CHARS, text_problem
 from .models import ID_LENGTH
 
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4", "SEV5")
@@ -78,18 +78,32 @@ def check_id(value: Any, field: str) -> str:
     return value
 
 
-def check_text(value: Any, field: str) -> str:
-    """Non-blank text, stored exactly as given (no stripping)."""
-    value = _string(value, field)
+def check_text(value: Any, field: str, max_chars: int | None = None, multiline: bool = True) -> str:
+    """Non-blank text, stored exactly as given (no stripping); at most ``max_chars`` characters;
+    without tab or line break unless ``multiline`` (:func:`workbench.formats.text_problem`)."""
+    value = _string(value, field, multiline)
     if not value.strip():
         raise fail(field, "non-empty text", value)
+    if max_chars is not None and len(value) > max_chars:
+        raise StoreError(f"field {field!r}: expected at most {max_chars:,} characters, got {len(value):,}")
     return value
 
 
-def _string(value: Any, field: str) -> str:
+def check_name(value: Any, field: str) -> str:
+    """A service, environment or person's name: one line of at most
+    :data:`workbench.formats.MAX_NAME_CHARS` characters (the telemetry edge's rule for names)."""
+    return check_text(value, field, MAX_NAME_CHARS, multiline=False)
+
+
+def check_title(value: Any, field: str) -> str:
+    """An incident's, action item's or link's title (:data:`workbench.formats.MAX_TITLE_CHARS`)."""
+    return check_text(value, field, MAX_TITLE_CHARS)
+
+
+def _string(value: Any, field: str, multiline: bool = True) -> str:
     if not isinstance(value, str):
         raise fail(field, "a string", value)
-    problem = text_problem(value, multiline=True)
+    problem = text_problem(value, multiline=multiline)
     if problem is not None:
         why = {"a NUL character (\\x00)": ", which the database cannot store in text; remove it",
                "a lone surrogate (not UTF-8)": ", which is not valid UTF-8"}.get(problem, "; remove it")
@@ -209,7 +223,7 @@ def check_services(value: Any, field: str) -> list[str]:
         raise fail(field, "a list of service names", value)
     out: list[str] = []
     for i, name in enumerate(value):
-        name = check_text(name, f"{field}[{i}]")
+        name = check_name(name, f"{field}[{i}]")
         if name in out:
             raise fail(f"{field}[{i}]", "each service once", name)
         out.append(name)
@@ -255,7 +269,7 @@ def check_links(value: Any, field: str) -> list[dict[str, str]]:
         # Links end up as <a href> in reports: javascript:/data: URLs would run there.
         if scheme not in LINK_SCHEMES:
             raise fail(f"{where}.url", f"a URL with scheme {', '.join(LINK_SCHEMES)}", url)
-        out.append({"title": check_text(link["title"], f"{where}.title"), "url": url})
+        out.append({"title": check_title(link["title"], f"{where}.title"), "url": url})
     return out
 
 
@@ -279,32 +293,34 @@ def _enum(allowed: tuple[str, ...]) -> Callable[[Any, str], str]:
 _text = check_text
 _time = check_time
 _opt_text = optional(check_text)
+_name = check_name
+_opt_name = optional(check_name)
 _opt_time = optional(check_time)
 
 #: entity -> field -> check(value, field) returning the stored value.
 FIELDS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "incident": {
-        "title": _text, "severity": _enum(SEVERITIES), "status": _enum(INCIDENT_STATUSES),
-        "environment": _text, "services": check_services, "started": _time, "detected": _opt_time,
+        "title": check_title, "severity": _enum(SEVERITIES), "status": _enum(INCIDENT_STATUSES),
+        "environment": _name, "services": check_services, "started": _time, "detected": _opt_time,
         "mitigated": _opt_time, "resolved": _opt_time, "window_start": _opt_time,
         "window_end": _opt_time, "labels": check_labels, "links": check_links,
         "follow_up_of": optional(check_id), "snapshot": optional(check_json_object),
     },
     "hypothesis": {
-        "service": _text, "cause": _enum(CAUSES), "summary": _text,
+        "service": _name, "cause": _enum(CAUSES), "summary": _text,
         "status": _enum(HYPOTHESIS_STATUSES), "score": check_float,
         "rank": optional(lambda v, f: check_int(v, f, 1)), "evidence": check_json_list,
-        "similar": check_json_list, "reviewer": _opt_text, "rationale": _opt_text,
+        "similar": check_json_list, "reviewer": _opt_name, "rationale": _opt_text,
         "confidence": optional(check_probability),
     },
-    "conclusion": {"kind": _enum(CONCLUSION_KINDS), "text": _text, "author": _text},
+    "conclusion": {"kind": _enum(CONCLUSION_KINDS), "text": _text, "author": _name},
     "action_item": {
-        "title": _text, "owner": _text, "due": optional(check_date), "kind": _enum(ACTION_KINDS),
+        "title": check_title, "owner": _name, "due": optional(check_date), "kind": _enum(ACTION_KINDS),
         "status": _enum(ACTION_STATUSES), "verification": optional(check_json),
-        "ticket": _opt_text, "applied_at": _opt_time,
+        "ticket": optional(check_title), "applied_at": _opt_time,
         "applied_change": optional(lambda v, f: check_json(dict(_mapping(v, f)), f)),
     },
-    "signoff": {"name": _text, "role": _text, "content_hash": check_hash, "at": _time},
+    "signoff": {"name": _name, "role": _name, "content_hash": check_hash, "at": _time},
     "run": {
         "template": _text, "parameters": lambda v, f: check_json(dict(_mapping(v, f)), f),
         "started": _time, "ended": _opt_time, "status": _enum(RUN_STATUSES),
@@ -343,7 +359,7 @@ def clean(entity: str, values: Mapping[str, Any], where: str = "") -> dict[str, 
 
 
 def check_who(who: Any) -> str:
-    return check_text(who, "who")
+    return check_name(who, "who")
 
 
 def check_timeline(values: Mapping[str, Any], where: str = "") -> None:
@@ -577,3 +593,11 @@ def to_record(entity: str, row: Any) -> Any:
         value = copy.deepcopy(getattr(row, f.name))
         values[f.name] = tuple(value) if f.name in _TUPLES else value
     return cls(**values)
+
+
+def as_list(value: Any) -> Any:
+    # Any iterable of items (a generator, a tuple) is a list; a string or mapping is left for the
+    # check to refuse with a clear message.
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        return value
+    return list(value)

@@ -13,7 +13,9 @@ Conventions of a validated frame
 - Text columns are Arrow-backed ``str`` and follow :func:`workbench.formats.text_problem`: no NUL,
   no other C0 control character in names and ids (service, environment, metric and span names,
   ids, attribute keys), tab/LF/CR allowed only in multi-line text (log bodies, event summaries,
-  attribute values).
+  attribute values). Service and environment names (and the topology's caller and callee) hold at
+  most :data:`workbench.formats.MAX_NAME_CHARS` characters, like the knowledge base's; a log body
+  at most :data:`MAX_BODY_CHARS`.
 - Exact duplicate rows are dropped and counted in the :class:`ValidationReport`; two rows with the
   same key but different content (a metric series with two values at one time, a span id used
   twice) are an error, never resolved silently. :func:`merge` applies the same rules when new
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SchemaError, UnknownNameError
+from ..formats import MAX_NAME_CHARS
 from .columns import distinct, not_utf8, parse_attributes, to_attributes, to_float, to_json, to_text, to_utc
 
 __all__ = ["EVENT_KINDS", "KEYS", "SEVERITIES", "TABLES", "TIME_COLUMN", "ValidationReport", "Validated", "columns",
@@ -52,6 +55,9 @@ SPAN_STATUSES = ("ok", "error")
 #: A log body longer than this is refused: it is almost always a broken multi-line join or a
 #: binary blob, and it would bloat every window query. Raise it with ``max_body_chars=``.
 MAX_BODY_CHARS = 65_536
+#: Columns that hold a service or environment name: bounded like the knowledge base's names
+#: (:data:`workbench.formats.MAX_NAME_CHARS`), so an analysis never proposes a name it would refuse.
+NAME_COLUMNS = frozenset({"service", "environment", "caller", "callee"})
 
 _ROWS_SHOWN = 5
 
@@ -268,6 +274,10 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
                 outside = ~series.isin(allowed[0]).to_numpy(dtype=bool) & ~bad
                 if outside.any():
                     failures.append(_failure(col, allowed[1], frame, outside))
+            if col in NAME_COLUMNS:
+                long = (series.str.len() > MAX_NAME_CHARS).fillna(False).to_numpy(dtype=bool)
+                if long.any():
+                    failures.append(_failure(col, f"a name of at most {MAX_NAME_CHARS} characters", frame, long))
             if kind == "body":
                 long = (series.str.len() > max_body_chars).fillna(False).to_numpy(dtype=bool)
                 if long.any():
@@ -461,7 +471,10 @@ def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
         for k, v in row.items():
             if isinstance(v, str):
                 if not_utf8(v):  # show undecodable bytes as escapes, never crash printing them
-                    v = v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                    try:  # bytes a reader kept with surrogateescape: \xff
+                        v = v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                    except UnicodeEncodeError:  # any other lone surrogate: \ud800
+                        v = v.encode("utf-8", "backslashreplace").decode("utf-8")
                 if len(v) > 80:
                     v = v[:77] + "..."
             rec[str(k)] = v
