@@ -1,6 +1,7 @@
 """Shared fixtures: the evaluation data beside the repo (skipped when absent), the sample, workspaces."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,20 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE = REPO / "data" / "sample"
 
-#: Strings that must survive every layer byte-identically and never execute.
-HOSTILE_STRINGS = [
-    "plain",
-    "quote ' and \" and `back`",
-    "'; DROP TABLE incidents; --",
-    "<script>window.__pwned=1</script>",
-    '<img src=x onerror="window.__pwned=1">',
-    "javascript:window.__pwned=1",
-    "line one\nline two\r\nline three",
-    "tab\there",
-    '"); import os; print("pwned',
-    "ünïcödé — 日本語 — עברית — 🔥🚒",
-    "{{ jinja }} ${shell} $(cmd) %s %(name)s",
-]
+#: Strings that must survive every layer byte-identically and never execute (tests/corpus/strings.json).
+CORPUS = Path(__file__).resolve().parent / "corpus"
+HOSTILE_STRINGS = json.loads((CORPUS / "strings.json").read_text(encoding="utf-8"))["accepted"]
 
 
 #: Debian's Chromium, driven by Playwright with ``executable_path`` (never a Playwright download).

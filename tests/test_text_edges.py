@@ -1,0 +1,111 @@
+"""Arbitrary text through every text edge (issue 13, "a corpus that stays"): an incident's fields, a
+telemetry column, a review rationale, a notebook parameter. Each value is either kept byte-identically
+or refused with an error that names the field, never a crash, a hang or a failure later on."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import CORPUS
+from workbench.errors import SchemaError, StoreError, TemplateParameterError
+from workbench.postmortem import review, templates
+from workbench.store import KnowledgeBase
+from workbench.telemetry import schema
+
+CORPUS_STRINGS = [s for group in json.loads((CORPUS / "strings.json").read_text(encoding="utf-8")).values()
+                  for s in group]
+#: Any text: printable and control characters, lone surrogates, the corpus.
+TEXT = st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x3f), max_size=20),
+    st.text(alphabet=st.characters(categories=["Cs", "Zl", "Zp", "Cc", "Cf", "So"]), max_size=10),
+    st.sampled_from(CORPUS_STRINGS),
+    st.builds(lambda a, b: a + b, st.sampled_from(CORPUS_STRINGS), st.text(max_size=10)),
+)
+SETTINGS = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture],
+                    derandomize=True)
+T0 = "2026-11-02T14:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory):
+    store = KnowledgeBase(f"sqlite:///{tmp_path_factory.mktemp('edges') / 'kb.sqlite'}")
+    yield store
+    store.close()
+
+
+def _names(error: Exception, *fields: str) -> bool:
+    return any(f"'{field}'" in str(error) for field in fields)
+
+
+@SETTINGS
+@given(title=TEXT, service=TEXT, environment=TEXT)
+def test_incident_fields_are_kept_or_refused_naming_the_field(kb, title, service, environment):
+    count = len(kb.list_incidents())
+    try:
+        inc = kb.create_incident(title=title, started=T0, services=[service], environment=environment, who="prop")
+    except StoreError as exc:
+        assert _names(exc, "title", "services[0]", "environment"), str(exc)
+        assert len(kb.list_incidents()) == count  # nothing half-written
+        return
+    again = kb.get_incident(inc.id)
+    assert (again.title, again.services, again.environment) == (title, (service,), environment)
+    assert kb.incident_document(inc.id)["title"] == title  # and its YAML document
+
+
+@SETTINGS
+@given(rationale=TEXT, reviewer=TEXT)
+def test_a_review_rationale_is_kept_or_refused_naming_the_field(kb, rationale, reviewer):
+    inc = kb.create_incident(title="Reviewed", started=T0, services=["payments"], who="prop")
+    try:
+        stored = review.decide(kb, inc.id, "payments", "change", "confirmed", reviewer=reviewer,
+                               rationale=rationale, add=True)
+    except StoreError as exc:
+        assert _names(exc, "rationale", "reviewer"), str(exc)
+        assert kb.list_hypotheses(inc.id) == []
+        return
+    assert (stored.rationale, stored.reviewer) == (rationale, reviewer)
+
+
+@SETTINGS
+@given(service=TEXT, body=TEXT, name=TEXT)
+def test_telemetry_columns_are_kept_or_refused_naming_the_column(service, body, name):
+    def frame(**columns):  # object columns: pandas' Arrow strings cannot even hold a lone surrogate
+        return pd.DataFrame({k: pd.Series([v], dtype=object) for k, v in columns.items()})
+
+    frames = {
+        "logs": frame(timestamp=T0, service=service, environment="prod", severity="INFO", body=body),
+        "metrics": frame(timestamp=T0, service="svc", environment="prod", name=name, value=1.0),
+    }
+    for table, frame in frames.items():
+        try:
+            out = schema.validate(table, frame, source="prop.csv").frame
+        except SchemaError as exc:
+            text = str(exc)
+            assert "prop.csv" in text and re.search(r"column '(service|body|name)'", text), text
+            continue
+        for column in frame.columns.drop("timestamp"):
+            if column != "value":
+                assert out[column].iloc[0] == frame[column].iloc[0]
+
+
+@SETTINGS
+@given(note=TEXT, incident_id=TEXT)
+def test_a_notebook_parameter_is_kept_or_refused_naming_it_and_reaches_the_kernel_unchanged(note, incident_id):
+    from papermill.translators import PythonTranslator
+
+    try:
+        params = templates.validate_parameters("postmortem", {"note": note, "incident_id": incident_id})
+    except TemplateParameterError as exc:
+        assert re.search(r"\b(note|incident_id)\b", str(exc)), str(exc)
+        return
+    assert params == {"note": note, "incident_id": incident_id}
+    # papermill writes each value into the parameters cell as code: it must read back as the same text
+    for value in params.values():
+        assert ast.literal_eval(PythonTranslator.translate(value)) == value
