@@ -45,18 +45,17 @@ from ..formats import key_value
 from . import documents, migrations, writes
 from .engine import connect
 from .importer import apply_document
-from .models import (ENTITY_MODELS, ActionItemRow, CheckRow, HistoryRow, HypothesisRow, IncidentRow, RunRow,
-                     SignOffRow)
+from .models import ENTITY_MODELS, ActionItemRow, HistoryRow, HypothesisRow, IncidentRow, SignOffRow
 from .inbound import InboundMethods
 from .jobs import JobMethods
 from .decisions import DecisionMethods
 from .outbox import OutboxMethods
+from .runs import RunMethods
 from .tokens import TokenMethods
-from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, RUN_STATUSES, SEVERITIES,
-                      TIMELINE, ActionItem, Check, Conclusion, HistoryEntry, Hypothesis, Incident, Run, SignOff,
-                      check_date, check_enum, check_id, check_json, check_review, check_time, check_timeline,
-                      check_who,
-                      check_window, clean, fail, iso, to_record)
+from .records import (ACTION_STATUSES, HYPOTHESIS_STATUSES, INCIDENT_STATUSES, LABELS, SEVERITIES,
+                      TIMELINE, ActionItem, Conclusion, HistoryEntry, Hypothesis, Incident, SignOff,
+                      as_list, check_date, check_enum, check_id, check_json, check_review, check_time,
+                      check_timeline, check_who, clean, fail, to_record)
 
 #: What a new hypothesis takes from a candidate record in :meth:`replace_proposed_hypotheses`.
 _HYPOTHESIS_INPUT = ("service", "cause", "summary", "score", "rank", "evidence", "similar", "status",
@@ -68,7 +67,7 @@ class _Tx:
         self.session = session
 
 
-class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods, DecisionMethods):
+class KnowledgeBase(RunMethods, OutboxMethods, JobMethods, TokenMethods, InboundMethods, DecisionMethods):
     """The store of incidents and everything decided about them.
 
     Parameters
@@ -258,7 +257,7 @@ class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods, Dec
         (in [0, 1]; None for a hypothesis a human added or one stored before it existed).
         """
         values = clean("hypothesis", dict(service=service, cause=cause, summary=summary, score=score, rank=rank,
-                                          evidence=_seq(evidence), similar=_seq(similar), status=status,
+                                          evidence=as_list(evidence), similar=as_list(similar), status=status,
                                           reviewer=reviewer, rationale=rationale, confidence=confidence))
         return self._add_child("hypothesis", incident_id, values, id, who)
 
@@ -406,67 +405,6 @@ class KnowledgeBase(OutboxMethods, JobMethods, TokenMethods, InboundMethods, Dec
     def list_signoffs(self, incident_id: str) -> list[SignOff]:
         return self._list_children("signoff", incident_id, _children("signoff", incident_id))
 
-    # ------------------------------------------------------------------ runs
-
-    def start_run(self, incident_id: str, *, template: str, parameters: Mapping[str, Any] | None = None,
-                  started: Any = None, id: str | None = None, who: str = "workbench") -> Run:
-        """Record a notebook run that is starting (status ``running``)."""
-        values = clean("run", dict(template=template, parameters=parameters or {},
-                                   started=self._clock() if started is None else started, ended=None,
-                                   status="running", error_cell=None, output_path=None))
-        return self._add_child("run", incident_id, values, id, who)
-
-    def finish_run(self, run_id: str, status: str, error_cell: int | None = None, output_path: str | None = None,
-                   *, ended: Any = None, who: str = "workbench") -> Run:
-        """Mark a running run ``succeeded`` or ``failed`` (with the failing cell's index)."""
-        values = clean("run", dict(status=status, error_cell=error_cell, output_path=output_path,
-                                   ended=self._clock() if ended is None else ended))
-        if values["status"] == "running":
-            raise fail("status", "succeeded or failed", status)
-        who = check_who(who)
-        with self._session(write=True) as s:
-            row = self._get(s, "run", run_id)
-            if row.status != "running":
-                raise ConflictError(f"run {run_id!r} already finished ({row.status})")
-            if values["ended"] < row.started:
-                raise fail("ended", f"a time at or after the run started ({iso(row.started)})", ended)
-            writes.apply(s, "run", row, values, who, self._clock())
-            return to_record("run", row)
-
-    def list_runs(self, incident_id: str | None = None, status: str | None = None) -> list[Run]:
-        query = select(RunRow).order_by(RunRow.started, RunRow.id)
-        if incident_id is not None:
-            query = query.where(RunRow.incident_id == incident_id)
-        if status is not None:
-            query = query.where(RunRow.status == check_enum(status, "status", RUN_STATUSES))
-        return self._rows("run", query)
-
-    # ------------------------------------------------------------------ recurrence checks
-
-    def record_check(self, incident_id: str, *, window_start: Any, window_end: Any, verdict: str,
-                     score: float | None = None, evidence: Iterable[Any] = (), action_item_id: str | None = None,
-                     at: Any = None, id: str | None = None, who: str = "workbench") -> Check:
-        """Record one recurrence check (or, with ``action_item_id``, one verification check)."""
-        values = clean("check", dict(at=self._clock() if at is None else at, window_start=window_start,
-                                     window_end=window_end, score=score, verdict=verdict,
-                                     evidence=_seq(evidence), action_item_id=action_item_id))
-        check_window(values["window_start"], values["window_end"])
-        with self._session(write=True) as s:
-            if action_item_id is not None and self._get(s, "action_item", action_item_id).incident_id != incident_id:
-                raise fail("action_item_id", f"an action item of incident {incident_id!r}", action_item_id)
-            return self._add_child("check", incident_id, values, id, who, s)
-
-    def list_checks(self, incident_id: str | None = None, action_item_id: str | None = None,
-                    since: Any = None) -> list[Check]:
-        query = select(CheckRow).order_by(CheckRow.at, CheckRow.id)
-        if incident_id is not None:
-            query = query.where(CheckRow.incident_id == incident_id)
-        if action_item_id is not None:
-            query = query.where(CheckRow.action_item_id == action_item_id)
-        if since is not None:
-            query = query.where(CheckRow.at >= check_time(since, "since"))
-        return self._rows("check", query)
-
     # ------------------------------------------------------------------ history
 
     def record_evidence(self, incident_id: str, evidence: Mapping[str, Any], who: str) -> None:
@@ -590,14 +528,6 @@ def _children(entity: str, incident_id: str) -> Any:
         "signoff": (SignOffRow.at,),
     }.get(entity, ())
     return select(model).where(model.incident_id == incident_id).order_by(*order, model.seq)
-
-
-def _seq(value: Any) -> Any:
-    # Any iterable of items (a generator, a tuple) is a list; a string or mapping is left for the
-    # check to refuse with a clear message.
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        return value
-    return list(value)
 
 
 def _label_filter(label: Mapping[str, Any] | str | None) -> dict[str, Any]:

@@ -17,92 +17,8 @@ labels : bool
     Must be ``False`` (the default): incidents never carry the injected fault. Labels are for
     scoring only, through :func:`workbench.evaluation.nezha.load_labels`.
 
-Mapping to the unified schema
------------------------------
-Metrics (``rca_data/<day>/metric/<pod>_metric.csv.gz``, one row a minute per pod)
-    ``timestamp`` = ``TimeStamp`` (Unix seconds; the Go ``Time`` text is not read),
-    ``service`` = ``PodName`` minus its last two ``-`` parts (:func:`service_of`),
-    ``attributes`` = ``{"pod": PodName}``, ``environment`` = ``"trainticket"``. One row per
-    (pod, metric, minute) with a value; an empty cell (PodServerLatency is empty in 31-41 % of
-    rows, PodClientLatency in a few; the files write ``NaN``) is a missing sample and gives no row.
-
-    ===========================  =========================  ==========  ==========================
-    column                       name                       unit        note
-    ===========================  =========================  ==========  ==========================
-    ``CpuUsage(m)``              cpu_usage                  millicores
-    ``CpuUsageRate(%)``          cpu_usage_rate             %           of the pod's CPU limit
-    ``MemoryUsage(Mi)``          memory_usage               MiB
-    ``MemoryUsageRate(%)``       memory_usage_rate          %
-    ``SyscallRead``              syscall_read               (none)      no unit in the data set
-    ``SyscallWrite``             syscall_write              (none)      no unit in the data set
-    ``NetworkReceiveBytes``      network_receive_bytes      bytes       fractional: a rate, period
-    ``NetworkTransmitBytes``     network_transmit_bytes     bytes       not documented
-    ``PodClientLatencyP90(s)``   client_latency_p90         s           has 3,600 s spikes
-    ``PodClientLatencyP95(s)``   client_latency_p95         s
-    ``PodClientLatencyP99(s)``   client_latency_p99         s
-    ``PodServerLatencyP90(s)``   server_latency_p90         s           often empty
-    ``PodServerLatencyP95(s)``   server_latency_p95         s
-    ``PodServerLatencyP99(s)``   server_latency_p99         s
-    ``PodWorkload(Ops)``         workload                   ops
-    ``NodeCpuUsageRate(%)``      node_cpu_usage_rate        %           the pod's node, repeated
-    ``NodeMemoryUsageRate(%)``   node_memory_usage_rate     %           on every pod of the node
-    ``NodeNetworkReceiveBytes``  node_network_receive_bytes bytes
-    ``PodSuccessRate(%)``        (skipped)                              always 0 in the data set
-    ===========================  =========================  ==========  ==========================
-
-    ``front_service.csv.gz`` is the entry service: ``service`` = its ``ServiceName``
-    (``Frontend``), ``attributes`` = ``{}``; ``LatencyP50/90/95/99(s)`` → ``latency_p50`` …
-    ``latency_p99`` (unit ``s``); ``SuccessRate(%)`` is skipped (always 0 as well).
-Logs (``rca_data/<day>/log/HH_MM_log.csv.gz`` and ``construct_data/<day>/log/…``)
-    ``timestamp`` = the ``Timestamp`` text. It is RFC 3339 with ``Z``, except on some multi-line
-    ERROR rows where it has no zone (and ``TimeUnixNano`` overflowed to 1677): those texts are UTC
-    as well, so ``Z`` is added. ``TimeUnixNano`` and the UTC+8 clock inside the line are not used.
-    ``body`` = the ``log`` field of the container runtime's JSON in ``Log`` without its trailing
-    newline (the raw ``Log`` text when it is not that JSON). ``severity`` = the level token after
-    the line's clock (``16:42:22.382 INFO  …``) through :func:`~workbench.telemetry.schema.normalize_severity`,
-    ``INFO`` when there is none. ``service`` from ``PodName``; ``trace_id`` = ``TraceID``;
-    ``attributes`` = ``{"pod", "span_id", "container", "node"}``, plus ``"truncated": true`` on a
-    line the container runtime cut at 16 KiB (no trailing newline; the rest is not in the data
-    set).
-Spans (``…/trace/HH_MM_trace.csv.gz``)
-    ``trace_id``, ``span_id``; ``parent_span_id`` = ``ParentID`` (``""`` for ``root``);
-    ``service`` from ``PodName``; ``name`` = ``OperationName``; ``start`` =
-    ``StartTimeUnixNano``; ``duration_ms`` = (``EndTimeUnixNano`` − ``StartTimeUnixNano``) / 1e6.
-    ``Duration`` is the same interval truncated to whole µs (checked on every span: End − Start −
-    Duration·1000 is always in [0, 1000) ns), so it is used only when the end time is unusable.
-    The data set has no span status; ``status`` = ``"error"`` for error-handler spans, i.e. an
-    operation name matching :data:`ERROR_OPERATION` (in this data set only
-    ``BasicErrorController.error``: Spring forwards a request that threw to ``/error``, so the
-    failed server span is that span's parent), else ``"ok"``. ``attributes`` = ``{"pod"}``.
-Topology
-    One ``caller -> callee`` row per distinct pair of services where a span's parent span (looked
-    up among all spans of the files opened) belongs to another service.
-Events
-    None: the data set has no deploys or other changes.
-
-The ``traceid`` folders (bare trace-id lists) are not read: every id is in the trace files.
-
-Windows and duplicates
-----------------------
-Log and trace files are chosen by name: file ``HH_MM`` holds records from about 2 min before to
-70 s after ``HH:MM``, so a file is opened when ``[HH:MM − 3 min, HH:MM + 3 min]`` overlaps the
-window; records are then filtered by their own times. Adjacent files overlap, one file repeats
-rows, and the 2023-01-29 construct window overlaps the first case's files: rows are built
-identically from identical input, so :func:`workbench.telemetry.schema.validate` drops those exact
-duplicates and counts them in the read's reports.
-
-Malformed input
----------------
-A CSV row with the wrong number of fields or broken quoting, a row without a usable time, id or
-pod, and a metric value that is neither a number nor missing are skipped, counted in
-:attr:`NezhaSource.skipped` (relative file path → count; reset by each
-:meth:`~NezhaSource.frames` call) and logged as a warning naming the file (and the records of
-malformed rows). Undecodable bytes are replaced (U+FFFD). None of the shared files has a
-malformed row; the README reports one in the full data set. Malformed rows are named by their
-record number (the header is record 1; a quoted multi-line value is one record).
-
-Metric files are whole days, so each is parsed once per source instance and kept in memory
-(about 1.3 M values for both days); later windows only select rows.
+How each file maps to the unified schema, which files a window opens, and how malformed rows are
+skipped and counted: ``docs/sources.md`` (section *nezha*).
 """
 from __future__ import annotations
 
@@ -123,7 +39,7 @@ from ..columns import distinct
 from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
 from ...formats import iso_utc
 from . import register
-from .base import RawFrame, Source, window
+from .base import RawFrame, Source, in_window, window
 from .gzcsv import Vocabulary, numbers, read_ahead, read_csv
 
 log = logging.getLogger(__name__)
@@ -413,7 +329,7 @@ class NezhaSource(Source):
             ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             ok = ts.notna() & (ts >= EARLIEST) & table["PodName"].ne("")
             self._skip(path, ~ok, "no usable Timestamp or PodName")
-            keep = ok & _in_window(ts, start, end)
+            keep = ok & in_window(ts, start, end)
             if not keep.all():  # filtering copies every string column: only when something goes
                 table, ts = table[keep], ts[keep]
             if table.empty:
@@ -470,7 +386,7 @@ class NezhaSource(Source):
         # Parents are looked up among every span of the opened files (the margin included), so a
         # window edge does not hide a call whose parent started just before it.
         service_by_span = spans.drop_duplicates("span_id").set_index("span_id")["service"]
-        inside = _in_window(spans["start"], start, end)
+        inside = in_window(spans["start"], start, end)
         if not inside.all():
             spans = spans[inside].reset_index(drop=True)
         caller = spans["parent_span_id"].map(service_by_span)
@@ -613,15 +529,6 @@ def _per_value(series: pd.Series, func: Any) -> pd.Series:
 
 def _json_text(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-def _in_window(times: pd.Series, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.Series:
-    keep = pd.Series(True, index=times.index)
-    if start is not None:
-        keep &= times >= start
-    if end is not None:
-        keep &= times < end
-    return keep
 
 
 def _nanos(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
