@@ -74,3 +74,10 @@ def test_no_public_name_hides_a_module_of_its_package():
             value = getattr(package, name, None)
             assert value is None or type(value).__name__ == "module", (
                 f"{info.name}.{name} is {value!r}, which hides the module {info.name}.{name}")
+
+
+def test_no_module_is_over_600_lines():
+    """issue 10: a module over ~600 lines holds two or more jobs; split it by concern."""
+    long = {str(p.relative_to(REPO)): n for folder in ("workbench", "widgets", "reports")
+            for p in (REPO / folder).rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert long == {}

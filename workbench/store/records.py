@@ -9,10 +9,9 @@ Value rules (the same for SQLite and PostgreSQL)
 ------------------------------------------------
 - Times are timezone-aware ``datetime`` (or ``pandas.Timestamp``) or ISO 8601 strings with ``Z`` or
   an offset; naive times are refused. They are stored and returned as UTC, microsecond precision.
-- Text follows :func:`workbench.formats.text_problem` (multi-line text: the same rule as log
-  bodies at the telemetry edge): any Unicode except NUL (``\\x00``, which PostgreSQL cannot store
-  in ``text``), the other C0 control characters but tab, LF and CR, and lone surrogates (not
-  encodable as UTF-8); such text is refused rather than altered.
+- Text follows the rules of :mod:`workbench.formats` (the telemetry edge's): no NUL, no lone
+  surrogate, no other control character but tab, LF and CR; names (services, environment, people)
+  are one line of at most 256 characters, titles at most 500. Such text is refused, never altered.
 - JSON fields (evidence, similar, parameters, verification) take dicts with string keys, lists,
   strings, finite numbers, booleans and ``None``; numpy scalars become numbers, aware datetimes
   become ISO strings ending in ``Z``. Key order is kept.
@@ -210,6 +209,11 @@ def check_json(value: Any, field: str) -> Any:
 def check_json_object(value: Any, field: str) -> dict[str, Any]:
     """A JSON object (a mapping with string keys; nested values as :func:`check_json`)."""
     return check_json(dict(_mapping(value, field)), field)
+
+
+def as_list(value: Any) -> Any:
+    """Any iterable (a generator, a tuple) as a list; a string or mapping is left for a check to refuse."""
+    return value if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable) else list(value)
 
 
 def check_json_list(value: Any, field: str) -> list:
@@ -593,11 +597,3 @@ def to_record(entity: str, row: Any) -> Any:
         value = copy.deepcopy(getattr(row, f.name))
         values[f.name] = tuple(value) if f.name in _TUPLES else value
     return cls(**values)
-
-
-def as_list(value: Any) -> Any:
-    # Any iterable of items (a generator, a tuple) is a list; a string or mapping is left for the
-    # check to refuse with a clear message.
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        return value
-    return list(value)
