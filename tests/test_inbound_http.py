@@ -485,13 +485,18 @@ def _hostile(site, schema, auth, checks):
     change = schema["/api/v1/changes"]["POST"]
     changes_auth = {"Authorization": f"Bearer {site.tokens['changes']}"}
     for i, text in enumerate(HOSTILE_STRINGS):
-        case = create.Case(body={"title": text, "started": "2026-09-01T10:00:00Z", "services": [text],
-                                 "environment": text, "labels": {"symptom": text}})
+        name = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")  # names are one line
+        case = create.Case(body={"title": text, "started": "2026-09-01T10:00:00Z", "services": [name],
+                                 "environment": name, "labels": {"symptom": text}})
         response = case.call_and_validate(base_url=site.url, headers=auth, checks=checks)
         assert response.status_code == 201
         status, _, back = site.request("GET", f"/api/v1/incidents/{response.json()['id']}", token="read")
         assert (back["title"], back["services"], back["environment"], back["labels"]["symptom"]) == (
-            text, [text], text, text)
+            text, [name], name, text)
+        if name != text:  # a line break in a name: 400 naming the field, nothing created
+            case = create.Case(body={"title": "t", "started": "2026-09-01T10:00:00Z", "services": [text]})
+            refused = case.call_and_validate(base_url=site.url, headers=auth, checks=checks)
+            assert refused.status_code == 400 and "services[0]" in refused.text
         case = change.Case(body={"service": f"svc{i}", "title": text, "author": text, "refs": [text],
                                  "timestamp": "2026-09-02T10:00:00Z"})
         assert case.call_and_validate(base_url=site.url, headers=changes_auth, checks=checks).status_code == 200
