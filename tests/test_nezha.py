@@ -269,6 +269,18 @@ def test_small_data_set_maps_every_table(tmp_path, caplog):
     assert tel.events.empty
 
 
+def test_an_ingest_says_which_files_it_is_reading(tmp_path):
+    """issue 13, item 10: the 39 s ingest of the data set showed nothing until a whole table was read."""
+    from workbench.telemetry.ingest import ingest
+    from workbench.workspace import init
+
+    said: list[str] = []
+    ingest(init(tmp_path / "ws"), f"nezha:{_dataset(tmp_path)}", progress=said.append)
+    assert said[0] == "metrics of 2023-01-29" and said[1].startswith("read metrics from ")
+    assert said[2] == "log file 1 of 1"
+    assert "trace file 1 of 1" in said and any(text.startswith("write ") for text in said)
+
+
 def test_window_is_pushed_down_to_file_names(tmp_path):
     root = _dataset(tmp_path)
     _write(root / "rca_data" / "2023-01-29" / "log" / "12_00_log.csv.gz", "not even csv\x00")

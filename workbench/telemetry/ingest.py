@@ -100,7 +100,7 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
         if progress:
             progress(f"read {raw.table} from {raw.origin}")
 
-    telemetry = source.read(start, end, progress=on_frame)
+    telemetry = source.read(start, end, progress=on_frame, status=progress)
     result.rows_read = {t: len(f) for t, f in telemetry.tables().items()}
     if not any(result.rows_read.values()) and not telemetry.incidents:
         # A header-only CSV or an empty OTLP export is valid, and almost always a mistake: say so.

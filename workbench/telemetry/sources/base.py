@@ -125,11 +125,21 @@ class Source(ABC):
 
         raise SourceError(f"{self.url}: the {self.scheme} source has no discovery listing")
 
+    #: Where :meth:`say` sends a short text while a slow source reads (set by :meth:`read`).
+    status: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        """Tell the reader's caller what is being read (a progress line), when it asked to know."""
+        if self.status is not None:
+            self.status(text)
+
     def read(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
-             progress: Callable[[RawFrame], None] | None = None) -> Telemetry:
+             progress: Callable[[RawFrame], None] | None = None,
+             status: Callable[[str], None] | None = None) -> Telemetry:
         """Read and validate everything in ``[start, end)``.
 
-        ``progress`` is called with each raw frame after it validated (the CLI's progress bar).
+        ``progress`` is called with each raw frame after it validated (the CLI's progress bar);
+        ``status`` with short texts a slow source says while it reads (:meth:`say`).
 
         Raises
         ------
@@ -140,12 +150,16 @@ class Source(ABC):
         """
         parts: dict[str, list[pd.DataFrame]] = {t: [] for t in schema.TABLES}
         reports = []
-        for raw in self.frames(start, end):
-            validated = schema.validate(raw.table, raw.frame, source=raw.origin, tz=raw.tz)
-            parts[raw.table].append(validated.frame)
-            reports.append(validated.report)
-            if progress is not None:
-                progress(raw)
+        self.status = status
+        try:
+            for raw in self.frames(start, end):
+                validated = schema.validate(raw.table, raw.frame, source=raw.origin, tz=raw.tz)
+                parts[raw.table].append(validated.frame)
+                reports.append(validated.report)
+                if progress is not None:
+                    progress(raw)
+        finally:
+            self.status = None
         out = Telemetry(reports=reports, incidents=self.incidents())
         for table, frames in parts.items():
             if frames:

@@ -228,6 +228,7 @@ class NezhaSource(Source):
             folder = self.root / "rca_data" / day / "metric"
             if not folder.is_dir():
                 continue
+            self.say(f"metrics of {day}")
             paths = sorted(folder.glob("*.csv.gz"))
             fresh = [p for p in paths if p not in self._metric_cache]
             read = dict(read_ahead(fresh, lambda p: ("TimeStamp", "ServiceName" if p.name == FRONT_FILE else "PodName"),
@@ -318,7 +319,9 @@ class NezhaSource(Source):
 
     def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
         parts = []
-        for path, (table, bad_lines) in read_ahead(self.files("log", start, end), lambda p: _LOG_COLUMNS):
+        files = self.files("log", start, end)
+        for n, (path, (table, bad_lines)) in enumerate(read_ahead(files, lambda p: _LOG_COLUMNS), start=1):
+            self.say(f"log file {n} of {len(files)}")
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
             if table.empty:
@@ -355,7 +358,9 @@ class NezhaSource(Source):
 
     def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
         parts = []
-        for path, (table, bad_lines) in read_ahead(self.files("trace", start, end), lambda p: _TRACE_COLUMNS):
+        files = self.files("trace", start, end)
+        for n, (path, (table, bad_lines)) in enumerate(read_ahead(files, lambda p: _TRACE_COLUMNS), start=1):
+            self.say(f"trace file {n} of {len(files)}")
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
             if table.empty:
