@@ -43,6 +43,19 @@ def test_add_list_update_with_a_criterion(ws, capsys):
     assert [(h.old, h.new, h.who) for h in changes] == [("open", "done", "bob")]
 
 
+def test_a_ticket_key_is_set_on_add_and_update_and_listed(ws, capsys):
+    """The tracker key a change event may name to mark the fix applied (issue 15)."""
+    w = ["-w", str(ws.root)]
+    code, out, _ = _run(capsys, "action", "add", "INC-1", "--title", "Fix retries", "--owner", "alice",
+                        "--kind", "prevent", "--ticket", "PM-1242", "--json", *w)
+    item = json.loads(out)
+    assert code == 0 and item["ticket"] == "PM-1242"
+    code, out, _ = _run(capsys, "action", "list", *w)
+    assert "(PM-1242)" in out
+    code, out, _ = _run(capsys, "action", "update", item["id"], "--ticket", "PM-1300", "--json", *w)
+    assert code == 0 and json.loads(out)["ticket"] == "PM-1300"
+
+
 def test_a_stale_version_is_refused_showing_what_is_there_now(ws, capsys):
     w = ["-w", str(ws.root)]
     _, out, _ = _run(capsys, "action", "add", "INC-1", "--title", "t", "--owner", "alice", "--kind", "prevent", *w)

@@ -28,6 +28,9 @@ CriterionOpt = typer.Option(None, "--criterion", metavar="JSON|@FILE",
                                  "\"service\": \"checkout\", \"metric\": \"latency_p99_ms\", \"aggregate\": \"max\", "
                                  "\"comparator\": \"<\", \"threshold\": 300, \"duration\": \"7d\"}'.")
 
+TicketOpt = typer.Option(None, "--ticket", help="The tracker key of the fix (e.g. PM-1242): a change event naming it "
+                                                "marks the fix applied (docs/receivers.md).")
+
 
 def _criterion(text: Optional[str]) -> dict[str, Any] | None:
     """The criterion of ``--criterion``, checked (naming the field) before anything is written."""
@@ -51,8 +54,9 @@ def _criterion(text: Optional[str]) -> dict[str, Any] | None:
 def _line(a: Any) -> str:
     due = a.due.isoformat() if a.due else "no due date"
     criterion = f"  [{describe(a.verification)}]" if a.verification else ""
+    ticket = f"  ({clip(a.ticket, 40)})" if a.ticket else ""
     return (f"{a.id:<16} v{a.version:<3} {a.incident_id:<20} {a.status:<11} {a.kind:<9} {due:<11} "
-            f"{clip(a.owner, 16):<16} {clip(a.title, 60)}{criterion}")
+            f"{clip(a.owner, 16):<16} {clip(a.title, 60)}{ticket}{criterion}")
 
 
 @action_app.command("add")
@@ -63,6 +67,7 @@ def action_add(incident_id: str = typer.Argument(..., help="Incident id."),
                due: Optional[str] = typer.Option(None, help="Due date, YYYY-MM-DD."),
                status: str = typer.Option("open", help="open, in_progress, done or wont_do."),
                criterion: Optional[str] = CriterionOpt,
+               ticket: Optional[str] = TicketOpt,
                name: str = typer.Option("cli", "--as", help="Who adds it (recorded in the history)."),
                workspace: Optional[Path] = WorkspaceOpt,
                as_json: bool = JsonOpt) -> None:
@@ -71,7 +76,7 @@ def action_add(incident_id: str = typer.Argument(..., help="Incident id."),
     ws = open_workspace(workspace)
     with ws.knowledge_base() as kb:
         item = kb.add_action_item(incident_id, title=title, owner=owner, kind=kind, due=due, status=status,
-                                  verification=verification, who=name)
+                                  verification=verification, ticket=ticket, who=name)
     if as_json:
         echo_json(item.to_dict())
     else:
@@ -112,12 +117,13 @@ def action_update(action_id: str = typer.Argument(..., help="Action item id."),
                   due: Optional[str] = typer.Option(None, help="New due date, YYYY-MM-DD."),
                   status: Optional[str] = typer.Option(None, help="New status: open, in_progress, done, wont_do."),
                   criterion: Optional[str] = CriterionOpt,
+                  ticket: Optional[str] = TicketOpt,
                   name: str = typer.Option("cli", "--as", help="Who changes it (recorded in the history)."),
                   workspace: Optional[Path] = WorkspaceOpt,
                   as_json: bool = JsonOpt) -> None:
     """Change fields of an action item; refused (exit 2, nothing changed) when its version moved on."""
-    changes = {k: v for k, v in dict(title=title, owner=owner, kind=kind, due=due, status=status).items()
-               if v is not None}
+    changes = {k: v for k, v in dict(title=title, owner=owner, kind=kind, due=due, status=status,
+                                     ticket=ticket).items() if v is not None}
     if criterion is not None:
         changes["verification"] = _criterion(criterion)
     if not changes:
