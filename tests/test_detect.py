@@ -1,7 +1,7 @@
-"""Metric anomaly detection: the detector contract, score_frame, align, and the SMD benchmark."""
+"""Metric anomaly detection: the detector contract, score_frame, align, and the SMD-layout evaluation
+(:mod:`workbench.evaluation.smd`, run by ``benchmarks/smd.py``)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -11,7 +11,8 @@ import pytest
 
 from workbench.signals import detect
 from workbench.signals.detect import DetectionError
-from workbench.errors import SchemaError, UnknownNameError, WorkbenchError
+from workbench.errors import ParameterError, SchemaError, SourceError, UnknownNameError, WorkbenchError
+from workbench.evaluation import smd
 
 from conftest import REPO
 
@@ -321,43 +322,63 @@ def test_align_then_score_frame_carries_the_notes():
 
 # --------------------------------------------------------------------------- the real benchmark
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_smd", REPO / "benchmarks" / "smd.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_smd"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_runs_on_any_folder_of_the_layout(tmp_path, capsys):
-    smd = _load_benchmark()
+def _smd_folder(root):
+    """Two machines in the SMD layout, each with one labelled segment written with an inclusive end
+    (ASD style)."""
     rng = np.random.default_rng(7)
     for sub in ("train", "test", "test_label", "interpretation_label"):
-        (tmp_path / sub).mkdir()
+        (root / sub).mkdir(parents=True)
     for name, dims in (("host-a", [2, 4]), ("host-b", [1])):
         train, test = rng.normal(size=(300, 5)), rng.normal(size=(200, 5))
         labels = np.zeros(200, dtype=int)
         labels[120:140] = 1
         for d in dims:
             test[120:140, d - 1] += 6
-        np.savetxt(tmp_path / "train" / f"{name}.txt", train, delimiter=",")
-        np.savetxt(tmp_path / "test" / f"{name}.txt", test, delimiter=",")
-        np.savetxt(tmp_path / "test_label" / f"{name}.txt", labels, fmt="%d")
-        # Inclusive end (ASD style): found from test_label by --segment-end auto.
-        (tmp_path / "interpretation_label" / f"{name}.txt").write_text(f"120-139:{','.join(map(str, dims))}\n")
+        np.savetxt(root / "train" / f"{name}.txt", train, delimiter=",")
+        np.savetxt(root / "test" / f"{name}.txt", test, delimiter=",")
+        np.savetxt(root / "test_label" / f"{name}.txt", labels, fmt="%d")
+        (root / "interpretation_label" / f"{name}.txt").write_text(f"120-139:{','.join(map(str, dims))}\n")
+    return root
+
+
+def test_benchmark_runs_on_any_folder_of_the_layout(tmp_path):
+    """``benchmarks/smd.py`` runs as a command (tests do not import benchmarks) and writes every key."""
+    import subprocess
+
+    data = _smd_folder(tmp_path / "smd")
     out = tmp_path / "out.json"
-    assert smd.main(["--data", str(tmp_path), "--json", str(out), "--detector", "ecod"]) == 0
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "smd.py"), "--data", str(data),
+                           "--json", str(out), "--detector", "ecod"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert {"machines", "f1", "f1_pa", "roc_auc", "pr_auc", "hitrate@100", "hitrate@150", "detector", "config"} <= set(result)
     assert [m["machine"] for m in result["machines"]] == ["host-a", "host-b"]
-    assert all(m["inclusive_segment_ends"] for m in result["machines"])
+    assert all(m["inclusive_segment_ends"] for m in result["machines"])  # found from test_label (auto)
     assert result["hitrate@100"] == 1.0 and result["roc_auc"] > 0.9
-    assert "host-a" in capsys.readouterr().out
+    assert "host-a" in done.stdout
+
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "smd.py"), "--data", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "no train/<name>.txt" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_smd_layout_is_read_with_either_segment_end_and_refuses_what_it_cannot_read(tmp_path):
+    data = _smd_folder(tmp_path / "smd")
+    assert smd.machine_names(data) == ["host-a", "host-b"]
+    auto = smd.load_machine(data, "host-a")
+    assert auto.inclusive_ends and auto.segments == [(120, 140, [1, 3])]
+    assert smd.load_machine(data, "host-a", "exclusive").segments == [(120, 139, [1, 3])]
+    with pytest.raises(ParameterError, match="segment_end must be one of auto, inclusive, exclusive"):
+        smd.load_machine(data, "host-a", "both")
+    (data / "test" / "host-b.txt").unlink()
+    with pytest.raises(SourceError, match="host-b.txt"):
+        smd.load_machine(data, "host-b")
+    with pytest.raises(SourceError, match="SMD layout"):
+        smd.machine_names(tmp_path)
 
 
 @pytest.mark.shared
 def test_smd_benchmark_on_one_machine(shared_data):
-    smd = _load_benchmark()
     data = shared_data / "smd"
     machine = smd.load_machine(data, "machine-2-1")
     assert not machine.inclusive_ends and len(machine.segments) == 13
@@ -374,7 +395,6 @@ def test_smd_benchmark_on_one_machine(shared_data):
 
 @pytest.mark.shared
 def test_asd_segment_ends_are_detected_as_inclusive(shared_data):
-    smd = _load_benchmark()
     machine = smd.load_machine(shared_data / "asd", "omi-1")
     assert machine.inclusive_ends
     start, stop, _ = machine.segments[0]

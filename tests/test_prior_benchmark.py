@@ -1,10 +1,12 @@
-"""The confirmed-cause prior benchmark (benchmarks/prior.py) on the sample: no leak, and no harm.
+"""The confirmed-cause prior (workbench.evaluation.prior, run by benchmarks/prior.py) on the sample:
+no leak, and no harm.
 
 Ground truth comes from data/sample/labels.yaml, which only the benchmark's scoring reads.
 """
 from __future__ import annotations
 
-import importlib.util
+import json
+import subprocess
 import sys
 
 import pandas as pd
@@ -12,43 +14,31 @@ import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.analysis.signature import PastIncident, Signature
+from workbench.evaluation import prior
 
 from conftest import REPO, SAMPLE
 
-
-def _load_benchmark():
-    name = "prior_benchmark"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "prior.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
 CONTROLS = ("shuffled", "shuffled_sig")
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     """The sample part once: five permutations per control are enough for these checks."""
-    return bench.sample_part(SAMPLE, tmp_path_factory.mktemp("prior"), seeds=5, sensitivity=())
+    return prior.sample_part(SAMPLE, tmp_path_factory.mktemp("prior"), seeds=5, sensitivity=())
 
 
 def _entry(incident_id: str, started: str, ended: str):
     signature = Signature(incident_id=incident_id, source="document", origin="payments", cause="change",
                           services={"payments": 1.0})
     past = PastIncident(incident_id, "t", signature, [("payments", "change")])
-    return bench.HistoryEntry(past, pd.Timestamp(started), pd.Timestamp(ended), signature)
+    return prior.HistoryEntry(past, pd.Timestamp(started), pd.Timestamp(ended), signature)
 
 
 # ------------------------------------------------------------------ the leak guard
 
 def test_guard_refuses_the_incident_itself():
-    with pytest.raises(bench.HistoryLeakError, match="INC-2 itself"):
-        bench.check_history("INC-2", "2026-11-02T14:03:00Z", [_entry("INC-2", "2026-10-01T00:00Z", "2026-10-01T01:00Z")])
+    with pytest.raises(prior.HistoryLeakError, match="INC-2 itself"):
+        prior.check_history("INC-2", "2026-11-02T14:03:00Z", [_entry("INC-2", "2026-10-01T00:00Z", "2026-10-01T01:00Z")])
 
 
 @pytest.mark.parametrize("started, ended", [
@@ -57,13 +47,13 @@ def test_guard_refuses_the_incident_itself():
     ("2026-11-02T13:00:00Z", "2026-11-02T14:30:00Z"),   # still open when this one starts
 ])
 def test_guard_refuses_an_incident_that_had_not_ended(started, ended):
-    with pytest.raises(bench.HistoryLeakError, match="INC-1"):
-        bench.check_history("INC-2", "2026-11-02T14:03:00Z", [_entry("INC-1", started, ended)])
+    with pytest.raises(prior.HistoryLeakError, match="INC-1"):
+        prior.check_history("INC-2", "2026-11-02T14:03:00Z", [_entry("INC-1", started, ended)])
 
 
 def test_guard_accepts_an_earlier_incident_and_is_a_workbench_error():
-    bench.check_history("INC-2", "2026-11-02T14:03:00Z", [_entry("INC-1", "2026-11-01T10:00Z", "2026-11-01T11:00Z")])
-    assert issubclass(bench.HistoryLeakError, WorkbenchError)
+    prior.check_history("INC-2", "2026-11-02T14:03:00Z", [_entry("INC-1", "2026-11-01T10:00Z", "2026-11-01T11:00Z")])
+    assert issubclass(prior.HistoryLeakError, WorkbenchError)
 
 
 # ------------------------------------------------------------------ the sample
@@ -99,3 +89,17 @@ def test_the_recurrence_is_helped_by_its_confirmed_original(sample):
     assert row["conditions"]["prior"]["H_true"] > 0.5  # INC-20261102-001, confirmed as payments/change
     assert row["conditions"]["prior"]["margin"] > row["conditions"]["none"]["margin"]
     assert {"shuffled", "shuffled_sig"} <= set(row["conditions"])
+
+
+def test_the_benchmark_runs_as_a_command(tmp_path):
+    """``benchmarks/prior.py`` runs as a command (tests do not import benchmarks): the sample part,
+    and a note instead of the Nezha part when its folder is absent."""
+    out = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "prior.py"), "--sample", str(SAMPLE), "--seeds", "0",
+                           "--data", str(tmp_path / "none"), "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert {"command", "date", "history_bonus", "seeds", "sensitivity", "sample", "nezha"} <= set(result)
+    assert result["sample"]["conditions"] == ["none", "prior", "prior@0.1", "prior@0.5"]  # no shuffled: 0 seeds
+    assert result["sample"]["summary"]["prior"]["AC@1"] == 1.0
+    assert "no Nezha data set here" in result["nezha"]["skipped"] and "== sample: summary" in done.stdout

@@ -7,7 +7,10 @@ the product's accuracy ledger.
   on training folds only;
 - :mod:`.calibration`: Platt fitting of the confidence, Brier score, reliability table;
 - :mod:`.reference`: the reference methods (trace spectrum, metric robust z, log templates, random);
-- :mod:`.nezha`: the Nezha data set's labels (service and inner-service).
+- :mod:`.nezha`: the Nezha data set's labels (service and inner-service) and each case's window;
+- :mod:`.logparsing`: grouping accuracy of the log templates on Loghub-layout data;
+- :mod:`.smd`: metric detection and HitRate on SMD-layout data (SMD, ASD);
+- :mod:`.prior`: the confirmed-cause prior measured online, with the history's leak guard.
 """
 from .ledger import AccuracyLedger, accuracy
 
