@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
+from workbench import yamlio
 
 import workbench
 from workbench.loop import rechecks as loop
@@ -206,7 +206,7 @@ def bench(args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------- calibration
 
 def calibrate(args: argparse.Namespace) -> dict:
-    labels = yaml.safe_load((args.data / "labels.yaml").read_text(encoding="utf-8"))
+    labels = yamlio.load((args.data / "labels.yaml").read_text(encoding="utf-8"), str(args.data / "labels.yaml"))
     truth = {i["id"]: i for i in labels["incidents"]}
     window = pd.Timedelta(args.window)
     with tempfile.TemporaryDirectory(prefix="wb-calibrate-") as tmp:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..formats import printable
+from ..formats import iso_utc, printable
 from ..workspace import open_workspace
 from .entry import JsonOpt, WorkspaceOpt, app, echo_json
 
@@ -43,14 +43,14 @@ def token_list(revoked: bool = typer.Option(False, "--revoked", help="Include re
     with ws.knowledge_base() as kb:
         tokens = kb.list_tokens(include_revoked=revoked)
     if as_json:
-        echo_json([{**t.to_dict(), "created_at": _iso(t.created_at), "last_used_at": _iso(t.last_used_at),
-                    "revoked_at": _iso(t.revoked_at)} for t in tokens])
+        echo_json([{**t.to_dict(), "created_at": iso_utc(t.created_at), "last_used_at": iso_utc(t.last_used_at),
+                    "revoked_at": iso_utc(t.revoked_at)} for t in tokens])
         return
     if not tokens:
         typer.echo("no tokens (workbench token new NAME --scope SCOPE)")
     for t in tokens:
-        state = f"revoked {_iso(t.revoked_at)}" if t.revoked_at else f"last used {_iso(t.last_used_at) or 'never'}"
-        typer.echo(f"{t.id}  {printable(t.name)}  {', '.join(t.scopes)}  created {_iso(t.created_at)} by "
+        state = f"revoked {iso_utc(t.revoked_at)}" if t.revoked_at else f"last used {iso_utc(t.last_used_at) or 'never'}"
+        typer.echo(f"{t.id}  {printable(t.name)}  {', '.join(t.scopes)}  created {iso_utc(t.created_at)} by "
                    f"{printable(t.created_by)}  {state}")
 
 
@@ -68,8 +68,3 @@ def token_revoke(token: str = typer.Argument(..., help="A token id (tok-...) or 
         for t in done:
             typer.echo(f"revoked {t.id} ({printable(t.name)})")
 
-
-def _iso(value) -> Optional[str]:
-    from ..formats import iso_utc
-
-    return iso_utc(value)

@@ -35,6 +35,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from ..formats import iso_utc
 from .limits import invalid
 from .settings import ReceiverSettings
 
@@ -89,7 +90,7 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (what an applied action item records as its ``applied_change``)."""
         out = {"service": self.service, "kind": self.kind, "environment": self.environment,
-               "timestamp": _iso(self.timestamp), "title": self.title, "source": self.source}
+               "timestamp": iso_utc(self.timestamp), "title": self.title, "source": self.source}
         for name in ("version", "previous_version", "commit", "author", "url"):
             value = getattr(self, name)
             if value is not None:
@@ -290,6 +291,3 @@ def _clean(shape: dict[str, Any]) -> dict[str, Any]:
             out[key] = str(out[key])
     return out
 
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ... import yamlio
 from ...errors import SourceError, UnknownNameError
@@ -149,7 +148,7 @@ def parse_entry(table: str, spec: Any, base: Path, where: str) -> TableEntry:
         raise SourceError(f"{where}: {', '.join(both)} given in both columns and constants; keep one")
     attrs = spec.get("attributes_from") or []
     if isinstance(attrs, str):
-        attrs = yaml.safe_load(attrs) if attrs.lstrip().startswith("[") else [attrs]
+        attrs = yamlio.load(attrs, f"{where}: attributes_from", SourceError) if attrs.lstrip().startswith("[") else [attrs]
     if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
         raise SourceError(f"{where}: attributes_from must be a list of file column names")
     sev = spec.get("severity_map")
@@ -166,10 +165,7 @@ def _mapping(value: Any, where: str, key: str, text_values: bool = True) -> dict
         return {}
     if isinstance(value, str):
         # Options from a URL query string arrive as text.
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise SourceError(f"{where}: {key} must be a mapping, got unparseable text {value!r}") from None
+        value = yamlio.load(value, f"{where}: {key}", SourceError)
     if not isinstance(value, dict):
         raise SourceError(f"{where}: {key} must be a mapping, got {type(value).__name__}")
     if text_values and not all(isinstance(v, str) for v in value.values()):

@@ -66,7 +66,7 @@ import pandas as pd
 from .. import schema
 from ... import yamlio
 from ...errors import SourceError
-from ...formats import utc_bound
+from ...formats import text_problem, utc_bound
 from . import register, remote
 from .base import RawFrame, Source
 
@@ -502,6 +502,6 @@ def _label_mapping(value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, 
 
 
 def _one_line(value: Any, key: str, where: str) -> str:
-    if not isinstance(value, str) or not value.strip() or any(ord(ch) < 32 for ch in value):
+    if not isinstance(value, str) or not value.strip() or text_problem(value, multiline=False) is not None:
         raise SourceError(f"{where}: {key}: expected one line of text, got {value!r}")
     return value.strip()
