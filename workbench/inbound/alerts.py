@@ -44,7 +44,7 @@ import pandas as pd
 from ..errors import StoreError
 from ..store.inbound import key_hash
 from ..store.records import SEVERITIES
-from .limits import from_store_error, invalid
+from .limits import from_store_error, invalid, request_time
 from .settings import ReceiverSettings
 
 #: Incident statuses an alert group may still change.
@@ -137,9 +137,9 @@ def _alert(item: Any, where: str) -> Alert:
     if status not in ("firing", "resolved"):
         raise invalid(f"{where}.status", f"expected firing or resolved, got {status!r}")
     labels = _labels(item.get("labels"), f"{where}.labels")
-    starts = _time(item.get("startsAt"), f"{where}.startsAt")
+    starts = request_time(item.get("startsAt"), f"{where}.startsAt")
     raw_end = item.get("endsAt")
-    ends = None if raw_end in (None, "", ZERO_TIME) or str(raw_end).startswith("0001-") else _time(raw_end, f"{where}.endsAt")
+    ends = None if raw_end in (None, "", ZERO_TIME) or str(raw_end).startswith("0001-") else request_time(raw_end, f"{where}.endsAt")
     if status == "firing":
         ends = None  # a firing alert's endsAt is Alertmanager's resolve-timeout estimate, not an end
     elif ends is None:
@@ -173,22 +173,6 @@ def _text(payload: Mapping, key: str, required: bool = False, where: str = "") -
     if not isinstance(value, str):
         raise invalid(name, f"expected a string, got {type(value).__name__}")
     return value
-
-
-def _time(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise invalid(where, f"expected an RFC 3339 time, got {value!r}")
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise invalid(where, f"expected an RFC 3339 time, got {value!r}") from None
-    if pd.isna(ts) or ts.tzinfo is None:
-        raise invalid(where, f"expected an RFC 3339 time with a zone, got {value!r}")
-    try:
-        ts = ts.tz_convert("UTC").as_unit("ns")  # the telemetry store's resolution: years 1677-2262
-    except (OverflowError, ValueError):
-        raise invalid(where, f"expected a time between 1677 and 2262, got {value!r}") from None
-    return ts.floor("us").to_pydatetime()  # the knowledge base keeps microseconds
 
 
 # --------------------------------------------------------------------------- the incident it makes

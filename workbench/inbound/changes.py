@@ -36,7 +36,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..formats import iso_utc
-from .limits import invalid
+from .limits import invalid, request_time
 from .settings import ReceiverSettings
 
 #: The event kinds a change may have (a subset of the events table's closed vocabulary).
@@ -245,19 +245,7 @@ def _title(kind: str, values: Mapping[str, Any]) -> str:
 def _when(value: Any, where: str, now: datetime | None) -> datetime:
     if value is None:
         return now or datetime.now(timezone.utc)
-    if not isinstance(value, str):
-        raise invalid(where, f"expected an ISO 8601 time with a zone, got {value!r}")
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise invalid(where, f"expected an ISO 8601 time with a zone, got {value!r}") from None
-    if pd.isna(ts) or ts.tzinfo is None:
-        raise invalid(where, f"expected an ISO 8601 time with a zone (Z or +01:00), got {value!r}")
-    try:
-        ts = ts.tz_convert("UTC").as_unit("ns")  # the telemetry store's resolution: years 1677-2262
-    except (OverflowError, ValueError):
-        raise invalid(where, f"expected a time between 1677 and 2262, got {value!r}") from None
-    return ts.floor("us").to_pydatetime()  # the knowledge base keeps microseconds
+    return request_time(value, where)
 
 
 def _refs(value: Any, where: str) -> list[str]:

@@ -11,7 +11,10 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import pandas as pd
 
 from ..errors import WorkbenchError
 from ..formats import text_problem
@@ -54,6 +57,24 @@ class RequestError(WorkbenchError):
 def invalid(field: str | None, message: str) -> RequestError:
     """A 400 naming the payload field."""
     return RequestError(400, "invalid", f"{field}: {message}" if field else message, field=field)
+
+
+def request_time(value: Any, where: str) -> datetime:
+    """A time a sender gave (RFC 3339 / ISO 8601 with a zone) as an aware UTC datetime, else a 400
+    naming ``where``; within the telemetry store's years (1677-2262), microseconds kept."""
+    if not isinstance(value, str):
+        raise invalid(where, f"expected an RFC 3339 time with a zone, got {value!r}")
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise invalid(where, f"expected an RFC 3339 time with a zone, got {value!r}") from None
+    if pd.isna(ts) or ts.tzinfo is None:
+        raise invalid(where, f"expected an RFC 3339 time with a zone (Z or +01:00), got {value!r}")
+    try:
+        ts = ts.tz_convert("UTC").as_unit("ns")  # the telemetry store's resolution: years 1677-2262
+    except (OverflowError, ValueError):
+        raise invalid(where, f"expected a time between 1677 and 2262, got {value!r}") from None
+    return ts.floor("us").to_pydatetime()  # the knowledge base keeps microseconds
 
 
 def from_store_error(exc: Exception) -> RequestError:
