@@ -234,3 +234,22 @@ def test_titles_with_control_characters_cannot_forge_table_rows(workspace, capsy
     rows = out.splitlines()
     assert len(rows) == 2  # the header and the one incident
     assert "fake row" in rows[1] and "\\u202e" in rows[1] and "\u202e" not in out and "\r" not in out
+
+
+def test_help_paragraphs_are_reflowed_not_broken_mid_sentence(capsys):
+    """issue 13: `ingest --help` and `analyze --help` broke lines mid-sentence (the docstrings' own wraps)."""
+    from workbench.cli import app
+
+    def callbacks(group):
+        for info in group.registered_commands:
+            yield info.callback
+        for sub in group.registered_groups:
+            yield from callbacks(sub.typer_instance)
+
+    docs = [cb.__doc__ for cb in callbacks(app) if cb is not None and cb.__doc__]
+    assert len(docs) > 30
+    for doc in docs:
+        for line in doc.split("\n")[1:]:
+            assert not (line[:1].islower() and not line.startswith(" ")), (doc[:60], line)
+    assert main(["ingest", "--help"]) == 0
+    assert "Ingesting the same data twice adds nothing" in " ".join(capsys.readouterr().out.split())

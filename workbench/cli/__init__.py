@@ -8,6 +8,8 @@
 on import.
 """
 from . import actions, data, incidents, jobs, loop, postmortem, review, serve, tokens, worker  # noqa: F401  (each registers its commands)
-from .entry import app, main
+from .entry import app, main, reflow_help
+
+reflow_help()
 
 __all__ = ["app", "main"]

@@ -6,6 +6,7 @@ commands live in the modules beside this one, one per command group.
 """
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any, Optional
 
@@ -64,6 +65,34 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     return 0
+
+
+def reflow_help(group: typer.Typer = app) -> None:
+    """Join the hard-wrapped lines of every command's docstring into paragraphs.
+
+    Typer's Rich help keeps a docstring's single line breaks after its first paragraph, so text
+    wrapped at 100 columns in the source broke mid-sentence in an 80-column terminal. A line that
+    starts a list item (``-``) or is indented keeps its own line.
+    """
+    for info in group.registered_commands:
+        if info.callback is not None and info.callback.__doc__:
+            info.callback.__doc__ = _reflow(info.callback.__doc__)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            reflow_help(sub.typer_instance)
+
+
+def _reflow(doc: str) -> str:
+    paragraphs = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for line in para.split("\n"):
+            if lines and line.strip() and not line.startswith((" ", "-", "\b")) and not lines[-1].startswith("\b"):
+                lines[-1] = f"{lines[-1]} {line.strip()}"
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
 
 
 def percent(probability: float | None) -> str:
