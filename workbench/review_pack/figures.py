@@ -24,12 +24,12 @@ the reasons behind each choice, are in ``docs/review-pack.md``; in short:
 """
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from datetime import datetime, time, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import CriterionError
+from ..evaluation import calibration as calib
 from ..evaluation.ledger import ACCURACY_KS, AccuracyGroup, ledger_records
 from ..kpis.remediation import remediation_time
 from ..kpis.summary import OPEN_STATUSES, duration_stats, incident_times
@@ -158,15 +158,10 @@ def calibration(records: Records, incidents: Sequence[Incident], bins: int = CAL
             if p is None or h.rank is None or (h.status == "proposed" and not decided):
                 continue
             pairs.append((float(p), h.status == "confirmed"))
-    table = []
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        inside = [(p, y) for p, y in pairs if lo <= p < hi or (b == bins - 1 and p == 1.0)]
-        table.append({"bin": f"{lo:.1f}-{hi:.1f}", "cases": len(inside),
-                      "predicted": round(math.fsum(p for p, _ in inside) / len(inside), 3) if inside else None,
-                      "observed": round(sum(y for _, y in inside) / len(inside), 3) if inside else None})
-    brier = round(math.fsum((p - y) ** 2 for p, y in pairs) / len(pairs), 4) if pairs else None
-    return {"cases": len(pairs), "right": sum(y for _, y in pairs), "brier": brier, "bins": table,
+    stated, right = [p for p, _ in pairs], [y for _, y in pairs]
+    # The accuracy benchmark's own Brier score and reliability bins (one definition of each).
+    return {"cases": len(pairs), "right": sum(right), "brier": calib.brier(stated, right),
+            "bins": calib.reliability(stated, right, bins),
             "enough": len(pairs) >= MIN_CALIBRATION, "min_cases": MIN_CALIBRATION}
 
 
