@@ -45,6 +45,8 @@ LOCATION = re.compile(r"(?<![\w.$])((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$][\w$\[\]]*"
                       r"(?:#|\.(?:java|py|go|js|ts|rb|cs|c|cc|cpp|scala|kt|rs):)\d+)(?![\w])")
 #: Leading tokens of a line searched for a source location (a logger prefix, not the message).
 LOCATION_TOKENS = 5
+#: Characters of a token that cannot hold a :data:`LOCATION` when it has no others.
+_NO_NAME = "0123456789:.#"
 _SPAN_ID = re.compile(r'"span_id"\s*:\s*"([^"]*)"')
 
 
@@ -212,6 +214,8 @@ def _location(text: str, seen: dict[str, str]) -> str:
         if "#" not in token and ":" not in token:
             continue
         found = seen.get(token)
+        if found is None and not token.strip(_NO_NAME):
+            found = ""  # digits, colons and dots only (a time of day): no name for a location to start with
         if found is None:
             match = LOCATION.search(token)
             found = seen[token] = match.group(1) if match else ""
