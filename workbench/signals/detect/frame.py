@@ -458,11 +458,11 @@ def _constant(values: np.ndarray) -> np.ndarray:
 
 def _drop_uninformative(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     why = {}
-    for col in wide.columns:
-        s = wide[col]
-        if s.isna().all():
+    values = wide.to_numpy(dtype=float)
+    for col, empty, constant in zip(wide.columns, np.isnan(values).all(axis=0), _constant(values)):
+        if empty:
             why[col] = "no values"
-        elif s.nunique(dropna=True) <= 1:
+        elif constant:
             why[col] = "constant"
     return wide.drop(columns=list(why)), why
 
