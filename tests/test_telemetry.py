@@ -37,6 +37,20 @@ def test_query_filters_services_and_names(tmp_path):
     assert store.services() == ["a", "b"]
 
 
+def test_a_session_reads_the_same_rows_on_one_connection(tmp_path):
+    store = TelemetryStore(tmp_path)
+    store.write({"metrics": pd.concat([metric_rows(service="a"), metric_rows(service="b")], ignore_index=True)})
+    alone = store.query("metrics", "2026-11-01T23:30:00Z", "2026-11-02T00:30:00Z", services=["b"])
+    with store.session():
+        con = store._local.con
+        with store.session():  # nested: the outer connection is kept
+            assert store._local.con is con
+        inside = store.query("metrics", "2026-11-01T23:30:00Z", "2026-11-02T00:30:00Z", services=["b"])
+        assert store.query("topology").empty
+    assert store._local.con is None
+    pd.testing.assert_frame_equal(inside, alone)
+
+
 def test_second_ingest_adds_nothing(tmp_path):
     store = TelemetryStore(tmp_path)
     store.write({"metrics": metric_rows()})

@@ -12,6 +12,7 @@ tested apart:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -56,8 +57,11 @@ class TelemetryWindow:
     def from_store(cls, store: Any, baseline_start: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp,
                    services: list[str] | None = None, step: str = "1min") -> "TelemetryWindow":
         """Query ``[baseline_start, end)`` from a :class:`~workbench.telemetry.TelemetryStore`."""
-        tables = {t: store.query(t, baseline_start, end, services=services) for t in ("metrics", "logs", "spans", "events")}
-        return cls(**tables, topology=store.query("topology"), baseline_start=baseline_start, baseline_end=start,
+        session = getattr(store, "session", None)  # one connection for the five reads
+        with session() if session is not None else contextlib.nullcontext():
+            tables = {t: store.query(t, baseline_start, end, services=services) for t in ("metrics", "logs", "spans", "events")}
+            tables["topology"] = store.query("topology")
+        return cls(**tables, baseline_start=baseline_start, baseline_end=start,
                    start=start, end=end, step=step)
 
     @classmethod

@@ -210,6 +210,11 @@ class TemplateMiner:
         frame["count"] = frame["count"].astype("int64")
         return frame.sort_values(["count", "template_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
+    def _texts(self) -> dict[str, str]:
+        """Template id -> text of every template learned so far (what :meth:`templates` lists)."""
+        self._refresh()
+        return {tid: text for tid, text in self._groups.values()}
+
     # ------------------------------------------------------------------ learning
 
     def _check_params(self) -> None:
@@ -443,8 +448,7 @@ def mine(logs: pd.DataFrame, miner: TemplateMiner | None = None) -> pd.DataFrame
         sel = services == service
         service_miner = TemplateMiner(**{**params, "namespace": service})
         line_ids = service_miner.fit_predict(bodies[sel])
-        learned = service_miner.templates()  # once: it refreshes and sorts every template
-        text_of = dict(zip(learned["template_id"], learned["template"]))
+        text_of = service_miner._texts()  # id -> text, without building templates()' sorted frame
         ids[order[sel]] = line_ids
         texts[order[sel]] = [text_of[t] for t in line_ids]
     out["template_id"] = pd.Series(ids, index=logs.index, dtype=object)

@@ -55,14 +55,22 @@ def self_times(spans: pd.DataFrame) -> pd.Series:
         float ms, same index as ``spans``, named ``self_ms``.
     """
     _require(spans, ("span_id", "parent_span_id", "start", "duration_ms"))
-    n = len(spans)
-    if n == 0:
+    if len(spans) == 0:
         return pd.Series([], index=spans.index, dtype=float, name="self_ms")
+    return _self_times(spans, _parent_positions(spans))
+
+
+def _parent_positions(spans: pd.DataFrame) -> np.ndarray:
+    """Row position of each span's parent (the first row of its id), NaN when it is not in the frame."""
+    return spans["parent_span_id"].map(_positions(spans["span_id"])).to_numpy(dtype=float)
+
+
+def _self_times(spans: pd.DataFrame, parent: np.ndarray) -> pd.Series:
+    """:func:`self_times` given :func:`_parent_positions` (non-empty ``spans``)."""
+    n = len(spans)
     start = _ns(spans["start"])
     dur = spans["duration_ms"].to_numpy(dtype=float) * 1e6
     end = start + dur
-    position = _positions(spans["span_id"])
-    parent = spans["parent_span_id"].map(position).to_numpy(dtype=float)
     has = ~np.isnan(parent)
     child = np.flatnonzero(has)
     par = parent[has].astype(np.int64)
@@ -105,9 +113,17 @@ def annotate(spans: pd.DataFrame) -> pd.DataFrame:
     """
     _require(spans, _REQUIRED)
     out = spans.copy()
-    out["self_ms"] = self_times(spans)
-    service_of = _first_by_id(spans["span_id"], spans["service"])
-    parent_service = spans["parent_span_id"].map(service_of)
+    if len(spans) == 0:
+        out["self_ms"] = self_times(spans)
+        parent_service = spans["parent_span_id"].map(_first_by_id(spans["span_id"], spans["service"]))
+    else:
+        # One lookup of the parents' rows serves the self times and the parents' services.
+        parent = _parent_positions(spans)
+        out["self_ms"] = _self_times(spans, parent)
+        found = ~np.isnan(parent)
+        services = spans["service"].to_numpy()
+        parent_service = pd.Series(np.where(found, services[np.where(found, parent, 0).astype(np.int64)], np.nan),
+                                   index=spans.index)
     out["parent_service"] = parent_service.fillna("").astype(object)
     out["entry"] = (parent_service.isna() | (parent_service != spans["service"])).to_numpy(dtype=bool)
     crossing = spans[parent_service.notna() & (parent_service != spans["service"])]

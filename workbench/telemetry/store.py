@@ -15,12 +15,14 @@ validated again (it marks them); any other frame is.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -123,6 +125,26 @@ class TelemetryStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
+        self._local = threading.local()  # the connection of an open :meth:`session`, per thread
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["TelemetryStore"]:
+        """Run the :meth:`query` calls inside the ``with`` block on one DuckDB connection.
+
+        Opening a connection costs ~15-20 ms, as much as reading a small table: reading an
+        incident's window (five tables) in one session saves most of that. Per thread, so a store
+        shared by threads never shares a connection; nested sessions reuse the outer one.
+        """
+        if getattr(self._local, "con", None) is not None:
+            yield self
+            return
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone='UTC'")
+            self._local.con = con
+            try:
+                yield self
+            finally:
+                self._local.con = None
 
     # ------------------------------------------------------------------ write
     def stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None = None,
@@ -241,9 +263,13 @@ class TelemetryStore:
             sql += " WHERE " + " AND ".join(where)
         if time_col:
             sql += f' ORDER BY "{time_col}"'
-        with duckdb.connect() as con:
-            con.execute("SET TimeZone='UTC'")
+        con = getattr(self._local, "con", None)
+        if con is not None:
             arrow = con.sql(sql, params=params).to_arrow_table()
+        else:
+            with duckdb.connect() as con:
+                con.execute("SET TimeZone='UTC'")
+                arrow = con.sql(sql, params=params).to_arrow_table()
         frame = arrow.to_pandas()
         for col in schema.columns(table):
             if col in ("timestamp", "start"):

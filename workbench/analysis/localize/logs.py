@@ -45,6 +45,8 @@ LOCATION = re.compile(r"(?<![\w.$])((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$][\w$\[\]]*"
                       r"(?:#|\.(?:java|py|go|js|ts|rb|cs|c|cc|cpp|scala|kt|rs):)\d+)(?![\w])")
 #: Leading tokens of a line searched for a source location (a logger prefix, not the message).
 LOCATION_TOKENS = 5
+#: Characters of a token that cannot hold a :data:`LOCATION` when it has no others.
+_NO_NAME = "0123456789:.#"
 _SPAN_ID = re.compile(r'"span_id"\s*:\s*"([^"]*)"')
 
 
@@ -107,10 +109,19 @@ def log_modality(window: TelemetryWindow) -> ModalityResult:
     mine = units[pd.MultiIndex.from_frame(units[["service", "op"]]).isin(keys)].sort_values("time", kind="stable")
     units_of = {key: part for key, part in mine.groupby(["service", "op"], sort=False)}
     counts = events[events["event"].isin(set(shown["event"]))].groupby(["event", "unit"]).size()
-    counts_of = {e: part.droplevel(0) for e, part in counts.groupby(level=0)}
-    for service, part in table.groupby("service", sort=False):
+    # Sorted by event: each event's counts are one slice (cheaper than a groupby per event).
+    ev_level = counts.index.get_level_values(0)
+    bounds = np.flatnonzero(ev_level[1:] != ev_level[:-1]) + 1 if len(counts) else np.empty(0, dtype=int)
+    unit_level = counts.index.get_level_values(1)
+    counts_of = {ev_level[lo]: pd.Series(counts.to_numpy()[lo:hi], index=unit_level[lo:hi])
+                 for lo, hi in zip([0, *bounds], [*bounds, len(counts)]) if hi > lo}
+    # A service's three strongest events, in the table's order (one pass over the shown rows).
+    rows_of: dict[str, list[Any]] = {service: [] for service in pd.unique(table["service"])}
+    for row in shown.itertuples(index=False):
+        rows_of[row.service].append(row)
+    for service, rows in rows_of.items():
         items = []
-        for row in part.head(3).itertuples(index=False):
+        for row in rows:
             if row.score <= 0:
                 break
             onset = _change_onset(units_of.get((row.service, row.op)), counts_of.get(row.event), row)
@@ -203,6 +214,8 @@ def _location(text: str, seen: dict[str, str]) -> str:
         if "#" not in token and ":" not in token:
             continue
         found = seen.get(token)
+        if found is None and not token.strip(_NO_NAME):
+            found = ""  # digits, colons and dots only (a time of day): no name for a location to start with
         if found is None:
             match = LOCATION.search(token)
             found = seen[token] = match.group(1) if match else ""
@@ -368,7 +381,10 @@ def _change_onset(mine: pd.DataFrame | None, counts: pd.Series | None, row: Any,
         return None
     counts = counts if counts is not None else pd.Series(dtype=float)
     values = counts.reindex(mine["unit"]).fillna(0).to_numpy(dtype=float)
-    ahead = pd.Series(values[::-1]).rolling(m, min_periods=1).mean().to_numpy()[::-1]
+    # Mean of values[i:i+m] (fewer at the end); counts are whole numbers, so the sums are exact.
+    total = np.concatenate([[0.0], np.cumsum(values)])
+    stop = np.minimum(np.arange(len(values)) + m, len(values))
+    ahead = (total[stop] - total[:len(values)]) / (stop - np.arange(len(values)))
     up = row.p_i_raw > row.p_b
     side = values > row.p_b if up else values < row.p_b
     closer = np.abs(ahead - row.p_i_raw) < np.abs(ahead - row.p_b)

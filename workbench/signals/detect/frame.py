@@ -247,14 +247,17 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
     if len(scored) == 0:
         return failed("the scored window is empty (no steps at or after baseline_end)")
     # Columns the baseline cannot describe, or that carry no information at all.
+    # (On the arrays at once: per-column pandas calls cost more than the detector itself.)
     keep, why = [], {}
-    for col in grid.columns:
-        b, s = base[col], scored[col]
-        if b.isna().all():
+    b_arr, s_arr = base.to_numpy(dtype=float), scored.to_numpy(dtype=float)
+    b_empty, s_empty = np.isnan(b_arr).all(axis=0), np.isnan(s_arr).all(axis=0)
+    constant = _constant(np.concatenate([b_arr, s_arr]))
+    for j, col in enumerate(grid.columns):
+        if b_empty[j]:
             why[col] = "no baseline values"
-        elif s.isna().all():
+        elif s_empty[j]:
             why[col] = "no values in the scored window"
-        elif pd.concat([b, s]).nunique(dropna=True) <= 1:
+        elif constant[j]:
             why[col] = "constant"
         else:
             keep.append(col)
@@ -267,7 +270,7 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
     if len(base) < need:
         return failed(f"the baseline has {len(base)} step(s) with data; {name} needs at least {need}", keep)
 
-    flat = [c for c in keep if base[c].nunique(dropna=True) <= 1]
+    flat = [c for c, same in zip(keep, _constant(base.to_numpy(dtype=float))) if same]
     if flat:
         notes.append(f"constant during the baseline (any change counts fully): {', '.join(map(str, flat))}")
     center = base.median()
@@ -277,7 +280,9 @@ def score_frame(frame: pd.DataFrame, baseline_end: Any, *, baseline_start: Any =
         if len(gaps):
             shown = ", ".join(f"{c} ({n})" for c, n in gaps.items())
             notes.append(f"{label}: missing steps filled with the baseline median: {shown}")
-    base, scored = base.fillna(center), scored.fillna(center)
+    fill = center.to_numpy(dtype=float)
+    base, scored = (pd.DataFrame(np.where(np.isnan(a), fill, a), index=part.index, columns=part.columns)
+                    for a, part in ((base.to_numpy(dtype=float), base), (scored.to_numpy(dtype=float), scored)))
 
     det.fit(base.to_numpy())
     values = scored.to_numpy()
@@ -444,13 +449,20 @@ def _regular(wide: pd.DataFrame, offset: pd.DateOffset, fill_limit: int) -> pd.D
     return grid.ffill(limit=fill_limit) if fill_limit else grid
 
 
+def _constant(values: np.ndarray) -> np.ndarray:
+    """Per column of a float array: at most one distinct value besides NaN (``nunique() <= 1``)."""
+    nan = np.isnan(values)
+    return np.where(nan, np.inf, values).min(axis=0, initial=np.inf) >= np.where(nan, -np.inf, values).max(
+        axis=0, initial=-np.inf)
+
+
 def _drop_uninformative(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     why = {}
-    for col in wide.columns:
-        s = wide[col]
-        if s.isna().all():
+    values = wide.to_numpy(dtype=float)
+    for col, empty, constant in zip(wide.columns, np.isnan(values).all(axis=0), _constant(values)):
+        if empty:
             why[col] = "no values"
-        elif s.nunique(dropna=True) <= 1:
+        elif constant:
             why[col] = "constant"
     return wide.drop(columns=list(why)), why
 

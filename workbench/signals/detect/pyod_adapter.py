@@ -11,6 +11,7 @@ These models score each row independently of the other scored rows, unlike PyOD'
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any, ClassVar
 
@@ -19,6 +20,9 @@ import numpy as np
 from ...errors import DetectionError, MissingDependencyError
 from .catalog import register
 from .base import DEFAULT_QUANTILE, Detector
+
+#: The process's thread pools (threadpoolctl), found once on first use.
+_CONTROLLER: Any = None
 
 
 class PyodDetector(Detector):
@@ -39,6 +43,11 @@ class PyodDetector(Detector):
     model: ClassVar[str] = ""
     #: Hyper-parameters used unless the caller overrides them.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: Fit and score on one thread (OpenMP and BLAS). scikit-learn's neighbour search starts OpenMP
+    #: threads on every call: on the tens to hundreds of baseline rows of an incident they cost more
+    #: than they save, and on a busy machine each call waits for them (5-40 ms instead of 0.5 ms).
+    #: The distances, and so the scores, do not depend on the thread count.
+    single_thread: ClassVar[bool] = False
 
     def __init__(self, quantile: float = DEFAULT_QUANTILE, explain: str = "deviation", **params: Any):
         super().__init__(quantile=quantile, explain=explain)
@@ -67,8 +76,20 @@ class PyodDetector(Detector):
         std = X.std(axis=0)
         self.mean_ = mean
         self.std_ = np.where(std > 0, std, self.scale_)
-        self.model_.fit(self._standardise(X))
+        with self._threads():
+            self.model_.fit(self._standardise(X))
         return np.asarray(self.model_.decision_scores_, dtype=float)
+
+    def _threads(self) -> Any:
+        """A context that limits OpenMP and BLAS to one thread when :attr:`single_thread` is set."""
+        if not self.single_thread:
+            return contextlib.nullcontext()
+        global _CONTROLLER
+        if _CONTROLLER is None:  # after the model's import, so its OpenMP runtime is found
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER = ThreadpoolController()
+        return _CONTROLLER.limit(limits=1)
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_) / self.std_
@@ -76,7 +97,8 @@ class PyodDetector(Detector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] == 0:
             return np.empty(0)
-        return self.model_.decision_function(self._standardise(X))
+        with self._threads():
+            return self.model_.decision_function(self._standardise(X))
 
 
 @register("iforest")
@@ -106,6 +128,7 @@ class KnnDetector(PyodDetector):
 
     model = "pyod.models.knn:KNN"
     defaults = {"n_neighbors": 5}
+    single_thread = True
 
 
 @register("lof")
@@ -114,6 +137,7 @@ class LofDetector(PyodDetector):
 
     model = "pyod.models.lof:LOF"
     defaults = {"n_neighbors": 20}
+    single_thread = True
 
 
 @register("pca")
