@@ -252,6 +252,13 @@ def test_cli_errors_are_one_line(analysed, capsys):
 
 # ------------------------------------------------------------------ bad input
 
+def test_a_workspace_folder_is_accepted_like_a_workspace(analysed):
+    ws, results = analysed
+    again = analyze(str(ws.root), "INC-20261102-001", store=False)
+    top = results["INC-20261102-001"].hypotheses[0]
+    assert (again.hypotheses[0].service, again.hypotheses[0].cause) == (top.service, top.cause)
+
+
 def test_unknown_incident_is_a_named_error(analysed):
     ws, _ = analysed
     with pytest.raises(NotFoundError, match="INC-NOPE"):

@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import correlate, snapshot
-from ..workspace import Workspace
+from ..workspace import Workspace, open_workspace
 from ..errors import WorkbenchError
 from .evidence import ServiceSuspicion, TelemetryWindow
 from .hypotheses import DEFAULT_LIMIT, Hypothesis, onsets, rank, restate_similar
@@ -129,13 +129,14 @@ class AnalysisResult:
         }
 
 
-def analyze(workspace: Workspace, incident_id: str, *, detector: str | None = None, store: bool = True,
+def analyze(workspace: Workspace | str | os.PathLike[str], incident_id: str, *, detector: str | None = None, store: bool = True,
             who: str = WHO, limit: int = DEFAULT_LIMIT) -> AnalysisResult:
     """Analyse one incident of ``workspace`` and (by default) store the proposed ranking.
 
     Parameters
     ----------
-    workspace : Workspace
+    workspace : Workspace or path
+        The workspace or its folder.
     incident_id : str
     detector : str, optional
         Metric detector name (``workbench.signals.detect.names()``); default the workspace's
@@ -157,6 +158,7 @@ def analyze(workspace: Workspace, incident_id: str, *, detector: str | None = No
         The telemetry cannot be scored (the message names the incident and the window).
     """
     t_start = time.perf_counter()
+    workspace = open_workspace(workspace)  # a Workspace as it is, or its folder
     detector = detector or workspace.settings.detector
     if isinstance(detector, str):
         from ..signals import detect
