@@ -377,7 +377,8 @@ def _execute(papermill: Any, base: Any, kernel: str | None, path: Path, output: 
             # shutdown_kernel="immediate": every output has arrived when the last cell ends, and a
             # graceful stop of a kernel holding pandas, DuckDB and scikit-learn took ~3 s per run.
             papermill.execute_notebook(_escape_braces(str(path)), _escape_braces(str(output)), parameters=values,
-                                       kernel_name=kernel or "python3", progress_bar=progress, log_output=False,
+                                       engine_name=_engine(), kernel_name=kernel or "python3",
+                                       progress_bar=progress, log_output=False,
                                        start_timeout=120, execution_timeout=timeout, shutdown_kernel="immediate",
                                        kernel_manager_class=_kernel_manager_class(base, kernel, log, cwd))
         except PapermillExecutionError as exc:
@@ -394,6 +395,52 @@ def _execute(papermill: Any, base: Any, kernel: str | None, path: Path, output: 
             return NotebookExecutionError(detail, cell_index=error_cell(output, last_started=True),
                                           ename=type(exc).__name__, evalue=detail)
     return None
+
+
+#: Seconds between two saves of the partial notebook while cells run (papermill saves before and
+#: after every cell: 2 x 45 writes of a notebook that holds 1.3 MB of BokehJS took ~0.7 s per run).
+SAVE_EVERY = 2.0
+_ENGINE = "workbench"
+
+
+def _engine() -> str:
+    """Register papermill's nbclient engine with throttled saves, and name it.
+
+    The partial notebook is still written when the run starts (a killed run leaves it, for the
+    next run to clean up), at most every :data:`SAVE_EVERY` seconds while cells run (progress for
+    whoever watches), and always at the end, failed or not (papermill's ``notebook_complete``):
+    the failing or hung cell's state is on disk for :func:`~workbench.postmortem.notebooks.error_cell`.
+    """
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    class ThrottledManager(NotebookExecutionManager):
+        _saved = float("-inf")  # the first save (notebook_start) writes
+
+        def save(self, **kwargs: Any) -> None:
+            if time.monotonic() - self._saved >= SAVE_EVERY:
+                super().save(**kwargs)
+                self._saved = time.monotonic()
+
+        def notebook_complete(self, **kwargs: Any) -> None:
+            self._saved = float("-inf")  # the final sync always writes
+            super().notebook_complete(**kwargs)
+
+    class ThrottledEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb: Any, kernel_name: Any, output_path: Any = None, progress_bar: bool = True,
+                             log_output: bool = False, autosave_cell_every: int = 30, **kwargs: Any) -> Any:
+            manager = ThrottledManager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                       autosave_cell_every=autosave_cell_every)
+            manager.notebook_start()
+            try:
+                cls.execute_managed_notebook(manager, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                manager.cleanup_pbar()
+                manager.notebook_complete()
+            return manager.nb
+
+    papermill_engines.register(_ENGINE, ThrottledEngine)  # public API; registering again replaces it
+    return _ENGINE
 
 
 @contextmanager
