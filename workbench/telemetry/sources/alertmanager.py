@@ -29,7 +29,6 @@ http and https only) are offered as incident links (:meth:`AlertmanagerSource.li
 """
 from __future__ import annotations
 
-import difflib
 import json
 import urllib.parse
 from typing import Any, Iterable, Iterator
@@ -41,7 +40,7 @@ from ...errors import SourceError
 from ...formats import iso_utc, utc_bound
 from . import register, remote
 from .base import RawFrame, Source
-from .prometheus import (DEFAULT_ENVIRONMENT, DEFAULT_SERVICE, _label_mapping, _one_line, _text_list)
+from .prometheus import DEFAULT_ENVIRONMENT, DEFAULT_SERVICE, _one_line, _text_list, labelling
 
 OPTION_KEYS = ("filter", "receiver", "labels", "default_service", "default_environment")
 RUNBOOK_ANNOTATIONS = ("runbook_url", "runbook", "runbook_link", "playbook")
@@ -72,16 +71,9 @@ class AlertmanagerSource(Source):
         self.filters = _text_list(opts.pop("filter", None), "match", where)
         receiver = opts.pop("receiver", None)
         self.receiver = None if receiver is None else _one_line(receiver, "receiver", where)
-        self.service_labels, self.environment_labels = _label_mapping(opts.pop("labels", None), where)
-        self.default_service = _one_line(opts.pop("default_service", DEFAULT_SERVICE), "default_service", where)
-        self.default_environment = _one_line(opts.pop("default_environment", DEFAULT_ENVIRONMENT),
-                                             "default_environment", where)
-        if opts:
-            known = OPTION_KEYS + remote.OPTION_KEYS
-            unknown = sorted(map(str, opts))
-            hint = difflib.get_close_matches(unknown[0], known, n=1)
-            raise SourceError(f"{where}: unknown option(s) {', '.join(unknown)}"
-                              f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {', '.join(known)}")
+        (self.service_labels, self.environment_labels, self.default_service,
+         self.default_environment) = labelling(opts, where)
+        remote.refuse_unknown(opts, OPTION_KEYS + remote.OPTION_KEYS, where)
         self.stats: dict[str, int] = {}
         self._links: list[dict[str, str]] = []
 

@@ -54,7 +54,6 @@ Options (``[sources.<name>]`` keys or ``-o key=value``)
 """
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -156,16 +155,9 @@ class PrometheusSource(Source):
             raise SourceError(f"{where}: {', '.join(sorted(self.counters & self.gauges))} declared as both "
                               f"counter and gauge")
         self.quantiles = _quantiles(opts.pop("quantiles", DEFAULT_QUANTILES), where)
-        self.service_labels, self.environment_labels = _label_mapping(opts.pop("labels", None), where)
-        self.default_service = _one_line(opts.pop("default_service", DEFAULT_SERVICE), "default_service", where)
-        self.default_environment = _one_line(opts.pop("default_environment", DEFAULT_ENVIRONMENT),
-                                             "default_environment", where)
-        if opts:
-            known = OPTION_KEYS + remote.OPTION_KEYS
-            unknown = sorted(map(str, opts))
-            hint = difflib.get_close_matches(unknown[0], known, n=1)
-            raise SourceError(f"{where}: unknown option(s) {', '.join(unknown)}"
-                              f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {', '.join(known)}")
+        (self.service_labels, self.environment_labels, self.default_service,
+         self.default_environment) = labelling(opts, where)
+        remote.refuse_unknown(opts, OPTION_KEYS + remote.OPTION_KEYS, where)
         self.stats: dict[str, int] = {}
         self._metadata: dict[str, str] | None = None
 
@@ -499,6 +491,15 @@ def _label_mapping(value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, 
             raise SourceError(f"{where}: labels.{key}: expected a label name or a list of them, got {names!r}")
         out.append(tuple(names))
     return out[0], out[1]
+
+
+def labelling(options: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
+    """The ``labels``, ``default_service`` and ``default_environment`` options of a live source (taken
+    out of ``options``): which labels name the service and environment, and the fallbacks."""
+    service_labels, environment_labels = _label_mapping(options.pop("labels", None), where)
+    return (service_labels, environment_labels,
+            _one_line(options.pop("default_service", DEFAULT_SERVICE), "default_service", where),
+            _one_line(options.pop("default_environment", DEFAULT_ENVIRONMENT), "default_environment", where))
 
 
 def _one_line(value: Any, key: str, where: str) -> str:

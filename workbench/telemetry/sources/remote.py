@@ -33,6 +33,7 @@ host): the error names where the server points, to be configured instead.
 from __future__ import annotations
 
 import base64
+import difflib
 import http.client
 import json
 import os
@@ -164,6 +165,16 @@ class HttpClient:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
         return None
+
+
+def refuse_unknown(options: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    """A SourceError naming the options left over (with the closest known one), when any is."""
+    if options:
+        known = list(known)
+        unknown = sorted(map(str, options))
+        hint = difflib.get_close_matches(unknown[0], known, n=1)
+        raise SourceError(f"{where}: unknown option(s) {', '.join(unknown)}"
+                          f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {', '.join(known)}")
 
 
 def client(scheme: str, location: str, options: dict[str, Any], environ: Mapping[str, str] | None = None,
