@@ -74,6 +74,18 @@ def _build_full_incident(kb, text):
 
 # ----------------------------------------------------------------------------- incidents & ids
 
+def test_a_follow_up_names_an_existing_other_incident(kb):
+    original = _incident(kb)
+    follow = _incident(kb, title="Recurrence", follow_up_of=original.id)
+    assert follow.follow_up_of == original.id
+    assert [i.id for i in kb.list_incidents(follow_up_of=original.id)] == [follow.id]
+    with pytest.raises(NotFoundError, match="follow_up_of.*INC-20990101-001"):
+        _incident(kb, follow_up_of="INC-20990101-001")
+    with pytest.raises(StoreError, match="follow_up_of"):
+        kb.update_incident(original.id, original.version, "alice", follow_up_of=original.id)
+    assert len(kb.list_incidents()) == 2  # the refused ones left nothing behind
+
+
 def test_incident_ids_are_generated_per_day_and_validated(kb):
     a, b = _incident(kb), _incident(kb, title="other")
     c = _incident(kb, started=datetime(2023, 1, 30, 23, 59, tzinfo=timezone(timedelta(hours=-3))))
