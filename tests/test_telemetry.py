@@ -169,3 +169,47 @@ def test_an_ingest_killed_mid_write_leaves_nothing_after_the_next_write(workspac
     assert sorted(p.name for p in day2.iterdir()) == sorted([target.name, live.name])
     assert not (store.root / "metrics" / "day=2026-11-09").exists()
     assert len(store.query("metrics")) == 2
+
+
+def test_two_processes_writing_one_store_take_turns_and_lose_no_row(tmp_path, monkeypatch):
+    """A CLI ingest, a live fetch and the OTLP receiver may write the same workspace at once: each
+    merged the same day file and the last rename dropped the other's rows. The store's writer lock
+    (flock) makes the second wait, and gives up with a ConflictError naming the holder."""
+    import subprocess
+    import sys
+
+    from workbench.errors import ConflictError
+    from workbench.telemetry import store as store_module
+
+    def rows(minute):  # one row at 10:<minute> on the same day file as the other process's row
+        return {"metrics": pd.DataFrame({"timestamp": [pd.Timestamp(f"2026-11-02T10:{minute:02d}:00Z")],
+                                         "service": "a", "environment": "production", "name": "m",
+                                         "value": [float(minute)], "unit": "", "attributes": "{}"})}
+
+    other = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, pandas as pd\n"
+            "from workbench.telemetry.store import TelemetryStore\n"
+            f"s = TelemetryStore({str(tmp_path)!r})\n"
+            "f = pd.DataFrame({'timestamp': pd.to_datetime(['2026-11-02T10:00:00Z']), 'service': 'a',"
+            " 'environment': 'production', 'name': 'm', 'value': [0.0], 'unit': '', 'attributes': '{}'})\n"
+            "staged = s.stage({'metrics': f})\n"
+            "print('staged', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "staged.commit()\n")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "staged"
+        store = TelemetryStore(tmp_path)
+        monkeypatch.setattr(store_module, "WRITE_WAIT", 0.3)
+        with pytest.raises(ConflictError, match=rf"telemetry store .*another writer holds it \(process {other.pid} "):
+            store.write(rows(1))
+        assert store.query("metrics").empty  # nothing written, and the other's rows not yet visible
+        monkeypatch.setattr(store_module, "WRITE_WAIT", 30.0)
+        other.stdin.write("commit\n")
+        other.stdin.flush()
+        store.write(rows(1))  # waits for the other process's commit, then merges with its rows
+    finally:
+        other.stdin.close()
+        assert other.wait(timeout=30) == 0
+    assert sorted(store.query("metrics")["value"]) == [0.0, 1.0]

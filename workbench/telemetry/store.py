@@ -11,7 +11,10 @@ or, with ``replace=True``, replaced by the new rows: a live source fetched again
 is written beside its target first, and the targets are swapped in only when every file of the
 write is ready. A failure before the swap leaves the store as it was; a failure during the swap
 restores the previous files. Frames :func:`~workbench.telemetry.schema.validate` produced are not
-validated again (it marks them); any other frame is.
+validated again (it marks them); any other frame is. One writer at a time, across processes too (a
+CLI ingest, a live fetch, the OTLP receiver): :meth:`TelemetryStore.stage` takes the store's
+``.write.lock`` (``flock``) and the commit or rollback releases it; without it two writers merged
+the same day file and the last one's rename dropped the other's rows.
 """
 from __future__ import annotations
 
@@ -31,11 +34,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schema
-from ..errors import SourceError
+from ..errors import ConflictError, SourceError
 from ..formats import utc_bound
-from ..processes import alive, token
+from ..processes import WriterLock, alive, token
 
 _PART = "part.parquet"
+#: How long a write waits for another process writing the same store (an ingest of the whole
+#: Nezha set holds it ~10 s) before it gives up with a ConflictError.
+WRITE_WAIT = 120.0
 
 
 @dataclass
@@ -69,11 +75,12 @@ def _owner() -> str:
 class StagedWrite:
     """Files written beside their targets, swapped in by :meth:`commit` or dropped by :meth:`rollback`."""
 
-    def __init__(self, moves: list[tuple[Path, Path]], stats: WriteStats):
+    def __init__(self, moves: list[tuple[Path, Path]], stats: WriteStats, lock: WriterLock | None = None):
         self._moves = moves
         self.stats = stats
         self._backups: list[tuple[Path, Path | None]] = []
         self._done = False
+        self._lock = lock
 
     def commit(self) -> WriteStats:
         """Swap every staged file in; on any failure restore what was there before."""
@@ -89,11 +96,13 @@ class StagedWrite:
                 os.replace(tmp, target)
         except BaseException:
             self._restore()
+            self._unlock()
             raise
         for _, backup in self._backups:
             if backup is not None:
                 backup.unlink(missing_ok=True)
         self._done = True
+        self._unlock()
         return self.stats
 
     def rollback(self) -> None:
@@ -104,6 +113,12 @@ class StagedWrite:
         for tmp, _ in self._moves:
             tmp.unlink(missing_ok=True)
         self._done = True
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _restore(self) -> None:
         for target, backup in reversed(self._backups):
@@ -153,8 +168,26 @@ class TelemetryStore:
 
         Nothing is visible until :meth:`StagedWrite.commit`. ``replace``: a new row replaces a
         stored row with the same key instead of conflicting with it (:func:`schema.merge`).
-        What a killed ingest left behind is cleaned first (:meth:`recover`).
+        What a killed ingest left behind is cleaned first (:meth:`recover`). The store's writer
+        lock is held from here until the commit or rollback (:data:`WRITE_WAIT`).
+
+        Raises
+        ------
+        ConflictError
+            Another process kept writing the store for :data:`WRITE_WAIT` seconds.
         """
+        lock = WriterLock(self.root / ".write.lock")
+        lock.acquire(WRITE_WAIT, ConflictError, f"telemetry store {self.root}")
+        try:
+            staged = self._stage(tables, progress, replace)
+        except BaseException:
+            lock.release()
+            raise
+        staged._lock = lock
+        return staged
+
+    def _stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None,
+               replace: bool) -> StagedWrite:
         self.recover()
         moves: list[tuple[Path, Path]] = []
         stats = WriteStats()
