@@ -300,7 +300,11 @@ def test_align_makes_one_wide_frame_per_service():
     assert str(api.index.tz) == "UTC" and len(api) == 30
     assert api.loc[t0, "latency"] == 101.0                           # mean of the step
     assert api.loc[t0 + pd.Timedelta(minutes=11), "latency"] == 110.0  # filled from minute 9
-    assert api["latency"].isna().sum() == 3                          # minutes 25-27 stay missing
+    # the whole 8-step gap stays missing (ffill(limit=5) filled its first 5 steps, and score_frame's
+    # second re-gridding 5 more); re-gridding the aligned frame leaves it as it is
+    assert api["latency"].isna().sum() == 8
+    from workbench.signals.detect.frame import _regular, step_offset
+    assert _regular(api, step_offset("1min"), 5).equals(api)
     assert any("'version': constant" in n for n in api.attrs["notes"])
     assert list(detect.align(metrics, service="db")) == ["db"]
 

@@ -20,7 +20,8 @@ from .base import REFERENCE_WINDOW, Detector, local_reference
 from .catalog import DEFAULT_DETECTOR, get_detector
 from ...formats import aware_time
 
-#: Forward-fill gaps of at most this many steps (a scrape or two missed); longer gaps stay NaN.
+#: Forward-fill gaps of at most this many steps (a scrape or two missed); longer gaps stay NaN as
+#: a whole (:func:`_fill_short_gaps`).
 FILL_LIMIT = 5
 #: Onset rule: the first anomalous step with at least ONSET_K anomalous steps among the ONSET_M
 #: steps starting at it (so a lone spike is not an onset).
@@ -446,7 +447,27 @@ def _regular(wide: pd.DataFrame, offset: pd.DateOffset, fill_limit: int) -> pd.D
     if wide.empty and len(wide.index) == 0:
         return wide.astype(float)
     grid = wide.resample(offset).mean()
-    return grid.ffill(limit=fill_limit) if fill_limit else grid
+    return _fill_short_gaps(grid, fill_limit) if fill_limit else grid
+
+
+def _fill_short_gaps(grid: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """Forward-fill each gap of at most ``limit`` steps; a longer gap stays NaN as a whole.
+
+    ``ffill(limit=...)`` filled the first ``limit`` steps of any gap, so a frame re-gridded again
+    (:func:`align`, then :func:`score_frame`) had gaps filled up to twice the limit. This rule is
+    idempotent. A gap still open at the end of the frame counts up to the end.
+    """
+    values = grid.to_numpy(dtype=float, copy=True)
+    missing = np.isnan(values)
+    if not missing.any():
+        return grid
+    n = len(values)
+    rows = np.arange(n)[:, None]
+    last = np.maximum.accumulate(np.where(~missing, rows, -1), axis=0)  # last value at or before
+    after = np.minimum.accumulate(np.where(~missing, rows, n)[::-1], axis=0)[::-1]  # next value at or after
+    fill = missing & (last >= 0) & (after - last - 1 <= limit)
+    values[fill] = values[last.clip(0), np.arange(values.shape[1])][fill]
+    return pd.DataFrame(values, index=grid.index, columns=grid.columns)
 
 
 def _constant(values: np.ndarray) -> np.ndarray:
