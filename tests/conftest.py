@@ -1,9 +1,17 @@
 """Shared fixtures: the evaluation data beside the repo (skipped when absent), the sample, workspaces."""
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import pytest
 import workbench
@@ -124,3 +132,44 @@ def alertmanager():
 
     with running_alertmanager() as server:
         yield server
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def jupyter_lab(root_dir: Path, cwd: Path, env: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """A real JupyterLab serving ``root_dir`` on a free loopback port: yields (base URL, token) once
+    it answers, stops it afterwards; its log is ``cwd/lab.log`` (shown when it does not start)."""
+    port, token = free_port(), secrets.token_hex(16)
+    log = open(cwd / "lab.log", "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("jupyter")), "lab", "--allow-root", "--no-browser",
+         f"--ServerApp.token={token}", f"--port={port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root_dir}",
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0"],
+        cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not start: {(cwd / 'lab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()

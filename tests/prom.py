@@ -27,7 +27,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -41,6 +40,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_METRICS = REPO / "data" / "sample" / "metrics.parquet"
@@ -132,12 +133,6 @@ def expected_quantiles(q: float) -> float:
 
 
 # --------------------------------------------------------------------------- servers
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def binary(name: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 pn = pytest.importorskip("panel")
 
-from conftest import HOSTILE_STRINGS, self_signed_certificate as _self_signed  # noqa: E402
+from conftest import HOSTILE_STRINGS, free_port, self_signed_certificate as _self_signed  # noqa: E402
 from test_reports import (HOSTILE_INCIDENT, HOSTILE_SERVICES, HOSTILE_SHOWN, HOSTILE_TITLE,  # noqa: E402
                           add_hostile_incident)
 import workbench
@@ -189,11 +189,6 @@ def test_app_opens_on_the_report_of_a_given_incident_and_refuses_unknown_ones(ws
 
 # --------------------------------------------------------------------------- workbench serve
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _serve(args, ws):
     return subprocess.run([sys.executable, "-m", "workbench.cli", "serve", *args, "-w", str(ws.root)],
@@ -201,7 +196,7 @@ def _serve(args, ws):
 
 
 def test_serve_refuses_a_non_loopback_address_without_basic_auth(ws):
-    port = _free_port()
+    port = free_port()
     done = _serve(["--address", "0.0.0.0", "--port", str(port)], ws)
     assert done.returncode == 2
     assert "--basic-auth" in done.stderr and "serving" not in done.stdout
@@ -217,7 +212,7 @@ def test_serve_refuses_short_passwords_and_unknown_incidents(ws, tmp_path, capsy
     secret.write_text("short\n")
     assert main(["serve", "--address", "0.0.0.0", "--basic-auth", str(secret), "-w", str(ws.root)]) == 2
     assert "12 characters" in capsys.readouterr().err
-    assert main(["serve", "--port", str(_free_port()), "--incident", "INC-NOPE", "-w", str(ws.root)]) == 2
+    assert main(["serve", "--port", str(free_port()), "--incident", "INC-NOPE", "-w", str(ws.root)]) == 2
     assert "INC-NOPE" in capsys.readouterr().err
 
 
@@ -235,7 +230,7 @@ def test_serve_off_loopback_needs_tls_or_an_explicit_proxy_and_refuses_bad_key_p
 
     secret = tmp_path / "password"
     secret.write_text("a-long-enough-password\n")
-    base = ["serve", "--address", "0.0.0.0", "--port", str(_free_port()), "--basic-auth", str(secret), "-w", str(ws.root)]
+    base = ["serve", "--address", "0.0.0.0", "--port", str(free_port()), "--basic-auth", str(secret), "-w", str(ws.root)]
     assert main(base) == 2
     assert "clear text" in capsys.readouterr().err
     assert main([*base, "--tls-cert", str(secret)]) == 2
@@ -251,7 +246,7 @@ def test_serve_speaks_https_with_a_certificate(ws, tmp_path):
     import urllib.request
 
     cert, key = _self_signed(tmp_path)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--tls-cert", str(cert),
                              "--tls-key", str(key), "-w", str(ws.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -306,7 +301,7 @@ def _login_server(handler, tls=None):
 
     import tornado.web
 
-    ports = (_free_port(), _free_port() if tls is not None else None)
+    ports = (free_port(), free_port() if tls is not None else None)
     started, holder = threading.Event(), {}
 
     def run():

@@ -9,7 +9,6 @@ server is recorded and aborted, and must not happen. Screenshots go to test-arti
 from __future__ import annotations
 
 import http.client
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOSTILE_STRINGS, require_browser
+from conftest import HOSTILE_STRINGS, free_port, require_browser
 from test_reports_browser import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -64,11 +63,6 @@ def incidents(ws):
     with ws.knowledge_base() as kb:
         return kb.list_incidents()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_cli(args: list[str], log: Path, timeout: float = 30.0):

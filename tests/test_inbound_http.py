@@ -22,7 +22,7 @@ pytest.importorskip("panel")
 pytest.importorskip("opentelemetry.proto")
 
 from conftest import HOSTILE_STRINGS  # noqa: E402
-from prom import free_port  # noqa: E402
+from conftest import free_port  # noqa: E402
 import workbench  # noqa: E402
 from workbench.inbound.limits import RateLimiter  # noqa: E402
 from workbench.inbound.service import Inbound  # noqa: E402

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import HOSTILE_STRINGS, require_browser
+from conftest import HOSTILE_STRINGS, jupyter_lab, require_browser
 from test_reports_browser import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -59,11 +56,6 @@ CHARTS_PAINTED = """
 #: ``innerText`` is empty then).
 OUTPUT_TEXT = "() => Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.textContent).join('\\n')"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _add_hostile_strings(ws) -> None:
@@ -119,35 +111,9 @@ def lab(tmp_path_factory):
     (root / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
-    port, token = _free_port(), secrets.token_hex(16)
-    log = open(root / "lab.log", "w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("jupyter")), "lab", "--allow-root", "--no-browser",
-         f"--ServerApp.token={token}", f"--port={port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={ws.root}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not start: {(root / 'lab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with jupyter_lab(ws.root, root, env) as (base, token):
         yield {"ws": ws, "base": base, "token": token, "root": root, "env": env, "path": path,
                "relative": path.relative_to(ws.root).as_posix()}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def _page(browser, base: str):

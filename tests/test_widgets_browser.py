@@ -17,18 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE, require_browser
+from conftest import SAMPLE, jupyter_lab, require_browser
 from test_reports_browser import ARTIFACTS, CANVAS_STATE  # one browser set-up for every browser test
 import workbench
 
@@ -65,11 +58,6 @@ CELL_POINT = """
 }
 """
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -109,37 +97,11 @@ def lab(tmp_path_factory):
     assert executed < 8_000_000, executed  # Panel's inline JavaScript once (~6 MB), not per widget
     nbformat.write(nb, root / "review.ipynb")
 
-    port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "jupyter-config"),
            "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"), "JUPYTERLAB_SETTINGS_DIR": str(root / "lab-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(root / "lab-workspaces")}
-    log = open(root / "lab.log", "w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("jupyter")), "lab", "--allow-root", "--no-browser",
-         f"--ServerApp.token={token}", f"--port={port}", "--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not start: {(root / 'lab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with jupyter_lab(root, root, env) as (base, token):
         yield {"ws": ws, "base": base, "token": token, "hypotheses": hyps, "root": root}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
