@@ -179,15 +179,13 @@ class TelemetryStore:
         lock = WriterLock(self.root / ".write.lock")
         lock.acquire(WRITE_WAIT, ConflictError, f"telemetry store {self.root}")
         try:
-            staged = self._stage(tables, progress, replace)
+            return self._stage(tables, progress, replace, lock)
         except BaseException:
             lock.release()
             raise
-        staged._lock = lock
-        return staged
 
     def _stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None,
-               replace: bool) -> StagedWrite:
+               replace: bool, lock: WriterLock) -> StagedWrite:
         self.recover()
         moves: list[tuple[Path, Path]] = []
         stats = WriteStats()
@@ -229,7 +227,7 @@ class TelemetryStore:
                 tmp.unlink(missing_ok=True)
             raise
         pool.shutdown(wait=True)
-        return StagedWrite(moves, stats)
+        return StagedWrite(moves, stats, lock)
 
     def recover(self) -> list[Path]:
         """Clean up after ingests that were killed (``kill -9``) while writing; return what was removed.

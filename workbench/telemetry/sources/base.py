@@ -232,8 +232,6 @@ def read_text(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> str:
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise SourceError(f"{path}: not a readable gzip file ({exc})") from None
     except OSError as exc:
-        if gz and not isinstance(exc, PermissionError) and exc.errno is None:
-            raise SourceError(f"{path}: not a readable gzip file ({exc})") from None
         raise SourceError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     data = b"".join(chunks)
     del chunks
