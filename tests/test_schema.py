@@ -100,6 +100,16 @@ def test_exact_duplicates_dropped_and_counted():
     assert len(out.frame) == 3 and out.report.duplicates_dropped == 2
 
 
+def test_log_rows_differing_only_in_body_are_both_kept():
+    """Bodies are compared only among rows equal elsewhere; that shortcut must not drop a line."""
+    row = {"timestamp": "2026-11-01T00:00:00Z", "service": "a", "environment": "p", "severity": "INFO"}
+    logs = pd.DataFrame([{**row, "body": "one"}, {**row, "body": "two"}, {**row, "body": "one"},
+                         {**row, "severity": "WARN", "body": "one"}, {**row, "body": "two"}])
+    out = schema.validate("logs", logs)
+    assert out.frame["body"].tolist() == ["one", "two", "one"] and out.report.duplicates_dropped == 2
+    assert out.frame["severity"].tolist() == ["INFO", "INFO", "WARN"]
+
+
 def test_conflicting_duplicates_refused():
     df = pd.concat([metrics(), metrics().iloc[:1].assign(value=99.0)], ignore_index=True)
     with pytest.raises(SchemaError, match="unique key"):

@@ -109,3 +109,36 @@ def test_a_notebook_parameter_is_kept_or_refused_naming_it_and_reaches_the_kerne
     # papermill writes each value into the parameters cell as code: it must read back as the same text
     for value in params.values():
         assert ast.literal_eval(PythonTranslator.translate(value)) == value
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
+
+
+@SETTINGS
+@given(value=st.dictionaries(TEXT, JSON_VALUES, max_size=4), compact=st.booleans())
+def test_attribute_json_taken_as_canonical_is_what_json_writes(value, compact):
+    """Validation keeps an attributes text as it is when orjson's round trip gives it back; that
+    must be exactly json.dumps(sort_keys=True, ensure_ascii=False) of it, floats and all."""
+    from workbench.telemetry.columns import _canonical, to_attributes
+
+    text = to_attributes(value) if compact else json.dumps(value, ensure_ascii=False)
+    if _canonical([text])[0]:
+        assert to_attributes(text) == text
+
+
+@SETTINGS
+@given(value=st.dictionaries(TEXT, TEXT | st.integers(min_value=-2**63, max_value=2**63 - 1) | st.booleans()
+                             | st.none(), max_size=5))
+def test_canonical_attribute_json_without_floats_is_recognised(value):
+    """The fast path is taken for what sources write (texts, integers, flags): no json round trip."""
+    from workbench.telemetry.columns import _canonical, to_attributes
+
+    text = to_attributes(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # lone surrogates: json's path on purpose
+    assert _canonical([text])[0]

@@ -149,7 +149,8 @@ def to_json(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
             uniques = values.to_numpy(dtype=object)
             codes = np.arange(len(values))
             hashable = False
-    converted = [_attribute_text(v) for v in uniques] + [("{}", False)]
+    canonical = _canonical(uniques) if arrow_text else np.zeros(len(uniques), dtype=bool)
+    converted = [(v, False) if ok else _attribute_text(v) for v, ok in zip(uniques, canonical)] + [("{}", False)]
     text = np.array([c[0] for c in converted], dtype=object)
     bad = np.array([c[1] for c in converted], dtype=bool)
     control = _json_control(text)
@@ -162,6 +163,37 @@ def to_json(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
         canon = pd.factorize(text)[0]
         return out, bad[codes], control[codes], canon[codes]
     return out, bad[codes], control[codes], None
+
+
+def _canonical(texts: list[str]) -> np.ndarray:
+    """Which ``texts`` are already what :func:`to_attributes` makes of them.
+
+    orjson's round trip decides (ten times json's speed): for an object without floats it writes
+    exactly what ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` writes
+    (every character escaped alike, keys in code point order, integers as written); objects
+    holding a float (orjson writes 1e-05 as 0.00001) and texts orjson refuses (lone surrogates,
+    integers past 64 bits, NaN) take the json path.
+    """
+    import orjson
+
+    out = np.zeros(len(texts), dtype=bool)
+    for i, text in enumerate(texts):
+        try:
+            value = orjson.loads(text)
+            out[i] = (isinstance(value, dict) and not _has_float(value)
+                      and orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == text.encode())
+        except (orjson.JSONDecodeError, UnicodeEncodeError, TypeError):
+            pass
+    return out
+
+
+def _has_float(value: dict | list) -> bool:
+    """Whether a parsed JSON object or array holds a float anywhere (one C-level pass per level)."""
+    items = value.values() if isinstance(value, dict) else value
+    kinds = set(map(type, items))
+    if float in kinds:
+        return True
+    return (dict in kinds or list in kinds) and any(_has_float(v) for v in items if isinstance(v, (dict, list)))
 
 
 def _attribute_text(value: Any) -> tuple[str, bool]:
@@ -214,10 +246,15 @@ def to_float(series: pd.Series, nonnegative: bool) -> tuple[pd.Series, pd.Series
     return values, pd.Series(bad, index=series.index)
 
 
-def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any,
-             multiline: bool) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray | None]:
+def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any, multiline: bool,
+            by_value: bool = True) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray | None]:
     """Text as ``str``: (text, bad mask: missing/not text/not UTF-8/empty, control-character mask,
-    codes of equal values or None)."""
+    codes of equal values or None).
+
+    ``by_value`` checks each distinct value once (names, environments and attributes repeat on
+    every row) and returns their codes; False checks the rows themselves and returns no codes, for
+    text that seldom repeats (log bodies: hashing them would copy every byte into a dictionary).
+    """
     if pd.api.types.is_string_dtype(series.dtype) and not series.dtype == object:
         text = series
     else:
@@ -234,7 +271,11 @@ def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any,
     if fill_missing is not None and missing.any():
         text = text.fillna(fill_missing)
         missing = np.zeros(len(text), dtype=bool)
-    # Checked once per distinct value: names, environments and attributes repeat on every row.
+    if not by_value:
+        bad = missing.copy()
+        if not allow_empty:
+            bad |= text.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+        return text, bad, bad_text(text, multiline), None
     codes, values = distinct(text)
     flags = np.zeros(len(values) + 1, dtype=bool)
     if not allow_empty:

@@ -260,7 +260,7 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
             optional = kind.endswith("?") or kind.startswith("enum")
             series, bad, control, codes[col] = to_text(series, allow_empty=optional,
                                                         fill_missing=default if default is not None else None,
-                                                        multiline=multiline)
+                                                        multiline=multiline, by_value=kind != "body")
             if bad.any():
                 failures.append(_failure(col, "a non-empty UTF-8 string" if not kind.endswith("?") else "a UTF-8 string",
                                          frame, bad))
@@ -395,15 +395,37 @@ def _duplicated(frame: pd.DataFrame, cols: list[str], codes: dict[str, np.ndarra
     """``frame.duplicated(subset=cols, keep=keep)`` as a mask, from per-column integer codes.
 
     Text columns use ``codes`` when given (computed during validation), other columns are
-    factorised here; the codes are combined into one row id per distinct combination.
+    factorised here; the codes are combined into one row id per distinct combination. Text
+    columns without codes (log bodies) are hashed only among the rows that the other columns
+    already pair up: rows that differ there cannot be duplicates.
     """
     if not len(frame):
         return np.zeros(0, dtype=bool)
+    later = [c for c in cols if (not codes or codes.get(c) is None) and _is_text(frame[c])]
+    first = [c for c in cols if c not in later]
+    if later and first:
+        ids = _row_ids(frame, first, codes)
+        suspects = np.flatnonzero(pd.Series(ids).duplicated(keep=False).to_numpy(dtype=bool))
+        out = np.zeros(len(frame), dtype=bool)
+        if len(suspects):
+            head = pd.factorize(ids[suspects])[0].astype(np.int64)
+            tail = pd.factorize(_row_ids(frame.iloc[suspects], later, None))[0].astype(np.int64)
+            out[suspects] = pd.Series(head * len(suspects) + tail).duplicated(keep=keep).to_numpy(dtype=bool)
+        return out
+    return pd.Series(_row_ids(frame, cols, codes)).duplicated(keep=keep).to_numpy(dtype=bool)
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(series.dtype) and series.dtype != object
+
+
+def _row_ids(frame: pd.DataFrame, cols: list[str], codes: dict[str, np.ndarray] | None) -> np.ndarray:
+    """One int64 id per distinct combination of ``cols`` (codes from ``codes`` or hashed here)."""
     ids = np.zeros(len(frame), dtype=np.int64)
     size = 1
     for col in cols:
         c = codes.get(col) if codes else None
-        if c is None and pd.api.types.is_string_dtype(frame[col].dtype) and frame[col].dtype != object:
+        if c is None and _is_text(frame[col]):
             c = distinct(frame[col])[0]  # Arrow's hash: faster than pandas' on Arrow strings
         if c is None:
             c, uniques = pd.factorize(frame[col], use_na_sentinel=True)
@@ -416,7 +438,7 @@ def _duplicated(frame: pd.DataFrame, cols: list[str], codes: dict[str, np.ndarra
             size = len(uniques)
         ids = ids * n + c
         size *= n
-    return pd.Series(ids).duplicated(keep=keep).to_numpy(dtype=bool)
+    return ids
 
 
 def _sorted(table: str, frame: pd.DataFrame) -> pd.DataFrame:

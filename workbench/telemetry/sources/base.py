@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,15 +152,31 @@ class Source(ABC):
         parts: dict[str, list[pd.DataFrame]] = {t: [] for t in schema.TABLES}
         reports = []
         self.status = status
-        try:
-            for raw in self.frames(start, end):
-                validated = schema.validate(raw.table, raw.frame, source=raw.origin, tz=raw.tz)
+        # A frame is validated on a second thread while the source reads the next one (Arrow's
+        # kernels release the GIL); frames are taken back in order, and the first invalid one
+        # raises as soon as it is known.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
+        pending: list[tuple[RawFrame, Future]] = []
+
+        def collect(wait: bool) -> None:
+            while pending and (wait or pending[0][1].done()):
+                raw, job = pending.pop(0)
+                validated = job.result()
                 parts[raw.table].append(validated.frame)
                 reports.append(validated.report)
                 if progress is not None:
                     progress(raw)
+
+        try:
+            for raw in self.frames(start, end):
+                pending.append((raw, pool.submit(schema.validate, raw.table, raw.frame, source=raw.origin, tz=raw.tz)))
+                collect(wait=False)
+            collect(wait=True)
         finally:
             self.status = None
+            for _, job in pending:
+                job.cancel()
+            pool.shutdown(wait=True)
         out = Telemetry(reports=reports, incidents=self.incidents())
         for table, frames in parts.items():
             if frames:

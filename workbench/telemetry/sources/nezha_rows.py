@@ -5,14 +5,14 @@ Split from :mod:`.nezha` so that module stays readable; only the nezha source us
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columns import distinct
+from ..columns import distinct, to_utc
 
 #: A character of a JSON string that needs no decoding: no quote, backslash or control character.
 _PLAIN = r'[^"\\\x00-\x1f]'
@@ -22,52 +22,101 @@ _PLAIN = r'[^"\\\x00-\x1f]'
 #: as ``\\u003c``, other key orders, spaces, blank lines, not JSON at all) goes to json.loads.
 _PLAIN_DOC = (r'^\{"log":"' + _PLAIN + r'*[!#-\[\]-~]' + _PLAIN + r'*(?:\\n)?","stream":"' + _PLAIN
               + r'*","time":"' + _PLAIN + r'*"\}$')
-#: What follows the line in that shape (found in the last :data:`_TAIL` bytes of a row).
-_SUFFIX = r'(?P<suffix>(?P<newline>\\n)?","stream":"' + _PLAIN + r'*","time":"' + _PLAIN + r'*"\}$)'
+#: The line's end is looked for in a row's last bytes only (the stream and time that follow it are short).
 _TAIL = 96
 _PREFIX = len('{"log":"')
+#: What ends the line in that shape: the first quote after the prefix begins it.
+_SEPARATOR = '","stream":"'
+#: A time text that carries its zone.
+_HAS_ZONE = r"(?:Z|[+-]\d{2}:?\d{2})$"
 #: The level token after the line's clock (``16:42:22.382 INFO  …``), for Arrow's RE2 engine.
 _LEVEL_RE2 = r"^\s*\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\s+(?P<level>[A-Za-z]+)\b"
 
 
-def bodies(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """:func:`body` of every row: the common shape cut out with Arrow, the rest through json.loads.
+def bodies(log: pa.ChunkedArray, rows: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """:func:`body` of the ``log`` cells at ``rows`` (in that order): (large_string array, partial mask).
 
-    A row of the common shape is its bytes between the fixed prefix and its suffix (ASCII both,
-    so the cut stays valid UTF-8); rows are cut in groups of equal suffix length (a handful).
+    A cell of the common shape (:data:`_PLAIN_DOC`, 96 % of the data set) is its bytes between the
+    fixed prefix and the ``","stream":"`` that ends the line (no quote can come earlier); the
+    others go through :func:`body`. The bodies are gathered in ``rows`` order with one copy: an
+    Arrow string view per row points into the CSV reader's buffers (or the slow rows' own buffer)
+    and one cast lays them out, so neither the files' text nor the bodies are copied again
+    to concatenate, cut or reorder them.
     """
-    arr = _flat(pa.array(raw.astype("str"), from_pandas=True))
-    data = arr.view(pa.large_binary() if pa.types.is_large_string(arr.type) else pa.binary())
-    fast = np.array(pc.fill_null(pc.match_substring_regex(arr, _PLAIN_DOC), False), dtype=bool)
-    tails = pc.extract_regex(pc.binary_slice(data, -_TAIL), _SUFFIX)
-    suffix = np.array(pc.fill_null(pc.binary_length(pc.struct_field(tails, "suffix")), -1), dtype=np.int64)
-    newline = np.array(pc.fill_null(pc.binary_length(pc.struct_field(tails, "newline")), 0), dtype=np.int64) > 0
-    fast &= (suffix > 0) & (suffix + 2 <= _TAIL)  # a suffix cut by the tail could hide its \n
-    partial = ~newline
-    pieces, where = [], []
-    for length in np.unique(suffix[fast]):
-        rows = np.flatnonzero(fast & (suffix == length))
-        pieces.append(pc.binary_slice(data.take(pa.array(rows)), _PREFIX, -int(length)).view(arr.type))
-        where.append(rows)
-    slow = np.flatnonzero(~fast)
+    rows = np.asarray(rows, dtype=np.int64)
+    chunks = [c for c in log.chunks if len(c)]
+    buffers: list[pa.Buffer] = []
+    begin, length, fast, newline = [], [], [], []
+    for chunk in chunks:
+        chunk = chunk.fill_null("") if chunk.null_count else chunk
+        wide = pa.types.is_large_string(chunk.type)
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)[
+            chunk.offset:chunk.offset + len(chunk) + 1].astype(np.int64)
+        data = chunk.buffers()[2]
+        binary = chunk.view(pa.large_binary() if wide else pa.binary())
+        tails = pc.binary_slice(binary, -_TAIL)
+        at = np.asarray(pc.find_substring(tails, _SEPARATOR), dtype=np.int64)
+        size = np.diff(offsets)
+        cut = size - np.asarray(pc.binary_length(tails), dtype=np.int64) + at  # where the separator starts
+        ok = np.asarray(pc.match_substring_regex(chunk, _PLAIN_DOC), dtype=bool) & (at >= 0)
+        ok &= data is not None and data.size < 2**31  # a view's offset is 32-bit
+        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        nl = np.zeros(len(chunk), dtype=bool)
+        if ok.any():
+            end = offsets[:-1][ok] + cut[ok]
+            nl[ok] = (raw[end - 2] == 0x5C) & (raw[end - 1] == 0x6E)  # the line's own "\n" escape
+        begin.append(offsets[:-1] + _PREFIX)
+        length.append(np.where(ok, cut - _PREFIX - 2 * nl, 0))
+        fast.append(ok)
+        newline.append(nl)
+        buffers.append(data if data is not None else pa.py_buffer(b""))
+    if not chunks or not len(rows):
+        return pa.array([], type=pa.large_string()), np.zeros(len(rows), dtype=bool)
+    which = np.concatenate([np.full(len(c), i, dtype=np.int32) for i, c in enumerate(chunks)])[rows]
+    begin_, length_ = np.concatenate(begin)[rows], np.concatenate(length)[rows]
+    fast_, partial = np.concatenate(fast)[rows], ~np.concatenate(newline)[rows]
+    slow = np.flatnonzero(~fast_)
     if len(slow):
-        pairs = [body(v) for v in arr.take(pa.array(slow)).to_pylist()]
+        pairs = [body(v) for v in log.take(pa.array(rows[slow])).to_pylist()]
         partial[slow] = [p for _, p in pairs]
-        pieces.append(pa.array([b for b, _ in pairs], type=arr.type))
-        where.append(slow)
-    # Put the groups back in row order with one take.
-    if not pieces:
-        return pd.Series([], index=raw.index, dtype="str"), partial
-    order = np.empty(len(arr), dtype=np.int64)
-    order[np.concatenate(where)] = np.arange(len(arr))
-    out = pa.concat_arrays(pieces).take(pa.array(order))
-    series = out.to_pandas()
-    series.index = raw.index
-    return series, partial
+        for batch, texts in _batches(slow, [b for b, _ in pairs]):
+            offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[:len(texts) + 1]
+            which[batch], begin_[batch], length_[batch] = len(buffers), offsets[:-1], np.diff(offsets)
+            buffers.append(texts.buffers()[2] or pa.py_buffer(b""))
+    views = _views(length_, which, begin_, buffers)
+    out = pa.Array.from_buffers(pa.string_view(), len(rows), [None, pa.py_buffer(views), *buffers])
+    return out.cast(pa.large_string()), partial
 
 
-def _flat(arr: Any) -> pa.Array:
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+def _batches(rows: np.ndarray, texts: list[str]) -> Iterator[tuple[np.ndarray, pa.Array]]:
+    """``texts`` as Arrow arrays of under 2 GiB each (a view's offset is 32-bit), with their ``rows``."""
+    first, held = 0, 0
+    for i, text in enumerate(texts):
+        if held and held + 4 * len(text) >= 2**31:  # at most 4 UTF-8 bytes per character
+            yield rows[first:i], pa.array(texts[first:i], type=pa.large_string())
+            first, held = i, 0
+        held += 4 * len(text)
+    yield rows[first:], pa.array(texts[first:], type=pa.large_string())
+
+
+def _views(length: np.ndarray, which: np.ndarray, begin: np.ndarray, buffers: list[pa.Buffer]) -> np.ndarray:
+    """Arrow string views (16 bytes each: length, then 12 inline bytes, or a 4-byte prefix, buffer and offset)."""
+    views = np.zeros((len(length), 16), dtype=np.uint8)
+    views[:, 0:4] = length.astype("<i4").view(np.uint8).reshape(-1, 4)
+    for b, buffer in enumerate(buffers):
+        mine = np.flatnonzero(which == b)
+        if not len(mine):
+            continue
+        raw = np.frombuffer(buffer, dtype=np.uint8) if buffer.size else np.zeros(1, np.uint8)
+        start, size = begin[mine], length[mine]
+        reach = np.minimum(start[:, None] + np.arange(12), len(raw) - 1)
+        inline = np.where(np.arange(12) < size[:, None], raw[reach], 0).astype(np.uint8)
+        long = size > 12
+        views[mine[~long], 4:16] = inline[~long]
+        views[mine[long], 4:8] = inline[long, :4]
+        views[mine[long], 8:12] = np.full(int(long.sum()), b, dtype="<i4").view(np.uint8).reshape(-1, 4)
+        views[mine[long], 12:16] = start[long].astype("<i4").view(np.uint8).reshape(-1, 4)
+    return views
 
 
 def body(raw: str) -> tuple[str, bool]:
@@ -84,21 +133,40 @@ def body(raw: str) -> tuple[str, bool]:
     return (line if line.strip() else "(empty)"), partial
 
 
-def level_tokens(body: pd.Series) -> pd.Series:
+def level_tokens(body: pa.Array) -> pd.Series:
     """The level token of each line (:data:`_LEVEL_RE2`), NaN where there is none."""
-    found = pc.extract_regex(pa.array(body.astype("str"), type=pa.string()), _LEVEL_RE2)
+    found = pc.extract_regex(body, _LEVEL_RE2)
     if isinstance(found, pa.ChunkedArray):
         found = found.combine_chunks()
-    token = pc.struct_field(found, "level").to_pandas()
-    token.index = body.index
-    return token
+    return pc.struct_field(found, "level").to_pandas()
 
 
-def per_value(series: pd.Series, func: Any) -> pd.Series:
-    """``series.map(func)`` computed once per distinct value (pods, operations repeat a lot), as ``str``."""
-    codes, uniques = distinct(series.astype("str"))
-    mapped = pd.array([func(value) for value in uniques], dtype="str")
-    return pd.Series(mapped.take(codes, allow_fill=True), index=series.index)
+def per_value(values: Any, func: Any) -> Any:
+    """``func`` of each value, computed once per distinct value (pods, operations repeat a lot).
+
+    An Arrow array gives an Arrow ``string`` array; a pandas Series a ``str`` Series on its index.
+    """
+    if isinstance(values, pd.Series):
+        codes, uniques = distinct(values.astype("str"))
+        mapped = pd.array([func(value) for value in uniques], dtype="str")
+        return pd.Series(mapped.take(codes, allow_fill=True), index=values.index)
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()  # one dictionary for all chunks
+    mapped = pa.array([func(value) for value in encoded.dictionary.to_pylist()], type=pa.string())
+    return mapped.take(encoded.indices)
+
+
+def log_times(text: Any) -> np.ndarray:
+    """Nanoseconds since the epoch of the ``Timestamp`` texts (int64; unparseable: the int64 minimum).
+
+    The zone-less texts (multi-line ERROR rows) are UTC like the others (README trap 3): they get a
+    ``Z``; the one time parser (:func:`~workbench.telemetry.columns.to_utc`) reads them.
+    """
+    text = pc.utf8_trim_whitespace(text)
+    text = pc.if_else(pc.match_substring_regex(text, _HAS_ZONE), text, pc.binary_join_element_wise(text, "Z", ""))
+    times, _ = to_utc(text.to_pandas())
+    return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def json_text(value: str) -> str:
