@@ -393,3 +393,17 @@ def test_log_bodies_cut_from_the_common_shape_equal_json_decoding():
     assert got.to_pylist() == [b for b, _ in expected]
     assert partial.tolist() == [p for _, p in expected]
     assert bodies(log, np.array([], dtype=np.int64))[0].to_pylist() == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "crc", "not gzip"])
+def test_a_damaged_gzip_file_is_named(tmp_path, damage):
+    """Whatever inflates the files (ISA-L or zlib), a damaged one is a SourceError naming it."""
+    from workbench.telemetry.sources.gzcsv import read_csv
+
+    good = gzip.compress(("a,b\n" + "1,2\n" * 5000).encode())
+    blob = {"truncated": good[:-20], "corrupt": good[:30] + b"\xff" * 20 + good[50:],
+            "crc": good[:-8] + b"\x00\x00\x00\x00" + good[-4:], "not gzip": b"not even csv\x00"}[damage]
+    path = tmp_path / "10_00_log.csv.gz"
+    path.write_bytes(blob)
+    with pytest.raises(SourceError, match=r"10_00_log\.csv\.gz: cannot read this gzip CSV file"):
+        read_csv(path, ["a"])

@@ -12,7 +12,7 @@ from packaging.version import Version
 from conftest import REPO
 
 # conda names that differ from the PyPI names
-CONDA_NAMES = {"duckdb": "python-duckdb", "psycopg[binary]": "psycopg", "dask[distributed]": "dask"}
+CONDA_NAMES = {"duckdb": "python-duckdb", "isal": "python-isal", "psycopg[binary]": "psycopg", "dask[distributed]": "dask"}
 
 
 def _pyproject_requirements() -> list[Requirement]:
