@@ -110,6 +110,21 @@ def test_log_rows_differing_only_in_body_are_both_kept():
     assert out.frame["severity"].tolist() == ["INFO", "INFO", "WARN"]
 
 
+def test_categorical_text_is_checked_per_category_and_stored_as_text():
+    """Sources with a small vocabulary hand categories in; the rules and the output are those of text."""
+    cat = lambda values: pd.Series(pd.Categorical(values, categories=["checkout", "pay\x00ments", "unused", ""]))
+    df = metrics(4, service=cat(["checkout", "checkout", "checkout", "checkout"]),
+                 unit=pd.Series(pd.Categorical(["ms", None, "ms", None])))
+    df = pd.concat([df, df.iloc[:1]], ignore_index=True)
+    out = schema.validate("metrics", df)
+    assert out.frame["service"].dtype == "str" and out.frame["unit"].tolist() == ["ms", "", "ms", ""]
+    assert out.report.duplicates_dropped == 1 and len(out.frame) == 4
+    with pytest.raises(SchemaError, match=r"service.*control characters.*row.: 1"):
+        schema.validate("metrics", metrics(2, service=cat(["checkout", "pay\x00ments"])))
+    with pytest.raises(SchemaError, match=r"service.*non-empty"):
+        schema.validate("metrics", metrics(2, service=cat(["checkout", ""])))
+
+
 def test_conflicting_duplicates_refused():
     df = pd.concat([metrics(), metrics().iloc[:1].assign(value=99.0)], ignore_index=True)
     with pytest.raises(SchemaError, match="unique key"):

@@ -136,10 +136,13 @@ def to_json(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
     Converted once per distinct value (attributes repeat: pods, versions); dicts, which cannot be
     hashed, are taken per row, as they arrive only from sources that build them.
     """
-    arrow_text = pd.api.types.is_string_dtype(series.dtype) and series.dtype != object
-    values = series if pd.api.types.is_string_dtype(series.dtype) else series.astype(object)
+    coded = categories(series)
+    arrow_text = coded is not None or (pd.api.types.is_string_dtype(series.dtype) and series.dtype != object)
+    values = series if pd.api.types.is_string_dtype(series.dtype) or coded else series.astype(object)
     hashable = True
-    if arrow_text:
+    if coded is not None:
+        codes, uniques = coded[0], coded[1].tolist()
+    elif arrow_text:
         codes, distinct_values = distinct(values)
         uniques = distinct_values.tolist()
     else:
@@ -155,7 +158,8 @@ def to_json(series: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
     bad = np.array([c[1] for c in converted], dtype=bool)
     control = _json_control(text)
     codes = np.where(codes < 0, len(converted) - 1, codes)
-    if arrow_text and not (codes == len(converted) - 1).any() and all(t == u for t, u in zip(text, uniques)):
+    if coded is None and arrow_text and not (codes == len(converted) - 1).any() and all(
+            t == u for t, u in zip(text, uniques)):
         out = series  # already canonical JSON text: no need to build the column again
     else:
         out = pd.Series(pd.array(text, dtype="str").take(codes), index=series.index)
@@ -255,6 +259,9 @@ def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any, multiline: 
     every row) and returns their codes; False checks the rows themselves and returns no codes, for
     text that seldom repeats (log bodies: hashing them would copy every byte into a dictionary).
     """
+    coded = categories(series)
+    if coded is not None:
+        return _coded_text(series, *coded, allow_empty, fill_missing, multiline)
     if pd.api.types.is_string_dtype(series.dtype) and not series.dtype == object:
         text = series
     else:
@@ -282,6 +289,46 @@ def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any, multiline: 
         flags[:-1] = values.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
     bad = flags[codes] | missing
     control = np.append(bad_text(values, multiline), False)[codes]
+    return text, bad, control, codes
+
+
+def categories(series: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
+    """(codes, categories as ``str``) of a categorical text column, None for any other column.
+
+    A source that builds its text from a small vocabulary hands it in as categories: validation
+    checks each category once and keeps the codes instead of hashing every row's text again.
+    """
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        return None
+    cats = series.cat.categories
+    if pd.api.types.infer_dtype(cats, skipna=False) not in ("string", "empty"):
+        return None
+    try:
+        words = pd.Series(cats.astype("str"))
+    except (UnicodeEncodeError, ValueError, TypeError):
+        return None  # lone surrogates: the object path names them
+    return series.cat.codes.to_numpy(dtype=np.int64), words
+
+
+def _coded_text(series: pd.Series, codes: np.ndarray, words: pd.Series, allow_empty: bool, fill_missing: Any,
+                multiline: bool) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`to_text` of a categorical column: each category checked once, one take builds the text."""
+    import pyarrow as pa
+
+    missing = codes < 0
+    if fill_missing is not None and missing.any():
+        found = np.flatnonzero(words.to_numpy(dtype=object) == fill_missing)
+        if not len(found):
+            words = pd.concat([words, pd.Series([fill_missing], dtype="str")], ignore_index=True)
+        codes = np.where(missing, found[0] if len(found) else len(words) - 1, codes)
+        missing = np.zeros(len(codes), dtype=bool)
+    flags = np.zeros(len(words) + 1, dtype=bool)
+    if not allow_empty:
+        flags[:-1] = words.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    bad = flags[codes] | missing
+    control = np.append(bad_text(words, multiline), False)[codes]
+    text = pa.array(words, type=pa.large_string()).take(pa.array(codes, mask=missing)).to_pandas()
+    text.index = series.index
     return text, bad, control, codes
 
 

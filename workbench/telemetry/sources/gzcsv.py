@@ -133,6 +133,11 @@ class Vocabulary:
         table = np.array([self.code(u) for u in uniques], dtype="int64")
         return table[codes]
 
+    def categorical(self, codes: np.ndarray) -> pd.Series:
+        """The texts of ``codes`` as a categorical column (validation checks each text once)."""
+        words = pd.Index(list(self._index), dtype="str")
+        return pd.Series(pd.Categorical.from_codes(codes, categories=words))
+
     def column(self, codes: np.ndarray) -> pd.Series:
         words = pa.array(list(self._index), type=pa.string())
         return pa.chunked_array([pc.take(words, pa.array(codes))]).to_pandas()
