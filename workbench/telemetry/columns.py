@@ -281,7 +281,7 @@ def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any, multiline: 
     if not by_value:
         bad = missing.copy()
         if not allow_empty:
-            bad |= text.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+            bad |= blank(text)
         return text, bad, bad_text(text, multiline), None
     codes, values = distinct(text)
     flags = np.zeros(len(values) + 1, dtype=bool)
@@ -290,6 +290,24 @@ def to_text(series: pd.Series, allow_empty: bool, fill_missing: Any, multiline: 
     bad = flags[codes] | missing
     control = np.append(bad_text(values, multiline), False)[codes]
     return text, bad, control, codes
+
+
+def blank(text: pd.Series) -> np.ndarray:
+    """Which texts ``str.strip`` leaves empty (missing values: False), without copying the column:
+    a text holding a visible ASCII character is not blank; only the others are stripped."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(text, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeEncodeError, TypeError):  # lone surrogates: refused elsewhere
+        return text.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    seen = np.asarray(pc.fill_null(pc.match_substring_regex(arr, "[!-~]"), True), dtype=bool)
+    out = np.zeros(len(text), dtype=bool)
+    rest = np.flatnonzero(~seen)
+    if len(rest):
+        out[rest] = text.iloc[rest].str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    return out
 
 
 def categories(series: pd.Series) -> tuple[np.ndarray, pd.Series] | None:

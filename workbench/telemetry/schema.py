@@ -279,7 +279,7 @@ def validate(table: str, frame: pd.DataFrame, source: str = "<frame>", tz: str |
                 if long.any():
                     failures.append(_failure(col, f"a name of at most {MAX_NAME_CHARS} characters", frame, long))
             if kind == "body":
-                long = (series.str.len() > max_body_chars).fillna(False).to_numpy(dtype=bool)
+                long = _longer(series, max_body_chars)
                 if long.any():
                     failures.append(_failure(col, f"a log body of at most {max_body_chars} characters", frame, long))
         out[col] = series.reset_index(drop=True) if isinstance(series, pd.Series) else series
@@ -447,6 +447,23 @@ def _sorted(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         order = np.argsort(frame[time_col].to_numpy(dtype="datetime64[ns]").view("int64"), kind="stable")
         frame = frame.take(order).reset_index(drop=True)
     return frame
+
+
+def _longer(text: pd.Series, limit: int) -> np.ndarray:
+    """Which texts hold more than ``limit`` characters; only texts of more than ``limit`` bytes are counted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        size = np.asarray(pc.fill_null(pc.binary_length(pa.array(text, type=pa.large_string(), from_pandas=True)), 0),
+                          dtype=np.int64)
+    except (pa.ArrowException, UnicodeEncodeError, TypeError):  # lone surrogates: refused elsewhere
+        return (text.str.len() > limit).fillna(False).to_numpy(dtype=bool)
+    out = np.zeros(len(text), dtype=bool)
+    rest = np.flatnonzero(size > limit)  # a character takes one to four bytes
+    if len(rest):
+        out[rest] = (text.iloc[rest].str.len() > limit).fillna(False).to_numpy(dtype=bool)
+    return out
 
 
 def normalize_severity(value: Any) -> str:

@@ -40,7 +40,7 @@ from ...formats import iso_utc
 from . import register
 from .base import RawFrame, Source, in_window, window
 from .gzcsv import Vocabulary, numbers, read_ahead, read_csv
-from .nezha_rows import bodies, json_text, level_tokens, log_times, per_value
+from .nezha_rows import bodies, coded, json_text, level_tokens, log_times, per_value
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +342,6 @@ class NezhaSource(Source):
         rows = rows[np.argsort(stamp[rows], kind="stable")]
         pick = pa.array(rows)
         body, partial = bodies(table["Log"], rows)
-        level = level_tokens(body)
-        severity = level.map(_severity_of(level.dropna().unique()), na_action="ignore").astype(object).fillna("INFO")
         pod = table["PodName"].take(pick)
         # Attribute JSON assembled from per-value JSON texts: identical to schema.to_attributes
         # (sorted keys, compact).
@@ -354,9 +352,9 @@ class NezhaSource(Source):
             pc.if_else(pa.array(partial), ',"truncated":true}', "}"), "")
         return pd.DataFrame({
             "timestamp": pd.Series(stamp[rows].view("datetime64[ns]")).dt.tz_localize("UTC"),
-            "service": per_value(pod, service_of).to_pandas(),
-            "environment": ENVIRONMENT, "severity": severity, "body": body.to_pandas(),
-            "trace_id": table["TraceID"].take(pick).to_pandas(), "attributes": attrs.to_pandas(),
+            "service": coded(pod, service_of), "environment": coded(pa.array([ENVIRONMENT] * len(rows))),
+            "severity": coded(level_tokens(body), _severity, missing="INFO"), "body": body.to_pandas(),
+            "trace_id": coded(table["TraceID"].take(pick)), "attributes": coded(attrs),
         })
 
     def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -553,12 +551,9 @@ def _nanos(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 _INT64_MAX = str(np.iinfo("int64").max)
 
 
-def _severity_of(tokens: Iterable[str]) -> dict[str, str]:
-    out = {}
-    for token in tokens:
-        level = schema.normalize_severity(token)
-        out[token] = level if level in schema.SEVERITIES else "INFO"
-    return out
+def _severity(token: str) -> str:
+    level = schema.normalize_severity(token)
+    return level if level in schema.SEVERITIES else "INFO"
 
 
 def _attributes(values: dict[str, Any]) -> str:

@@ -133,12 +133,12 @@ def body(raw: str) -> tuple[str, bool]:
     return (line if line.strip() else "(empty)"), partial
 
 
-def level_tokens(body: pa.Array) -> pd.Series:
-    """The level token of each line (:data:`_LEVEL_RE2`), NaN where there is none."""
+def level_tokens(body: pa.Array) -> pa.Array:
+    """The level token of each line (:data:`_LEVEL_RE2`), null where there is none."""
     found = pc.extract_regex(body, _LEVEL_RE2)
     if isinstance(found, pa.ChunkedArray):
         found = found.combine_chunks()
-    return pc.struct_field(found, "level").to_pandas()
+    return pc.struct_field(found, "level")
 
 
 def per_value(values: Any, func: Any) -> Any:
@@ -157,16 +157,39 @@ def per_value(values: Any, func: Any) -> Any:
     return mapped.take(encoded.indices)
 
 
+def coded(values: Any, func: Any = None, missing: str | None = None) -> pd.Series:
+    """A categorical column of an Arrow text array: ``func`` of each distinct value when given,
+    ``missing`` for nulls. Validation checks each category once (pods, services, traces repeat)."""
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()  # one dictionary for all chunks
+    words = encoded.dictionary.to_pylist()
+    if func is not None:
+        words = [func(word) for word in words]
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    if missing is not None:
+        words.append(missing)
+        index[index < 0] = len(words) - 1
+    codes, categories = pd.factorize(pd.Series(words, dtype="str"))  # two values may map to one text
+    codes = np.append(codes, -1)[index]
+    return pd.Series(pd.Categorical.from_codes(codes, categories=categories))
+
+
 def log_times(text: Any) -> np.ndarray:
     """Nanoseconds since the epoch of the ``Timestamp`` texts (int64; unparseable: the int64 minimum).
 
     The zone-less texts (multi-line ERROR rows) are UTC like the others (README trap 3): they get a
-    ``Z``; the one time parser (:func:`~workbench.telemetry.columns.to_utc`) reads them.
+    ``Z``. Arrow's ISO 8601 cast reads the column; when it refuses a text, the one time parser
+    (:func:`~workbench.telemetry.columns.to_utc`) decides each row, as it does for every source.
     """
     text = pc.utf8_trim_whitespace(text)
     text = pc.if_else(pc.match_substring_regex(text, _HAS_ZONE), text, pc.binary_join_element_wise(text, "Z", ""))
-    times, _ = to_utc(text.to_pandas())
-    return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    try:
+        times = pc.cast(text, pa.timestamp("ns", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed, _ = to_utc(text.to_pandas())
+        return parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return np.asarray(times.cast(pa.int64()).fill_null(np.iinfo(np.int64).min), dtype=np.int64)
 
 
 def json_text(value: str) -> str:
