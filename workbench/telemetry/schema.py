@@ -372,19 +372,23 @@ def _dedupe(table: str, frame: pd.DataFrame, source: str, shown: pd.DataFrame,
         suspects = _duplicated(frame, list(key), codes, keep=False)
         if not suspects.any():
             return frame, 0
-        dup = np.zeros(len(frame), dtype=bool)
-        dup[suspects] = frame[suspects].duplicated(keep="first").to_numpy(dtype=bool)
-        kept = frame[~dup]
-        clash = kept.duplicated(subset=list(key), keep=False).to_numpy(dtype=bool)
+        # Duplicates and conflicts are both among the rows whose key repeats.
+        rows = np.flatnonzero(suspects)
+        part = frame.iloc[rows]
+        copy = part.duplicated(keep="first").to_numpy(dtype=bool)
+        clash = part[~copy].duplicated(subset=list(key), keep=False).to_numpy(dtype=bool)
         if clash.any():
-            rows = shown[~dup][clash]
             raise SchemaError(table, source, [{
                 "column": ", ".join(key),
                 "check": "unique key (rows with the same key but different values conflict)",
                 "count": int(clash.sum()),
-                "rows": _rows(rows),
+                "rows": _rows(shown.iloc[rows[~copy][clash]]),
             }])
-        return kept.reset_index(drop=True), int(dup.sum())
+        dup = np.zeros(len(frame), dtype=bool)
+        dup[rows] = copy
+        if not dup.any():
+            return frame, 0
+        return frame[~dup].reset_index(drop=True), int(dup.sum())
     dup = _duplicated(frame, list(frame.columns), codes, keep="first")
     if not dup.any():
         return frame, 0
