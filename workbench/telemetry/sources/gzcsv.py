@@ -67,27 +67,92 @@ def read_csv(path: Path, required: Iterable[str], as_arrow: bool = False) -> tup
 
 
 def read_ahead(paths: list[Path], required: Any, as_arrow: bool = False) -> Iterator[tuple[Path, tuple[Any, list[int]]]]:
-    """``(path, read_csv(path, required(path)))`` in order, the next files read on a second thread
-    while the caller maps this one (decompression and Arrow's parser release the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if len(paths) < 2:
+    """``(path, read_csv(path, required(path)))`` in order, the files read on a second thread ahead
+    of the caller (see :class:`ReadAhead`)."""
+    with ReadAhead([(path, required(path)) for path in paths], as_arrow=as_arrow) as ahead:
         for path in paths:
-            yield path, read_csv(path, required(path), as_arrow=as_arrow)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nezha-read") as pool:
-        # One file ahead: overlap without holding every decompressed file in memory at once.
-        pending = pool.submit(read_csv, paths[0], required(paths[0]), as_arrow)
-        for i, path in enumerate(paths):
-            current = pending
-            if i + 1 < len(paths):
-                pending = pool.submit(read_csv, paths[i + 1], required(paths[i + 1]), as_arrow)
+            yield path, ahead.take(path)
+
+
+class ReadAhead:
+    """Reads gzip CSV files in the given order on one thread, ahead of the caller.
+
+    Decompression and Arrow's parser release the GIL, so the files are read while the caller maps
+    the ones before. The thread stays at most ``budget`` bytes of gzip ahead of what the caller
+    took (so a data set is never held in memory whole). :meth:`take` returns a file's
+    :func:`read_csv` result (or raises its error), waiting for it when needed; a file that was not
+    planned is read on the spot. Use as a context manager: leaving it stops the thread.
+    """
+
+    def __init__(self, jobs: list[tuple[Path, Any]], as_arrow: bool = True, budget: int = 32 << 20):
+        import threading
+
+        self._jobs = list(jobs)
+        self._required = dict(self._jobs)
+        self._as_arrow = as_arrow
+        self._budget = budget
+        self._done: dict[Path, tuple[Any, BaseException | None]] = {}
+        self._ahead = 0  # bytes of gzip read but not yet taken
+        self._stop = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="gzcsv-read", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> "ReadAhead":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        for path, required in self._jobs:
+            size = _size(path)
+            with self._cond:
+                while not self._stop and self._ahead and self._ahead + size > self._budget:
+                    self._cond.wait()
+                if self._stop:
+                    return
             try:
-                result = current.result()
-            except BaseException:
-                pending.cancel()
-                raise
-            yield path, result
+                result: tuple[Any, BaseException | None] = (read_csv(path, required, as_arrow=self._as_arrow), None)
+            except BaseException as exc:  # handed to the caller by take()
+                result = (None, exc)
+            with self._cond:
+                self._done[path] = result
+                self._ahead += size
+                self._cond.notify_all()
+
+    def take(self, path: Path, required: Any = None) -> tuple[Any, list[int]]:
+        """:func:`read_csv` of ``path`` (its planned columns, else ``required``)."""
+        if path not in self._required:
+            return read_csv(path, required, as_arrow=self._as_arrow)
+        with self._cond:
+            while path not in self._done:
+                if not self._thread.is_alive():  # stopped before reaching it
+                    break
+                self._cond.wait()
+            found = self._done.pop(path, None)
+            if found is not None:
+                self._ahead -= _size(path)
+                self._cond.notify_all()
+        if found is None:
+            return read_csv(path, self._required[path], as_arrow=self._as_arrow)
+        result, error = found
+        if error is not None:
+            raise error
+        return result
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _arrow_csv(data: bytes, header: list[str]) -> tuple[pa.Table, list[int]]:
