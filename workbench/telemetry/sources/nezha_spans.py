@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from .. import schema
 from .gzcsv import read_ahead
-from .nezha import _TRACE_COLUMNS, EARLIEST, ERROR_OPERATION, _attributes, _malformed, _ns_bounds, service_of
+from .nezha import _TRACE_COLUMNS, EARLIEST, ERROR_OPERATION, _attributes, _malformed, service_of
 
 
 def read_spans(source: Any, files: list[Path], start: pd.Timestamp | None,
@@ -75,8 +75,11 @@ def read_spans(source: Any, files: list[Path], start: pd.Timestamp | None,
     # window edge does not hide a call whose parent started just before it.
     first = _first_rows(rows["SpanID"], parent)
     caller = np.where(first >= 0, service[first], -1)
-    lo, hi = _ns_bounds(start, end)
-    inside = (begin >= lo) & (begin < hi)
+    inside = np.ones(len(begin), dtype=bool)
+    if start is not None:
+        inside &= begin >= start.value
+    if end is not None:  # not int64's largest as an open end: that is a time (2262-04-11) too
+        inside &= begin < end.value
     if not inside.any():
         return schema.empty("spans"), schema.empty("topology")
     if not inside.all():
