@@ -38,7 +38,7 @@ from .. import schema
 from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
 from ...formats import iso_utc
 from . import register
-from .base import RawFrame, Source, in_window, window
+from .base import RawFrame, Source, window
 from .gzcsv import Vocabulary, numbers, read_ahead, read_csv
 from .nezha_rows import bodies, coded, json_text, level_tokens, log_times, per_value
 
@@ -358,54 +358,9 @@ class NezhaSource(Source):
         })
 
     def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        parts = []
-        files = self.files("trace", start, end)
-        for n, (path, (table, bad_lines)) in enumerate(read_ahead(files, lambda p: _TRACE_COLUMNS), start=1):
-            self.say(f"trace file {n} of {len(files)}")
-            if bad_lines:
-                self._count(path, len(bad_lines), _malformed(bad_lines))
-            if table.empty:
-                continue
-            begin, has_begin = _nanos(table["StartTimeUnixNano"])
-            finish, has_end = _nanos(table["EndTimeUnixNano"])
-            micros = pd.to_numeric(table["Duration"], errors="coerce").to_numpy(dtype="float64")
-            exact = has_begin & has_end & (finish >= begin)
-            duration = np.where(exact, (finish - begin) / 1e6, micros / 1000.0)
-            ok = (has_begin & (begin >= EARLIEST.value) & np.isfinite(duration) & (duration >= 0)
-                  & (table["TraceID"].ne("") & table["SpanID"].ne("") & table["PodName"].ne("")
-                     & table["OperationName"].ne("")).to_numpy(dtype=bool))
-            self._skip(path, ~ok, "no usable ids, PodName, OperationName or times")
-            if not ok.all():
-                table = table[ok]
-            parts.append(pd.DataFrame({
-                "trace_id": table["TraceID"], "span_id": table["SpanID"], "parent": table["ParentID"],
-                "pod": table["PodName"], "name": table["OperationName"],
-                "start": pd.to_datetime(begin[ok], unit="ns", utc=True), "duration_ms": duration[ok],
-            }, index=table.index))
-        if not parts:
-            return schema.empty("spans"), schema.empty("topology")
-        # Every file's rows at once: the per-value work below costs per call, not per row.
-        rows = pd.concat(parts, ignore_index=True)
-        parent, pod, name = rows["parent"], rows["pod"], rows["name"]
-        spans = pd.DataFrame({
-            "trace_id": rows["trace_id"], "span_id": rows["span_id"],
-            "parent_span_id": parent.where(parent.ne("root"), ""),
-            "service": per_value(pod, service_of), "name": name,
-            "start": rows["start"], "duration_ms": rows["duration_ms"],
-            "status": per_value(name, lambda n: "error" if ERROR_OPERATION.search(n) else "ok"),
-            "attributes": per_value(pod, lambda p: _attributes({"pod": p})),
-        })
-        # Parents are looked up among every span of the opened files (the margin included), so a
-        # window edge does not hide a call whose parent started just before it.
-        service_by_span = spans.drop_duplicates("span_id").set_index("span_id")["service"]
-        inside = in_window(spans["start"], start, end)
-        if not inside.all():
-            spans = spans[inside].reset_index(drop=True)
-        caller = spans["parent_span_id"].map(service_by_span)
-        calls = pd.DataFrame({"caller": caller, "callee": spans["service"]}).dropna()
-        topology = (calls[calls["caller"] != calls["callee"]].drop_duplicates()
-                    .sort_values(["caller", "callee"]).reset_index(drop=True))
-        return spans, topology
+        from .nezha_spans import read_spans  # it imports this module's helpers
+
+        return read_spans(self, self.files("trace", start, end), start, end)
 
     def _skip(self, path: Path, mask: pd.Series, why: str) -> None:
         count = int(mask.sum())
@@ -530,25 +485,6 @@ def _ns_bounds(start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[in
     """The window as int64 nanoseconds (open ends as the int64 range)."""
     info = np.iinfo("int64")
     return (start.value if start is not None else info.min), (end.value if end is not None else info.max)
-
-
-def _nanos(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 nanoseconds, mask of usable values) parsed exactly: floats would lose the last digits."""
-    try:
-        return text.to_numpy(dtype=object).astype("int64"), np.ones(len(text), dtype=bool)
-    except (ValueError, OverflowError, TypeError):
-        pass  # some value is not a plain integer: check each one
-    clean = text.str.strip()
-    # 19 digits may exceed int64; equal-length digit strings compare like the numbers.
-    fits = clean.str.fullmatch(r"\d{1,19}") & ~((clean.str.len() == 19) & (clean > _INT64_MAX))
-    ok = np.array(fits, dtype=bool)
-    out = np.zeros(len(text), dtype="int64")
-    if ok.any():
-        out[ok] = clean[ok].to_numpy(dtype=object).astype("int64")
-    return out, ok
-
-
-_INT64_MAX = str(np.iinfo("int64").max)
 
 
 def _severity(token: str) -> str:
