@@ -155,7 +155,7 @@ class Source(ABC):
         # A frame is validated on a second thread while the source reads the next one (Arrow's
         # kernels release the GIL); frames are taken back in order, and the first invalid one
         # raises as soon as it is known.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
         pending: list[tuple[RawFrame, Future]] = []
 
         def collect(wait: bool) -> None:

@@ -2,9 +2,9 @@
 
 :func:`read_csv` gives every well-formed row as text columns (a row with the wrong number of
 fields is skipped and its record number returned; undecodable bytes become U+FFFD);
-:func:`read_ahead` reads the next file on a second thread while the caller maps this one;
-:func:`numbers` turns text cells into float64 and :class:`Vocabulary` builds a text column from
-integer codes at once.
+:class:`ReadAhead` (and :func:`read_ahead`) reads the next files on a second thread while the
+caller maps the ones before; :func:`numbers` turns text cells into float64 and :class:`Vocabulary`
+numbers texts and builds a categorical column of their codes at once.
 """
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ def numbers(column: pa.ChunkedArray) -> np.ndarray:
 
 
 class Vocabulary:
-    """Text values as integer codes, turned into an Arrow-backed ``str`` column in one step."""
+    """Text values as integer codes, handed to validation as one categorical column."""
 
     def __init__(self) -> None:
         self._index: dict[str, int] = {}
@@ -192,17 +192,7 @@ class Vocabulary:
     def code(self, text: str) -> int:
         return self._index.setdefault(text, len(self._index))
 
-    def codes(self, values: np.ndarray) -> np.ndarray:
-        """Codes of an array of texts (one dictionary lookup per distinct value)."""
-        codes, uniques = pd.factorize(values)
-        table = np.array([self.code(u) for u in uniques], dtype="int64")
-        return table[codes]
-
     def categorical(self, codes: np.ndarray) -> pd.Series:
         """The texts of ``codes`` as a categorical column (validation checks each text once)."""
         words = pd.Index(list(self._index), dtype="str")
         return pd.Series(pd.Categorical.from_codes(codes, categories=words))
-
-    def column(self, codes: np.ndarray) -> pd.Series:
-        words = pa.array(list(self._index), type=pa.string())
-        return pa.chunked_array([pc.take(words, pa.array(codes))]).to_pandas()

@@ -39,8 +39,8 @@ from ...errors import ConfigError, ParameterError, SourceError, UnknownNameError
 from ...formats import iso_utc
 from . import register
 from .base import RawFrame, Source, window
-from .gzcsv import Vocabulary, numbers, read_ahead, read_csv
-from .nezha_rows import bodies, coded, json_text, level_tokens, log_times, per_value
+from .gzcsv import ReadAhead, Vocabulary, numbers, read_ahead, read_csv
+from .nezha_rows import bodies, coded, level_tokens, log_times, quoted
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class NezhaSource(Source):
         self.skipped: dict[str, int] = {}
         self._cases: list[dict[str, Any]] | None = None
         self._metric_cache: dict[Path, dict[str, Any]] = {}
+        self._ahead: ReadAhead | None = None
         wanted_cases = _as_list(cases)
         if wanted_cases is not None:
             known = {c["id"]: c for c in self._case_list()}
@@ -165,17 +166,39 @@ class NezhaSource(Source):
         """
         start, end = window(start, end)
         self.skipped = {}
-        metrics = self._metrics(start, end)
-        if len(metrics):
-            yield RawFrame("metrics", metrics, origin=f"{self.root}/rca_data/{{{','.join(self.days)}}}/metric")
-        logs = self._logs(start, end)
-        if len(logs):
-            yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log")
-        spans, topology = self._spans(start, end)
-        if len(spans):
-            yield RawFrame("spans", spans, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
-        if len(topology):
-            yield RawFrame("topology", topology, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
+        # One reader goes through every file of the three tables in the order they are mapped, so
+        # the next table's files are read while this one's rows are mapped and validated.
+        jobs = [(p, _metric_columns(p)) for p in self._metric_paths() if p not in self._metric_cache]
+        jobs += [(p, _LOG_COLUMNS) for p in self.files("log", start, end)]
+        jobs += [(p, _TRACE_COLUMNS) for p in self.files("trace", start, end)]
+        with ReadAhead(jobs) as self._ahead:
+            try:
+                metrics = self._metrics(start, end)
+                if len(metrics):
+                    yield RawFrame("metrics", metrics, origin=f"{self.root}/rca_data/{{{','.join(self.days)}}}/metric")
+                logs = self._logs(start, end)
+                if len(logs):
+                    yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log")
+                spans, topology = self._spans(start, end)
+                if len(spans):
+                    yield RawFrame("spans", spans, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
+                if len(topology):
+                    yield RawFrame("topology", topology, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
+            finally:
+                self._ahead = None
+
+    def reading(self, paths: list[Path], required: Any) -> Iterator[tuple[Path, tuple[Any, list[int]]]]:
+        """``(path, read_csv result)`` in order: from the reader :meth:`frames` started, else read
+        here one file ahead (``required(path)`` names the columns a file must have)."""
+        if self._ahead is None:
+            yield from read_ahead(paths, required, as_arrow=True)
+            return
+        for path in paths:
+            yield path, self._ahead.take(path, required(path))
+
+    def _metric_paths(self, day: str | None = None) -> list[Path]:
+        days = self.days if day is None else [day]
+        return [p for d in days for p in sorted((self.root / "rca_data" / d / "metric").glob("*.csv.gz"))]
 
     def files(self, kind: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> list[Path]:
         """The ``log`` or ``trace`` files to open for ``[start, end)`` (window pushed down by name).
@@ -222,23 +245,20 @@ class NezhaSource(Source):
         vocab = Vocabulary()
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("timestamp", "service", "name", "value", "unit", "attributes")}
         for day in self.days:
-            folder = self.root / "rca_data" / day / "metric"
-            if not folder.is_dir():
+            if not (self.root / "rca_data" / day / "metric").is_dir():
                 continue
             self.say(f"metrics of {day}")
-            paths = sorted(folder.glob("*.csv.gz"))
-            fresh = [p for p in paths if p not in self._metric_cache]
-            read = dict(read_ahead(fresh, lambda p: ("TimeStamp", "ServiceName" if p.name == FRONT_FILE else "PodName"),
-                                    as_arrow=True))
+            paths = self._metric_paths(day)
+            fresh = self.reading([p for p in paths if p not in self._metric_cache], _metric_columns)
             for path in paths:
-                parsed = self._metric_file(path, read.pop(path, None))
+                parsed = self._metric_file(path, None if path in self._metric_cache else next(fresh)[1])
                 for why, count in parsed["skipped"].items():
                     self._count(path, count, why)
                 keep = (parsed["stamp"] >= lo) & (parsed["stamp"] < hi)
                 if not keep.any():
                     continue
-                service = vocab.codes(parsed["service"])
-                attributes = vocab.codes(parsed["attributes"])
+                service = _codes(vocab, parsed["service"], parsed["names"])
+                attributes = _codes(vocab, parsed["attributes"], parsed["names"])
                 for name, unit, values in parsed["series"]:
                     has = keep & np.isfinite(values)
                     count = int(has.sum())
@@ -269,16 +289,16 @@ class NezhaSource(Source):
 
         ``read`` is the file's :func:`~.gzcsv.read_csv` result when it was read ahead.
 
-        Returns a dict: ``stamp`` (int64 ns), ``service``, ``attributes`` (object arrays),
-        ``series`` (list of (name, unit, float array with NaN for missing)) and ``skipped``
-        (reason -> rows).
+        Returns a dict: ``stamp`` (int64 ns), ``names`` (each row's code of its pod or service
+        name), ``service`` and ``attributes`` (one text per name code), ``series`` (list of (name,
+        unit, float array with NaN for missing)) and ``skipped`` (reason -> rows).
         """
         if path in self._metric_cache:
             return self._metric_cache[path]
         front = path.name == FRONT_FILE
         columns = FRONT_METRICS if front else POD_METRICS
         who = "ServiceName" if front else "PodName"
-        table, bad_lines = read if read is not None else read_csv(path, ("TimeStamp", who), as_arrow=True)
+        table, bad_lines = read if read is not None else read_csv(path, _metric_columns(path), as_arrow=True)
         skipped: Counter[str] = Counter()
         if bad_lines:
             skipped[_malformed(bad_lines)] += len(bad_lines)
@@ -288,7 +308,9 @@ class NezhaSource(Source):
         if (~ok).any():
             skipped[f"row(s) with no usable TimeStamp or {who}"] += int((~ok).sum())
         seconds = seconds[ok]
-        names = table[who].to_pandas()[ok].reset_index(drop=True)
+        encoded = pc.dictionary_encode(table[who]).combine_chunks()
+        words = encoded.dictionary.to_pylist()
+        names = encoded.indices.to_numpy(zero_copy_only=False)[ok]
         series = []
         for column, (name, unit) in columns.items():
             if column not in table.column_names:
@@ -308,9 +330,9 @@ class NezhaSource(Source):
             series.append((name, unit, values[ok]))
         parsed = {
             "stamp": np.round(seconds * 1e3).astype("int64") * 1_000_000,
-            "service": (names if front else per_value(names, service_of)).to_numpy(dtype=object),
-            "attributes": (np.full(len(names), "{}", dtype=object) if front else
-                           per_value(names, lambda p: _attributes({"pod": p})).to_numpy(dtype=object)),
+            "names": names,
+            "service": [word if front else service_of(word) for word in words],
+            "attributes": ["{}" if front else _attributes({"pod": word}) for word in words],
             "series": series,
             "skipped": dict(skipped),
         }
@@ -319,26 +341,28 @@ class NezhaSource(Source):
 
     def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
         lo, hi = _ns_bounds(start, end)
-        tables, stamps, keeps = [], [], []
+        read, tables = [], []
         files = self.files("log", start, end)
-        for n, (path, (table, bad_lines)) in enumerate(read_ahead(files, lambda p: _LOG_COLUMNS, as_arrow=True), start=1):
+        for n, (path, (table, bad_lines)) in enumerate(self.reading(files, lambda p: _LOG_COLUMNS), start=1):
             self.say(f"log file {n} of {len(files)}")
+            read.append((path, bad_lines, table.num_rows))
+            if table.num_rows:
+                tables.append(table.select(list(_LOG_COLUMNS)))
+        table = pa.concat_tables(tables) if tables else None
+        stamp = log_times(table["Timestamp"]) if table else np.zeros(0, dtype=np.int64)
+        ok = (stamp >= EARLIEST.value) & (np.asarray(pc.not_equal(table["PodName"], ""), dtype=bool) if table else True)
+        # Counted file by file, as they were read: malformed rows, then rows without time or pod.
+        bounds = np.cumsum([0] + [rows for _, _, rows in read])
+        for (path, bad_lines, _), a, b in zip(read, bounds[:-1], bounds[1:]):
             if bad_lines:
                 self._count(path, len(bad_lines), _malformed(bad_lines))
-            if not table.num_rows:
-                continue
-            stamp = log_times(table["Timestamp"])
-            ok = (stamp >= EARLIEST.value) & np.asarray(pc.not_equal(table["PodName"], ""), dtype=bool)
-            self._skip(path, ~ok, "no usable Timestamp or PodName")
-            tables.append(table.select(list(_LOG_COLUMNS)))
-            stamps.append(stamp)
-            keeps.append(ok & (stamp >= lo) & (stamp < hi))
-        rows = np.flatnonzero(np.concatenate(keeps)) if keeps else np.zeros(0, dtype=np.int64)
+            self._skip(path, ~ok[a:b], "no usable Timestamp or PodName")
+        keep = ok & (stamp >= lo) & ((stamp < hi) | (end is None))
+        rows = np.flatnonzero(keep)
         if not len(rows):
             return schema.empty("logs")
         # Every file's rows at once (the per-value work costs per call, not per row), in time order
         # (stable): the bodies are laid out once, and validation finds nothing left to sort.
-        table, stamp = pa.concat_tables(tables), np.concatenate(stamps)
         rows = rows[np.argsort(stamp[rows], kind="stable")]
         pick = pa.array(rows)
         body, partial = bodies(table["Log"], rows)
@@ -346,9 +370,8 @@ class NezhaSource(Source):
         # Attribute JSON assembled from per-value JSON texts: identical to schema.to_attributes
         # (sorted keys, compact).
         attrs = pc.binary_join_element_wise(
-            '{"container":', per_value(table["Container"].take(pick), json_text),
-            ',"node":', per_value(table["Node"].take(pick), json_text), ',"pod":', per_value(pod, json_text),
-            ',"span_id":', per_value(table["SpanID"].take(pick), json_text),
+            '{"container":', quoted(table["Container"].take(pick)), ',"node":', quoted(table["Node"].take(pick)),
+            ',"pod":', quoted(pod), ',"span_id":', quoted(table["SpanID"].take(pick)),
             pc.if_else(pa.array(partial), ',"truncated":true}', "}"), "")
         return pd.DataFrame({
             "timestamp": pd.Series(stamp[rows].view("datetime64[ns]")).dt.tz_localize("UTC"),
@@ -422,12 +445,21 @@ class NezhaSource(Source):
 
     def _day_first_metric(self, day: str) -> pd.Timestamp | None:
         # Parsing through the cache also warms it for the reads that usually follow.
-        paths = sorted((self.root / "rca_data" / day / "metric").glob("*.csv.gz"))
+        paths = self._metric_paths(day)
         firsts = [int(stamp.min()) for stamp in (self._metric_file(p)["stamp"] for p in paths) if len(stamp)]
         return pd.Timestamp(min(firsts), tz="UTC") if firsts else None
 
 
 # --------------------------------------------------------------------------- helpers
+
+def _codes(vocab: Vocabulary, texts: list[str], index: np.ndarray) -> np.ndarray:
+    """Each row's vocabulary code, from its index into ``texts``."""
+    return np.array([vocab.code(text) for text in texts], dtype=np.int64)[index]
+
+
+def _metric_columns(path: Path) -> tuple[str, str]:
+    return ("TimeStamp", "ServiceName" if path.name == FRONT_FILE else "PodName")
+
 
 def _malformed(lines: list[int]) -> str:
     shown = ", ".join(map(str, lines[:_WARN_LINES])) + (" …" if len(lines) > _WARN_LINES else "")

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columns import distinct, to_utc
+from ..columns import to_utc
 
 #: A character of a JSON string that needs no decoding: no quote, backslash or control character.
 _PLAIN = r'[^"\\\x00-\x1f]'
@@ -141,22 +141,6 @@ def level_tokens(body: pa.Array) -> pa.Array:
     return pc.struct_field(found, "level")
 
 
-def per_value(values: Any, func: Any) -> Any:
-    """``func`` of each value, computed once per distinct value (pods, operations repeat a lot).
-
-    An Arrow array gives an Arrow ``string`` array; a pandas Series a ``str`` Series on its index.
-    """
-    if isinstance(values, pd.Series):
-        codes, uniques = distinct(values.astype("str"))
-        mapped = pd.array([func(value) for value in uniques], dtype="str")
-        return pd.Series(mapped.take(codes, allow_fill=True), index=values.index)
-    encoded = pc.dictionary_encode(values)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()  # one dictionary for all chunks
-    mapped = pa.array([func(value) for value in encoded.dictionary.to_pylist()], type=pa.string())
-    return mapped.take(encoded.indices)
-
-
 def coded(values: Any, func: Any = None, missing: str | None = None) -> pd.Series:
     """A categorical column of an Arrow text array: ``func`` of each distinct value when given,
     ``missing`` for nulls. Validation checks each category once (pods, services, traces repeat)."""
@@ -190,6 +174,26 @@ def log_times(text: Any) -> np.ndarray:
         parsed, _ = to_utc(text.to_pandas())
         return parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
     return np.asarray(times.cast(pa.int64()).fill_null(np.iinfo(np.int64).min), dtype=np.int64)
+
+
+def quoted(values: Any) -> pa.Array:
+    """The JSON string literal of each text, as ``json.dumps(ensure_ascii=False)`` writes it.
+
+    json escapes only quotes, backslashes and control characters: every other distinct text is
+    itself between quotes (Arrow joins them); the few others go through json.dumps.
+    """
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    words = encoded.dictionary.cast(pa.string())
+    literal = pc.binary_join_element_wise('"', words, '"', "")
+    escape = np.flatnonzero(np.asarray(pc.match_substring_regex(words, r'["\\\x00-\x1f]'), dtype=bool))
+    if len(escape):
+        mask = np.zeros(len(words), dtype=bool)
+        mask[escape] = True
+        texts = [json_text(w) for w in words.take(pa.array(escape)).to_pylist()]
+        literal = pc.replace_with_mask(literal, pa.array(mask), pa.array(texts, type=literal.type))
+    return literal.take(encoded.indices)
 
 
 def json_text(value: str) -> str:

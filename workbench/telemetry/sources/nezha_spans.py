@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
-from .gzcsv import read_ahead
 from .nezha import _TRACE_COLUMNS, EARLIEST, ERROR_OPERATION, NezhaSource, _attributes, _malformed, service_of
 
 
@@ -35,7 +34,7 @@ def read_spans(source: NezhaSource, files: list[Path], start: pd.Timestamp | Non
         the usable rows of the opened files (its first row by span id).
     """
     read, tables = [], []
-    for n, (path, (table, bad_lines)) in enumerate(read_ahead(files, lambda p: _TRACE_COLUMNS, as_arrow=True),
+    for n, (path, (table, bad_lines)) in enumerate(source.reading(files, lambda p: _TRACE_COLUMNS),
                                                    start=1):
         source.say(f"trace file {n} of {len(files)}")
         read.append((path, bad_lines, table.num_rows))
