@@ -38,7 +38,7 @@ from ..formats import MAX_NAME_CHARS
 from .columns import distinct, not_utf8, parse_attributes, to_attributes, to_float, to_json, to_text, to_utc
 
 __all__ = ["EVENT_KINDS", "KEYS", "SEVERITIES", "TABLES", "TIME_COLUMN", "ValidationReport", "Validated", "columns",
-           "combine", "empty", "merge", "normalize_severity", "parse_attributes", "required_columns",
+           "combine", "duplicate_rows", "empty", "merge", "normalize_severity", "parse_attributes", "required_columns",
            "to_attributes", "to_utc", "validate"]
 
 TABLES = ("metrics", "logs", "spans", "events", "topology")
@@ -393,6 +393,12 @@ def _dedupe(table: str, frame: pd.DataFrame, source: str, shown: pd.DataFrame,
     if not dup.any():
         return frame, 0
     return frame[~dup].reset_index(drop=True), int(dup.sum())
+
+
+def duplicate_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows that repeat an earlier row of ``frame`` exactly (all columns), as
+    :func:`validate` finds them; text columns are hashed only among rows equal elsewhere."""
+    return _duplicated(frame, list(frame.columns), None, keep="first")
 
 
 def _duplicated(frame: pd.DataFrame, cols: list[str], codes: dict[str, np.ndarray] | None, keep: Any) -> np.ndarray:

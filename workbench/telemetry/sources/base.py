@@ -35,12 +35,17 @@ class RawFrame:
         The file or URL the rows came from; named in validation errors.
     tz : str, optional
         The zone of naive timestamps, when the format declares one.
+    duplicates : int
+        Rows the source left out because they repeat an earlier row of its input exactly (it
+        found them with :func:`~workbench.telemetry.schema.duplicate_rows` before building the
+        costly columns); validation counts them with the duplicates it drops itself.
     """
 
     table: str
     frame: pd.DataFrame
     origin: str
     tz: str | None = None
+    duplicates: int = 0
 
 
 @dataclass
@@ -162,6 +167,8 @@ class Source(ABC):
             while pending and (wait or pending[0][1].done()):
                 raw, job = pending.pop(0)
                 validated = job.result()
+                validated.report.rows_in += raw.duplicates
+                validated.report.duplicates_dropped += raw.duplicates
                 parts[raw.table].append(validated.frame)
                 reports.append(validated.report)
                 if progress is not None:

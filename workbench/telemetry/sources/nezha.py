@@ -145,6 +145,7 @@ class NezhaSource(Source):
         self._cases: list[dict[str, Any]] | None = None
         self._metric_cache: dict[Path, dict[str, Any]] = {}
         self._ahead: ReadAhead | None = None
+        self._log_duplicates = 0
         wanted_cases = _as_list(cases)
         if wanted_cases is not None:
             known = {c["id"]: c for c in self._case_list()}
@@ -178,7 +179,8 @@ class NezhaSource(Source):
                     yield RawFrame("metrics", metrics, origin=f"{self.root}/rca_data/{{{','.join(self.days)}}}/metric")
                 logs = self._logs(start, end)
                 if len(logs):
-                    yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log")
+                    yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log",
+                                   duplicates=self._log_duplicates)
                 spans, topology = self._spans(start, end)
                 if len(spans):
                     yield RawFrame("spans", spans, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
@@ -249,9 +251,9 @@ class NezhaSource(Source):
                 continue
             self.say(f"metrics of {day}")
             paths = self._metric_paths(day)
-            fresh = self.reading([p for p in paths if p not in self._metric_cache], _metric_columns)
+            self._metric_files(list(self.reading([p for p in paths if p not in self._metric_cache], _metric_columns)))
             for path in paths:
-                parsed = self._metric_file(path, None if path in self._metric_cache else next(fresh)[1])
+                parsed = self._metric_file(path)
                 for why, count in parsed["skipped"].items():
                     self._count(path, count, why)
                 keep = (parsed["stamp"] >= lo) & (parsed["stamp"] < hi)
@@ -284,60 +286,69 @@ class NezhaSource(Source):
             "attributes": vocab.categorical(data["attributes"]),
         })
 
-    def _metric_file(self, path: Path, read: tuple[Any, list[int]] | None = None) -> dict[str, Any]:
-        """One metric file parsed once per source (whole-day files; windows only select rows).
+    def _metric_file(self, path: Path) -> dict[str, Any]:
+        """One metric file parsed once per source (see :meth:`_metric_files`)."""
+        if path not in self._metric_cache:
+            self._metric_files([(path, read_csv(path, _metric_columns(path), as_arrow=True))])
+        return self._metric_cache[path]
 
-        ``read`` is the file's :func:`~.gzcsv.read_csv` result when it was read ahead.
+    def _metric_files(self, reads: list[tuple[Path, tuple[Any, list[int]]]]) -> None:
+        """Parse metric files (their :func:`~.gzcsv.read_csv` results) into the per-source cache.
 
-        Returns a dict: ``stamp`` (int64 ns), ``names`` (each row's code of its pod or service
-        name), ``service`` and ``attributes`` (one text per name code), ``series`` (list of (name,
-        unit, float array with NaN for missing)) and ``skipped`` (reason -> rows).
+        Whole-day files, parsed once per source; windows only select rows. Files with the same
+        columns are parsed together (one cast per column, not one per file and column). Each
+        file's entry is a dict: ``stamp`` (int64 ns), ``names`` (each row's code of its pod or
+        service name), ``service`` and ``attributes`` (one text per name code), ``series`` (list
+        of (name, unit, float array with NaN for missing)) and ``skipped`` (reason -> rows).
         """
-        if path in self._metric_cache:
-            return self._metric_cache[path]
-        front = path.name == FRONT_FILE
-        columns = FRONT_METRICS if front else POD_METRICS
-        who = "ServiceName" if front else "PodName"
-        table, bad_lines = read if read is not None else read_csv(path, _metric_columns(path), as_arrow=True)
-        skipped: Counter[str] = Counter()
-        if bad_lines:
-            skipped[_malformed(bad_lines)] += len(bad_lines)
-        seconds = numbers(table["TimeStamp"])
-        usable = np.isfinite(seconds) & (seconds >= EARLIEST.timestamp()) & (seconds < 2**33)
-        ok = usable & np.asarray(pc.not_equal(table[who], ""), dtype=bool)
-        if (~ok).any():
-            skipped[f"row(s) with no usable TimeStamp or {who}"] += int((~ok).sum())
-        seconds = seconds[ok]
-        encoded = pc.dictionary_encode(table[who]).combine_chunks()
-        words = encoded.dictionary.to_pylist()
-        names = encoded.indices.to_numpy(zero_copy_only=False)[ok]
-        series = []
-        for column, (name, unit) in columns.items():
-            if column not in table.column_names:
-                continue
-            raw = table[column]
-            values = numbers(raw)
-            missing = ~np.isfinite(values)
-            if missing.any():
-                # "NaN" (Prometheus' answer over no samples) or an empty cell is a missing
-                # sample (documented); anything else unparseable or infinite is bad input.
-                text = pc.utf8_lower(pc.utf8_trim_whitespace(raw))
-                fine = np.asarray(pc.is_in(text, pa.array(["", "nan"])), dtype=bool)
-                bad = int((missing & ~fine & ok).sum())
-                if bad:
-                    skipped[f"value(s) of {column} that are not finite numbers"] += bad
-                values = np.where(missing, np.nan, values)
-            series.append((name, unit, values[ok]))
-        parsed = {
-            "stamp": np.round(seconds * 1e3).astype("int64") * 1_000_000,
-            "names": names,
-            "service": [word if front else service_of(word) for word in words],
-            "attributes": ["{}" if front else _attributes({"pod": word}) for word in words],
-            "series": series,
-            "skipped": dict(skipped),
-        }
-        self._metric_cache[path] = parsed
-        return parsed
+        groups: dict[tuple[bool, str], list[tuple[Path, Any, list[int]]]] = {}
+        for path, (table, bad_lines) in reads:
+            groups.setdefault((path.name == FRONT_FILE, str(table.schema)), []).append((path, table, bad_lines))
+        for (front, _), files in groups.items():
+            columns = FRONT_METRICS if front else POD_METRICS
+            who = "ServiceName" if front else "PodName"
+            table = pa.concat_tables([t for _, t, _ in files])
+            bounds = np.cumsum([0] + [t.num_rows for _, t, _ in files])
+            seconds = numbers(table["TimeStamp"])
+            usable = np.isfinite(seconds) & (seconds >= EARLIEST.timestamp()) & (seconds < 2**33)
+            ok = usable & np.asarray(pc.not_equal(table[who], ""), dtype=bool)
+            encoded = pc.dictionary_encode(table[who]).combine_chunks()
+            words = encoded.dictionary.to_pylist()
+            names = encoded.indices.to_numpy(zero_copy_only=False)
+            values, bad = {}, {}
+            for column in columns:
+                if column not in table.column_names:
+                    continue
+                raw = table[column]
+                values[column] = numbers(raw)
+                missing = ~np.isfinite(values[column])
+                bad[column] = np.zeros(len(missing), dtype=bool)
+                if missing.any():
+                    # "NaN" (Prometheus' answer over no samples) or an empty cell is a missing
+                    # sample (documented); anything else unparseable or infinite is bad input.
+                    text = pc.utf8_lower(pc.utf8_trim_whitespace(raw))
+                    fine = np.asarray(pc.is_in(text, pa.array(["", "nan"])), dtype=bool)
+                    bad[column] = missing & ~fine & ok
+                    values[column] = np.where(missing, np.nan, values[column])
+            services = [word if front else service_of(word) for word in words]
+            attributes = ["{}" if front else _attributes({"pod": word}) for word in words]
+            stamps = np.round(seconds * 1e3).astype("int64") * 1_000_000
+            for (path, _, bad_lines), lo, hi in zip(files, bounds[:-1], bounds[1:]):
+                mine = ok[lo:hi]
+                skipped: Counter[str] = Counter()
+                if bad_lines:
+                    skipped[_malformed(bad_lines)] += len(bad_lines)
+                if (~mine).any():
+                    skipped[f"row(s) with no usable TimeStamp or {who}"] += int((~mine).sum())
+                for column, flags in bad.items():
+                    if flags[lo:hi].any():
+                        skipped[f"value(s) of {column} that are not finite numbers"] += int(flags[lo:hi].sum())
+                self._metric_cache[path] = {
+                    "stamp": stamps[lo:hi][mine], "names": names[lo:hi][mine],
+                    "service": services, "attributes": attributes,
+                    "series": [(*columns[c], v[lo:hi][mine]) for c, v in values.items()],
+                    "skipped": dict(skipped),
+                }
 
     def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
         lo, hi = _ns_bounds(start, end)
@@ -364,6 +375,9 @@ class NezhaSource(Source):
         # Every file's rows at once (the per-value work costs per call, not per row), in time order
         # (stable): the bodies are laid out once, and validation finds nothing left to sort.
         rows = rows[np.argsort(stamp[rows], kind="stable")]
+        # The construct and rca files overlap: a line read twice is left out before its body is
+        # built (validation would copy every body to drop it); the count goes to the report.
+        rows, self._log_duplicates = _first_copies(table, stamp, rows)
         pick = pa.array(rows)
         body, partial = bodies(table["Log"], rows)
         pod = table["PodName"].take(pick)
@@ -451,6 +465,24 @@ class NezhaSource(Source):
 
 
 # --------------------------------------------------------------------------- helpers
+
+def _first_copies(table: pa.Table, stamp: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """``rows`` (in time order) without those repeating an earlier one in every column read, and
+    how many were left out. Only rows sharing their time with a neighbour are compared."""
+    times = stamp[rows]
+    same = np.zeros(len(rows), dtype=bool)
+    same[1:] = times[1:] == times[:-1]
+    same[:-1] |= same[1:]
+    suspects = np.flatnonzero(same)
+    if not len(suspects):
+        return rows, 0
+    pick = pa.array(rows[suspects])
+    frame = pd.DataFrame({"time": times[suspects], **{c: table[c].take(pick).to_pandas() for c in _LOG_COLUMNS
+                                                       if c != "Timestamp"}})
+    repeat = np.zeros(len(rows), dtype=bool)
+    repeat[suspects] = schema.duplicate_rows(frame)
+    return rows[~repeat], int(repeat.sum())
+
 
 def _codes(vocab: Vocabulary, texts: list[str], index: np.ndarray) -> np.ndarray:
     """Each row's vocabulary code, from its index into ``texts``."""
