@@ -280,8 +280,8 @@ def test_an_ingest_says_which_files_it_is_reading(tmp_path):
     said: list[str] = []
     ingest(init(tmp_path / "ws"), f"nezha:{_dataset(tmp_path)}", progress=said.append)
     # A table's "read" line comes once it validated, which happens while the next table is read.
-    assert said[0] == "metrics of 2023-01-29" and said.index("log file 1 of 1") < said.index("trace file 1 of 1")
-    assert [text.split()[1] for text in said if text.startswith("read ")] == ["metrics", "logs", "spans", "topology"]
+    assert said[0] == "metrics of 2023-01-29" and said.index("trace file 1 of 1") < said.index("log file 1 of 1")
+    assert [text.split()[1] for text in said if text.startswith("read ")] == ["metrics", "spans", "topology", "logs"]
     assert "trace file 1 of 1" in said and any(text.startswith("write ") for text in said)
 
 

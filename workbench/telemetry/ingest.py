@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import NotFoundError
 from ..store.documents import validate_document
+from . import schema
 from .sources import configured, open_configured, open_source
 from .sources.base import RawFrame
 
@@ -100,17 +101,26 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
         if progress:
             progress(f"read {raw.table} from {raw.origin}")
 
-    telemetry = source.read(start, end, progress=on_frame, status=progress)
-    result.rows_read = {t: len(f) for t, f in telemetry.tables().items()}
-    if not any(result.rows_read.values()) and not telemetry.incidents:
-        # A header-only CSV or an empty OTLP export is valid, and almost always a mistake: say so.
-        result.warnings.append(f"{source.url}: 0 telemetry rows read (only headers, an empty export, "
-                               f"or nothing in the time range)")
-    result.duplicates_dropped = sum(r.duplicates_dropped for r in telemetry.reports)
-    for doc in telemetry.incidents:
-        validate_document(doc, source.url)
-
-    staged = workspace.telemetry().stage(telemetry.tables(), progress=(lambda p: progress(f"write {p}")) if progress else None)
+    # Each table is written (beside its target, invisible until the commit) as soon as it is
+    # whole, while the others still validate.
+    stager = workspace.telemetry().stager(progress=(lambda p: progress(f"write {p}")) if progress else None)
+    try:
+        telemetry = source.read(start, end, progress=on_frame, status=progress, ready=stager.add)
+        result.rows_read = {t: len(f) for t, f in telemetry.tables().items()}
+        if not any(result.rows_read.values()) and not telemetry.incidents:
+            # A header-only CSV or an empty OTLP export is valid, and almost always a mistake: say so.
+            result.warnings.append(f"{source.url}: 0 telemetry rows read (only headers, an empty export, "
+                                   f"or nothing in the time range)")
+        result.duplicates_dropped = sum(r.duplicates_dropped for r in telemetry.reports)
+        for doc in telemetry.incidents:
+            validate_document(doc, source.url)
+        for table in schema.TABLES:  # the tables the source had no rows for
+            if table not in stager.stats.rows_added:
+                stager.add(table, None)
+        staged = stager.finish()
+    except BaseException:
+        stager.abort()
+        raise
     kb = workspace.knowledge_base()
     try:
         with kb.transaction():
@@ -123,8 +133,8 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
         raise
     finally:
         kb.close()
-    result.rows_added = staged.stats.rows_added
-    result.rows_present = staged.stats.rows_present
+    result.rows_added = {t: staged.stats.rows_added[t] for t in schema.TABLES}
+    result.rows_present = {t: staged.stats.rows_present[t] for t in schema.TABLES}
     result.links_offered = source.links()
     result.source_stats = dict(getattr(source, "stats", {}) or {})
     result.seconds = time.perf_counter() - t0

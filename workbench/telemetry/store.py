@@ -176,58 +176,19 @@ class TelemetryStore:
         ConflictError
             Another process kept writing the store for :data:`WRITE_WAIT` seconds.
         """
-        lock = WriterLock(self.root / ".write.lock")
-        lock.acquire(WRITE_WAIT, ConflictError, f"telemetry store {self.root}")
-        try:
-            return self._stage(tables, progress, replace, lock)
-        except BaseException:
-            lock.release()
-            raise
-
-    def _stage(self, tables: dict[str, pd.DataFrame], progress: Callable[[str], None] | None,
-               replace: bool, lock: WriterLock) -> StagedWrite:
-        self.recover()
-        moves: list[tuple[Path, Path]] = []
-        stats = WriteStats()
-        # Parquet encoding and compression release the GIL: a second thread writes one file while
-        # this one merges the next.
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telemetry-write")
-        writes = []
+        stager = self.stager(progress, replace)
         try:
             for table, frame in tables.items():
-                stats.rows_added[table] = 0
-                stats.rows_present[table] = 0
-                if frame is None or frame.empty:
-                    continue
-                if frame.attrs.get(schema.VALIDATED_ATTR) != table:
-                    frame = schema.validate(table, frame, source=f"write to {self.root / table}").frame
-                for target, part in self._partitions(table, frame):
-                    stored = self._read_file(target) if target.exists() else None
-                    before = 0 if stored is None else len(stored)
-                    merged, replaced = schema.merge(table, stored, part, source=str(target), replace=replace)
-                    added = len(merged) - (before - replaced)
-                    stats.rows_added[table] += added
-                    stats.rows_present[table] += len(part) - added
-                    if added == 0 and not replaced and stored is not None:
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = target.with_name(f".{target.name}.{_owner()}-{uuid.uuid4().hex}.tmp")
-                    moves.append((tmp, target))
-                    writes.append(pool.submit(_write_parquet, merged, tmp))
-                    stats.files += 1
-                    if progress:
-                        progress(str(target.relative_to(self.root)))
-            for write in writes:
-                write.result()  # the first failed write raises here
+                stager.add(table, frame)
+            return stager.finish()
         except BaseException:
-            for write in writes:
-                write.cancel()
-            pool.shutdown(wait=True)
-            for tmp, _ in moves:
-                tmp.unlink(missing_ok=True)
+            stager.abort()
             raise
-        pool.shutdown(wait=True)
-        return StagedWrite(moves, stats, lock)
+
+    def stager(self, progress: Callable[[str], None] | None = None, replace: bool = False) -> "Stager":
+        """A :meth:`stage` that takes its tables one at a time (:meth:`Stager.add`), so the first
+        tables are written while later ones are still read or validated."""
+        return Stager(self, progress, replace)
 
     def recover(self) -> list[Path]:
         """Clean up after ingests that were killed (``kill -9``) while writing; return what was removed.
@@ -380,6 +341,86 @@ class TelemetryStore:
         except (OSError, pa.ArrowException) as exc:
             raise SourceError(f"{path}: stored telemetry file is unreadable: {exc}") from None
         return frame
+
+
+class Stager:
+    """Tables staged one at a time (see :meth:`TelemetryStore.stage`, which is built on it).
+
+    The writer lock is taken (and a killed ingest's leftovers cleaned) at the first :meth:`add`,
+    so reading a source never holds it; Parquet files are written on two threads while the
+    caller goes on. :meth:`finish` gives the :class:`StagedWrite`; :meth:`abort` drops what was
+    written and releases the lock.
+    """
+
+    def __init__(self, store: TelemetryStore, progress: Callable[[str], None] | None, replace: bool):
+        self._store, self._progress, self._replace = store, progress, replace
+        self._lock: WriterLock | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._moves: list[tuple[Path, Path]] = []
+        self._writes: list = []
+        self.stats = WriteStats()
+
+    def add(self, table: str, frame: pd.DataFrame | None) -> None:
+        """Merge one table with what is stored and start writing its files."""
+        store = self._store
+        self._open()
+        self.stats.rows_added[table] = 0
+        self.stats.rows_present[table] = 0
+        if frame is None or frame.empty:
+            return
+        if frame.attrs.get(schema.VALIDATED_ATTR) != table:
+            frame = schema.validate(table, frame, source=f"write to {store.root / table}").frame
+        for target, part in store._partitions(table, frame):
+            stored = store._read_file(target) if target.exists() else None
+            before = 0 if stored is None else len(stored)
+            merged, replaced = schema.merge(table, stored, part, source=str(target), replace=self._replace)
+            added = len(merged) - (before - replaced)
+            self.stats.rows_added[table] += added
+            self.stats.rows_present[table] += len(part) - added
+            if added == 0 and not replaced and stored is not None:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{_owner()}-{uuid.uuid4().hex}.tmp")
+            self._moves.append((tmp, target))
+            self._writes.append(self._pool.submit(_write_parquet, merged, tmp))
+            self.stats.files += 1
+            if self._progress:
+                self._progress(str(target.relative_to(store.root)))
+
+    def _open(self) -> None:
+        if self._lock is not None:
+            return
+        lock = WriterLock(self._store.root / ".write.lock")
+        lock.acquire(WRITE_WAIT, ConflictError, f"telemetry store {self._store.root}")
+        self._lock = lock
+        self._store.recover()
+        # Parquet encoding and compression release the GIL: writes go on beside the caller.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telemetry-write")
+
+    def finish(self) -> StagedWrite:
+        """Wait for every write; the first failed one raises (and everything is dropped)."""
+        self._open()  # a stage of nothing holds the lock until its commit too
+        try:
+            for write in self._writes:
+                write.result()
+        except BaseException:
+            self.abort()
+            raise
+        self._pool.shutdown(wait=True)
+        return StagedWrite(self._moves, self.stats, self._lock)
+
+    def abort(self) -> None:
+        """Drop every staged file and release the lock (nothing is visible)."""
+        for write in self._writes:
+            write.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for tmp, _ in self._moves:
+            tmp.unlink(missing_ok=True)
+        self._moves = []
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -141,11 +141,14 @@ class Source(ABC):
 
     def read(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
              progress: Callable[[RawFrame], None] | None = None,
-             status: Callable[[str], None] | None = None) -> Telemetry:
+             status: Callable[[str], None] | None = None,
+             ready: Callable[[str, pd.DataFrame], None] | None = None) -> Telemetry:
         """Read and validate everything in ``[start, end)``.
 
         ``progress`` is called with each raw frame after it validated (the CLI's progress bar);
-        ``status`` with short texts a slow source says while it reads (:meth:`say`).
+        ``status`` with short texts a slow source says while it reads (:meth:`say`); ``ready``
+        with each whole validated table (name, frame) as soon as the source has no more frames and
+        its own validation is done, while other tables may still validate (an ingest writes it).
 
         Raises
         ------
@@ -173,30 +176,49 @@ class Source(ABC):
                 reports.append(validated.report)
                 if progress is not None:
                     progress(raw)
+                if ready is not None and done and not any(r.table == raw.table for r, _ in pending):
+                    finish(raw.table)
 
+        out = Telemetry(reports=reports)
+        finished: set[str] = set()
+
+        def finish(table: str) -> None:
+            frames = parts[table]
+            finished.add(table)
+            if not frames:
+                return
+            merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            if len(frames) > 1:
+                # Frames from different files may overlap (same rows twice): cross-file
+                # duplicates are dropped and counted, conflicts raised (the frames themselves
+                # are valid already: only the duplicate and key rules apply to the union).
+                again = schema.combine(table, merged, source=self.url)
+                merged = again.frame
+                if again.report.duplicates_dropped:
+                    reports.append(again.report)
+            setattr(out, table, merged)
+            if ready is not None:
+                ready(table, merged)
+
+        done = False
         try:
             for raw in self.frames(start, end):
                 pending.append((raw, pool.submit(schema.validate, raw.table, raw.frame, source=raw.origin, tz=raw.tz)))
                 collect(wait=False)
+            done = True  # every table is complete once its frames validated
+            for table in parts:
+                if parts[table] and not any(r.table == table for r, _ in pending) and table not in finished:
+                    finish(table)
             collect(wait=True)
         finally:
             self.status = None
             for _, job in pending:
                 job.cancel()
             pool.shutdown(wait=True)
-        out = Telemetry(reports=reports, incidents=self.incidents())
-        for table, frames in parts.items():
-            if frames:
-                merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-                if len(frames) > 1:
-                    # Frames from different files may overlap (same rows twice): cross-file
-                    # duplicates are dropped and counted, conflicts raised (the frames themselves
-                    # are valid already: only the duplicate and key rules apply to the union).
-                    again = schema.combine(table, merged, source=self.url)
-                    merged = again.frame
-                    if again.report.duplicates_dropped:
-                        reports.append(again.report)
-                setattr(out, table, merged)
+        out.incidents = self.incidents()
+        for table in parts:
+            if table not in finished:
+                finish(table)
         return out
 
 

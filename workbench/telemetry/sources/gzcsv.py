@@ -75,28 +75,32 @@ def read_ahead(paths: list[Path], required: Any, as_arrow: bool = False) -> Iter
 
 
 class ReadAhead:
-    """Reads gzip CSV files in the given order on one thread, ahead of the caller.
+    """Reads gzip CSV files in the given order on ``workers`` threads, ahead of the caller.
 
     Decompression and Arrow's parser release the GIL, so the files are read while the caller maps
-    the ones before. The thread stays at most ``budget`` bytes of gzip ahead of what the caller
+    the ones before. The threads stay at most ``budget`` bytes of gzip ahead of what the caller
     took (so a data set is never held in memory whole). :meth:`take` returns a file's
     :func:`read_csv` result (or raises its error), waiting for it when needed; a file that was not
-    planned is read on the spot. Use as a context manager: leaving it stops the thread.
+    planned is read on the spot. Use as a context manager: leaving it stops the threads.
     """
 
-    def __init__(self, jobs: list[tuple[Path, Any]], as_arrow: bool = True, budget: int = 32 << 20):
+    def __init__(self, jobs: list[tuple[Path, Any]], as_arrow: bool = True, budget: int = 32 << 20,
+                 workers: int = 2):
         import threading
 
         self._jobs = list(jobs)
         self._required = dict(self._jobs)
         self._as_arrow = as_arrow
         self._budget = budget
+        self._next = 0  # the next job a thread starts
         self._done: dict[Path, tuple[Any, BaseException | None]] = {}
-        self._ahead = 0  # bytes of gzip read but not yet taken
+        self._ahead = 0  # bytes of gzip started but not yet taken
         self._stop = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="gzcsv-read", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"gzcsv-read-{i}", daemon=True)
+                         for i in range(max(1, min(workers, len(self._jobs))))]
+        for thread in self._threads:
+            thread.start()
 
     def __enter__(self) -> "ReadAhead":
         return self
@@ -108,23 +112,28 @@ class ReadAhead:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def _run(self) -> None:
-        for path, required in self._jobs:
-            size = _size(path)
+        while True:
             with self._cond:
-                while not self._stop and self._ahead and self._ahead + size > self._budget:
+                while not self._stop and self._next < len(self._jobs):
+                    size = _size(self._jobs[self._next][0])
+                    if not self._ahead or self._ahead + size <= self._budget:
+                        break
                     self._cond.wait()
-                if self._stop:
+                if self._stop or self._next >= len(self._jobs):
                     return
+                path, required = self._jobs[self._next]
+                self._next += 1
+                self._ahead += size
             try:
                 result: tuple[Any, BaseException | None] = (read_csv(path, required, as_arrow=self._as_arrow), None)
             except BaseException as exc:  # handed to the caller by take()
                 result = (None, exc)
             with self._cond:
                 self._done[path] = result
-                self._ahead += size
                 self._cond.notify_all()
 
     def take(self, path: Path, required: Any = None) -> tuple[Any, list[int]]:
@@ -133,7 +142,7 @@ class ReadAhead:
             return read_csv(path, required, as_arrow=self._as_arrow)
         with self._cond:
             while path not in self._done:
-                if not self._thread.is_alive():  # stopped before reaching it
+                if not any(thread.is_alive() for thread in self._threads):  # stopped before reaching it
                     break
                 self._cond.wait()
             found = self._done.pop(path, None)

@@ -157,7 +157,7 @@ class NezhaSource(Source):
     # ------------------------------------------------------------------ reading
 
     def frames(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> Iterator[RawFrame]:
-        """Yield one raw frame per table (metrics, logs, spans, topology) for ``[start, end)``.
+        """Yield one raw frame per table (metrics, spans, topology, logs) for ``[start, end)``.
 
         Yields
         ------
@@ -170,22 +170,23 @@ class NezhaSource(Source):
         # One reader goes through every file of the three tables in the order they are mapped, so
         # the next table's files are read while this one's rows are mapped and validated.
         jobs = [(p, _metric_columns(p)) for p in self._metric_paths() if p not in self._metric_cache]
-        jobs += [(p, _LOG_COLUMNS) for p in self.files("log", start, end)]
         jobs += [(p, _TRACE_COLUMNS) for p in self.files("trace", start, end)]
+        jobs += [(p, _LOG_COLUMNS) for p in self.files("log", start, end)]
         with ReadAhead(jobs) as self._ahead:
             try:
                 metrics = self._metrics(start, end)
                 if len(metrics):
                     yield RawFrame("metrics", metrics, origin=f"{self.root}/rca_data/{{{','.join(self.days)}}}/metric")
-                logs = self._logs(start, end)
-                if len(logs):
-                    yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log",
-                                   duplicates=self._log_duplicates)
+                # Spans before logs: their mapping is quick, so they validate while the logs are mapped.
                 spans, topology = self._spans(start, end)
                 if len(spans):
                     yield RawFrame("spans", spans, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
                 if len(topology):
                     yield RawFrame("topology", topology, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
+                logs = self._logs(start, end)
+                if len(logs):
+                    yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log",
+                                   duplicates=self._log_duplicates)
             finally:
                 self._ahead = None
 
