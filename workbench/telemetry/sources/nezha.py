@@ -171,7 +171,9 @@ class NezhaSource(Source):
         # the next table's files are read while this one's rows are mapped and validated.
         jobs = [(p, _metric_columns(p)) for p in self._metric_paths() if p not in self._metric_cache]
         jobs += [(p, _TRACE_COLUMNS) for p in self.files("trace", start, end)]
-        jobs += [(p, _LOG_COLUMNS) for p in self.files("log", start, end)]
+        logs = self.files("log", start, end)
+        days = sorted({p.parent.parent.name for p in logs})
+        jobs += [(p, _LOG_COLUMNS) for day in days for p in logs if p.parent.parent.name == day]
         with ReadAhead(jobs) as self._ahead:
             try:
                 metrics = self._metrics(start, end)
@@ -183,10 +185,12 @@ class NezhaSource(Source):
                     yield RawFrame("spans", spans, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
                 if len(topology):
                     yield RawFrame("topology", topology, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
-                logs = self._logs(start, end)
-                if len(logs):
-                    yield RawFrame("logs", logs, origin=f"{self.root}/{{rca,construct}}_data/*/log",
-                                   duplicates=self._log_duplicates)
+                # A day's logs at a time: one day validates while the next is mapped.
+                for day in days:
+                    frame = self._logs(start, end, [p for p in logs if p.parent.parent.name == day], logs)
+                    if len(frame):
+                        yield RawFrame("logs", frame, origin=f"{self.root}/{{rca,construct}}_data/{day}/log",
+                                       duplicates=self._log_duplicates)
             finally:
                 self._ahead = None
 
@@ -351,12 +355,16 @@ class NezhaSource(Source):
                     "skipped": dict(skipped),
                 }
 
-    def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+    def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None, files: list[Path] | None = None,
+              every: list[Path] | None = None) -> pd.DataFrame:
+        """The logs of ``files`` (default: every log file of the window; ``every`` numbers the progress)."""
         lo, hi = _ns_bounds(start, end)
         read, tables = [], []
-        files = self.files("log", start, end)
-        for n, (path, (table, bad_lines)) in enumerate(self.reading(files, lambda p: _LOG_COLUMNS), start=1):
-            self.say(f"log file {n} of {len(files)}")
+        self._log_duplicates = 0
+        files = self.files("log", start, end) if files is None else files
+        every = files if every is None else every
+        for path, (table, bad_lines) in self.reading(files, lambda p: _LOG_COLUMNS):
+            self.say(f"log file {every.index(path) + 1} of {len(every)}")
             read.append((path, bad_lines, table.num_rows))
             if table.num_rows:
                 tables.append(table.select(list(_LOG_COLUMNS)))
