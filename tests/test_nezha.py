@@ -388,11 +388,23 @@ def test_log_bodies_cut_from_the_common_shape_equal_json_decoding():
         doc("a long time field\n", time="t" * 120), doc("ends with a backslash \\\n"), "not json at all",
         "", '{"log":"no newline field"}', doc("<script>alert(1)</script>\n"), doc("a\\nb\n"),
     ]
+    cells += ['{"log":"lone \\ud800 surrogate\\n","stream":"stdout","time":"x"}', '{"log":"big","n":1e999}',
+              '{"log":"first","log":"second\\n"}', '{"log":NaN}', '{"log":"ctrl \x01 raw"}']
     chunks = [pa.array(cells[:7]), pa.array(cells[7:15]), pa.array(cells[15:])]
     log = pa.chunked_array(chunks)
     order = np.random.default_rng(7).permutation(len(cells))
     got, partial = bodies(log, order)
     expected = [body(cells[i]) for i in order]
+    # orjson decodes first: what it gives is what json gives, and what it refuses json decides
+    for cell in cells:
+        try:
+            doc = json.loads(cell)
+            line = doc.get("log") if isinstance(doc, dict) else None
+        except ValueError:
+            line = None
+        if isinstance(line, str) and "\ud800" not in line:
+            assert body(cell) == ((line.rstrip("\r\n") if line.strip() else "(empty)"), not line.endswith("\n"))
+    assert body(cells[-5]) == (cells[-5], False)  # a lone surrogate is kept as written, never a crash
     assert got.to_pylist() == [b for b, _ in expected]
     assert partial.tolist() == [p for _, p in expected]
     assert bodies(log, np.array([], dtype=np.int64))[0].to_pylist() == []

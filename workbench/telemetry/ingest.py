@@ -117,22 +117,25 @@ def ingest(workspace: Workspace, url: str, start: pd.Timestamp | None = None, en
         for table in schema.TABLES:  # the tables the source had no rows for
             if table not in stager.stats.rows_added:
                 stager.add(table, None)
-        staged = stager.finish()
+        # The incidents go into the knowledge base while the last files are written; the files are
+        # swapped in inside the same transaction, so either both land or neither does.
+        kb = workspace.knowledge_base()
+        try:
+            with kb.transaction():
+                for doc in telemetry.incidents:
+                    action, incident = import_document(kb, doc, who=who, origin=source.url)
+                    getattr(result, f"incidents_{action}").append(incident.id)
+                staged = stager.finish()
+                try:
+                    staged.commit()
+                except BaseException:
+                    staged.rollback()
+                    raise
+        finally:
+            kb.close()
     except BaseException:
         stager.abort()
         raise
-    kb = workspace.knowledge_base()
-    try:
-        with kb.transaction():
-            for doc in telemetry.incidents:
-                action, incident = import_document(kb, doc, who=who, origin=source.url)
-                getattr(result, f"incidents_{action}").append(incident.id)
-            staged.commit()
-    except BaseException:
-        staged.rollback()
-        raise
-    finally:
-        kb.close()
     result.rows_added = {t: staged.stats.rows_added[t] for t in schema.TABLES}
     result.rows_present = {t: staged.stats.rows_present[t] for t in schema.TABLES}
     result.links_offered = source.links()

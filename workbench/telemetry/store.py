@@ -407,7 +407,9 @@ class Stager:
             self.abort()
             raise
         self._pool.shutdown(wait=True)
-        return StagedWrite(self._moves, self.stats, self._lock)
+        staged = StagedWrite(self._moves, self.stats, self._lock)
+        self._moves, self._writes, self._lock = [], [], None  # the staged write owns them now
+        return staged
 
     def abort(self) -> None:
         """Drop every staged file and release the lock (nothing is visible)."""

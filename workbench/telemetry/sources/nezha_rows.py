@@ -8,11 +8,12 @@ import json
 from typing import Any, Iterator
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columns import to_utc
+from ..columns import not_utf8, to_utc
 
 #: A character of a JSON string that needs no decoding: no quote, backslash or control character.
 _PLAIN = r'[^"\\\x00-\x1f]'
@@ -120,12 +121,18 @@ def _views(length: np.ndarray, which: np.ndarray, begin: np.ndarray, buffers: li
 
 
 def body(raw: str) -> tuple[str, bool]:
-    """(application line, cut by the runtime?) from the runtime's JSON; the raw text otherwise."""
+    """(application line, cut by the runtime?) from the runtime's JSON; the raw text otherwise
+    (also when the line escapes a lone surrogate: no text can hold it, the raw text can)."""
     try:
-        doc = json.loads(raw)
-    except ValueError:
-        doc = None
+        doc = orjson.loads(raw)  # a third of json's time; json decides what orjson refuses
+    except orjson.JSONDecodeError:
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = None
     line = doc.get("log") if isinstance(doc, dict) else None
+    if isinstance(line, str) and not_utf8(line):
+        line = None
     if not isinstance(line, str):
         return (raw.strip() or "(empty)"), False
     partial = not line.endswith("\n")
