@@ -142,3 +142,16 @@ def test_canonical_attribute_json_without_floats_is_recognised(value):
     except UnicodeEncodeError:
         return  # lone surrogates: json's path on purpose
     assert _canonical([text])[0]
+
+
+@SETTINGS
+@given(values=st.lists(TEXT | st.none(), max_size=12), multiline=st.booleans(), cut=st.integers(0, 3))
+def test_the_column_check_agrees_with_the_one_value_rule(values, multiline, cut):
+    """formats.bad_text scans a column's bytes; it must refuse exactly what text_problem refuses
+    (lone surrogates are refused by the conversion around it, so they are left out here)."""
+    from workbench.formats import bad_text, text_problem
+
+    values = [v for v in values if v is None or not any(0xD800 <= ord(c) <= 0xDFFF for c in v)]
+    series = pd.Series(values, dtype="str").iloc[min(cut, len(values)):]  # a sliced column too
+    expected = [isinstance(v, str) and text_problem(v, multiline) is not None for v in series]
+    assert bad_text(series, multiline).tolist() == expected
