@@ -2,7 +2,7 @@
 
 :func:`read_csv` gives every well-formed row as text columns (a row with the wrong number of
 fields is skipped and its record number returned; undecodable bytes become U+FFFD);
-:class:`ReadAhead` (and :func:`read_ahead`) reads the next files on a second thread while the
+:class:`ReadAhead` (and :func:`read_ahead`) reads the next files on reader threads while the
 caller maps the ones before; :func:`numbers` turns text cells into float64 and :class:`Vocabulary`
 numbers texts and builds a categorical column of their codes at once.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -67,7 +68,7 @@ def read_csv(path: Path, required: Iterable[str], as_arrow: bool = False) -> tup
 
 
 def read_ahead(paths: list[Path], required: Any, as_arrow: bool = False) -> Iterator[tuple[Path, tuple[Any, list[int]]]]:
-    """``(path, read_csv(path, required(path)))`` in order, the files read on a second thread ahead
+    """``(path, read_csv(path, required(path)))`` in order, the files read on reader threads ahead
     of the caller (see :class:`ReadAhead`)."""
     with ReadAhead([(path, required(path)) for path in paths], as_arrow=as_arrow) as ahead:
         for path in paths:
@@ -86,8 +87,6 @@ class ReadAhead:
 
     def __init__(self, jobs: list[tuple[Path, Any]], as_arrow: bool = True, budget: int = 32 << 20,
                  workers: int = 2):
-        import threading
-
         self._jobs = list(jobs)
         self._required = dict(self._jobs)
         self._as_arrow = as_arrow
