@@ -436,3 +436,23 @@ def test_a_log_line_read_from_two_files_is_kept_once_and_counted(tmp_path):
     assert bodies.count("same time, one") == 1 and bodies.count("same time, two") == 1
     report = next(r for r in tel.reports if r.table == "logs")
     assert report.duplicates_dropped == 2 and report.rows_in == report.rows_out + 2 == len(tel.logs) + 2
+
+
+def test_files_taken_out_of_order_or_twice_never_wait_on_the_read_ahead(tmp_path):
+    """The reader stays a gzip budget ahead; a caller that asks for a later file first (or for an
+    unplanned one) reads it itself instead of waiting for a budget that only it can free."""
+    from workbench.telemetry.sources.gzcsv import ReadAhead
+
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"{i:02d}_00_log.csv.gz"
+        _write(path, [["a", "b"], *[[str(i), "x" * 50]] * 200])
+        paths.append(path)
+    stray = tmp_path / "stray.csv.gz"
+    _write(stray, [["a", "b"], ["9", "y"]])
+    with ReadAhead([(p, ["a"]) for p in paths], budget=1) as ahead:  # one file ahead at most
+        order = [5, 0, 3, 1, 2, 4]
+        got = [ahead.take(paths[i])[0]["a"][0].as_py() for i in order]
+        assert got == [str(i) for i in order]
+        assert ahead.take(stray, ["a"])[0]["a"].to_pylist() == ["9"]
+        assert ahead.take(paths[0])[0]["a"][0].as_py() == "0"  # taken twice: read again

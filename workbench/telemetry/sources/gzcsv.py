@@ -81,18 +81,23 @@ class ReadAhead:
     Decompression and Arrow's parser release the GIL, so the files are read while the caller maps
     the ones before. The threads stay at most ``budget`` bytes of gzip ahead of what the caller
     took (so a data set is never held in memory whole). :meth:`take` returns a file's
-    :func:`read_csv` result (or raises its error), waiting for it when needed; a file that was not
-    planned is read on the spot. Use as a context manager: leaving it stops the threads.
+    :func:`read_csv` result (or raises its error), waiting for it when a thread is reading it; a
+    file no thread has started (taken out of order, or not planned) is read on the spot, so the
+    caller never waits on the budget. Use as a context manager: leaving it stops the threads.
     """
 
     def __init__(self, jobs: list[tuple[Path, Any]], as_arrow: bool = True, budget: int = 32 << 20,
                  workers: int = 2):
         self._jobs = list(jobs)
-        self._required = dict(self._jobs)
+        self._index: dict[Path, int] = {}
+        for i, (path, _) in enumerate(self._jobs):
+            self._index.setdefault(path, i)
         self._as_arrow = as_arrow
         self._budget = budget
-        self._next = 0  # the next job a thread starts
-        self._done: dict[Path, tuple[Any, BaseException | None]] = {}
+        self._next = 0  # the next job a thread may start
+        self._claimed: set[int] = set()  # jobs the caller read itself
+        self._taken: set[int] = set()  # jobs handed to the caller (a second take reads again)
+        self._done: dict[Path, tuple[Any, BaseException | None, int]] = {}  # result, error, gzip bytes
         self._ahead = 0  # bytes of gzip started but not yet taken
         self._stop = False
         self._cond = threading.Condition()
@@ -117,40 +122,47 @@ class ReadAhead:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and self._next < len(self._jobs):
+                while True:
+                    while self._next in self._claimed:
+                        self._next += 1
+                    if self._stop or self._next >= len(self._jobs):
+                        return
                     size = _size(self._jobs[self._next][0])
                     if not self._ahead or self._ahead + size <= self._budget:
                         break
                     self._cond.wait()
-                if self._stop or self._next >= len(self._jobs):
-                    return
                 path, required = self._jobs[self._next]
                 self._next += 1
                 self._ahead += size
             try:
-                result: tuple[Any, BaseException | None] = (read_csv(path, required, as_arrow=self._as_arrow), None)
+                result = read_csv(path, required, as_arrow=self._as_arrow)
+                error = None
             except BaseException as exc:  # handed to the caller by take()
-                result = (None, exc)
+                result, error = None, exc
             with self._cond:
-                self._done[path] = result
+                self._done[path] = (result, error, size)
                 self._cond.notify_all()
 
     def take(self, path: Path, required: Any = None) -> tuple[Any, list[int]]:
         """:func:`read_csv` of ``path`` (its planned columns, else ``required``)."""
-        if path not in self._required:
-            return read_csv(path, required, as_arrow=self._as_arrow)
+        i = self._index.get(path)
+        if i is not None:
+            required = self._jobs[i][1]
+        found = None
         with self._cond:
-            while path not in self._done:
-                if not any(thread.is_alive() for thread in self._threads):  # stopped before reaching it
-                    break
-                self._cond.wait()
-            found = self._done.pop(path, None)
-            if found is not None:
-                self._ahead -= _size(path)
-                self._cond.notify_all()
+            if i is not None and i not in self._taken:
+                self._taken.add(i)
+                if path not in self._done and i >= self._next:
+                    self._claimed.add(i)  # no thread started it: read it here, now
+                else:
+                    while path not in self._done:
+                        self._cond.wait()
+                    found = self._done.pop(path)
+                    self._ahead -= found[2]
+                    self._cond.notify_all()
         if found is None:
-            return read_csv(path, self._required[path], as_arrow=self._as_arrow)
-        result, error = found
+            return read_csv(path, required, as_arrow=self._as_arrow)
+        result, error, _ = found
         if error is not None:
             raise error
         return result
