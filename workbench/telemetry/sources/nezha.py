@@ -145,7 +145,6 @@ class NezhaSource(Source):
         self._cases: list[dict[str, Any]] | None = None
         self._metric_cache: dict[Path, dict[str, Any]] = {}
         self._ahead: ReadAhead | None = None
-        self._log_duplicates = 0
         wanted_cases = _as_list(cases)
         if wanted_cases is not None:
             known = {c["id"]: c for c in self._case_list()}
@@ -187,10 +186,10 @@ class NezhaSource(Source):
                     yield RawFrame("topology", topology, origin=f"{self.root}/{{rca,construct}}_data/*/trace")
                 # A day's logs at a time: one day validates while the next is mapped.
                 for day in days:
-                    frame = self._logs(start, end, [p for p in logs if p.parent.parent.name == day], logs)
+                    frame, doubled = self._logs(start, end, [p for p in logs if p.parent.parent.name == day], logs)
                     if len(frame):
                         yield RawFrame("logs", frame, origin=f"{self.root}/{{rca,construct}}_data/{day}/log",
-                                       duplicates=self._log_duplicates)
+                                       duplicates=doubled)
             finally:
                 self._ahead = None
 
@@ -356,11 +355,11 @@ class NezhaSource(Source):
                 }
 
     def _logs(self, start: pd.Timestamp | None, end: pd.Timestamp | None, files: list[Path] | None = None,
-              every: list[Path] | None = None) -> pd.DataFrame:
-        """The logs of ``files`` (default: every log file of the window; ``every`` numbers the progress)."""
+              every: list[Path] | None = None) -> tuple[pd.DataFrame, int]:
+        """The logs of ``files`` (default: every log file of the window; ``every`` numbers the
+        progress), and how many lines read twice were left out."""
         lo, hi = _ns_bounds(start, end)
         read, tables = [], []
-        self._log_duplicates = 0
         files = self.files("log", start, end) if files is None else files
         every = files if every is None else every
         for path, (table, bad_lines) in self.reading(files, lambda p: _LOG_COLUMNS):
@@ -380,13 +379,13 @@ class NezhaSource(Source):
         keep = ok & (stamp >= lo) & ((stamp < hi) | (end is None))
         rows = np.flatnonzero(keep)
         if not len(rows):
-            return schema.empty("logs")
+            return schema.empty("logs"), 0
         # Every file's rows at once (the per-value work costs per call, not per row), in time order
         # (stable): the bodies are laid out once, and validation finds nothing left to sort.
         rows = rows[np.argsort(stamp[rows], kind="stable")]
         # The construct and rca files overlap: a line read twice is left out before its body is
         # built (validation would copy every body to drop it); the count goes to the report.
-        rows, self._log_duplicates = _first_copies(table, stamp, rows)
+        rows, doubled = _first_copies(table, stamp, rows)
         pick = pa.array(rows)
         body, partial = bodies(table["Log"], rows)
         pod = table["PodName"].take(pick)
@@ -401,7 +400,7 @@ class NezhaSource(Source):
             "service": coded(pod, service_of), "environment": coded(pa.array([ENVIRONMENT] * len(rows))),
             "severity": coded(level_tokens(body), _severity, missing="INFO"), "body": body.to_pandas(),
             "trace_id": coded(table["TraceID"].take(pick)), "attributes": coded(attrs),
-        })
+        }), doubled
 
     def _spans(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
         from .nezha_spans import read_spans  # it imports this module's helpers
