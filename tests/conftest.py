@@ -141,6 +141,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a server a test started: TERM, then KILL when it has not exited within ``timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def jupyter_lab(root_dir: Path, cwd: Path, env: Mapping[str, str]) -> Iterator[tuple[str, str]]:
     """A real JupyterLab serving ``root_dir`` on a free loopback port: yields (base URL, token) once
@@ -167,9 +177,5 @@ def jupyter_lab(root_dir: Path, cwd: Path, env: Mapping[str, str]) -> Iterator[t
             time.sleep(0.5)
         yield base, token
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=20)
         log.close()

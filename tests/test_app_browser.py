@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOSTILE_STRINGS, free_port, require_browser
+from conftest import HOSTILE_STRINGS, free_port, require_browser, stop_process
 from test_reports_browser import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -83,18 +83,9 @@ def start_cli(args: list[str], log: Path, timeout: float = 30.0):
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() - started > timeout:
-            stop(proc)
+            stop_process(proc)
             pytest.fail(f"workbench serve did not start:\n{log.read_text()}")
         time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def http_get(origin: str, path: str) -> tuple[int, dict[str, str], str]:
@@ -114,7 +105,7 @@ def served(ws, tmp_path_factory):
     proc, origin, ready = start_cli(["-w", str(ws.root)], tmp_path_factory.mktemp("log") / "serve.log")
     print(f"\nworkbench serve ready in {ready:.1f} s")
     yield origin
-    stop(proc)
+    stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +116,7 @@ def served_auth(ws, tmp_path_factory):
     proc, origin, ready = start_cli(["-w", str(ws.root), "--basic-auth", str(secret)], folder / "serve.log")
     print(f"\nworkbench serve --basic-auth ready in {ready:.1f} s")
     yield origin
-    stop(proc)
+    stop_process(proc)
 
 
 class Session:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOSTILE_STRINGS, REPO, require_browser
+from conftest import HOSTILE_STRINGS, REPO, require_browser, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -204,12 +204,7 @@ def served(ws):
                 time.sleep(0.1)
         yield origin
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_served_app_shows_reports_and_switches_incidents(browser, served):
