@@ -151,7 +151,8 @@ def test_the_served_apps_review_tab_has_sortable_tables(ws):
 
 
 def test_the_review_tab_of_workbench_serve_in_chromium(browser, ws, tmp_path):
-    from test_app_browser import Session, start_cli, stop
+    from conftest import stop_process
+    from test_app_browser import Session, start_cli
 
     proc, origin, _ = start_cli(["-w", str(ws.root)], tmp_path / "serve.log")
     s = Session(browser, origin)
@@ -168,4 +169,4 @@ def test_the_review_tab_of_workbench_serve_in_chromium(browser, ws, tmp_path):
         s.check_clean()
     finally:
         s.page.close()
-        stop(proc)
+        stop_process(proc)
