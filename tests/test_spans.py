@@ -59,6 +59,36 @@ def test_annotate_marks_entries_exits_and_errors(frame):
     assert bool(ann.loc["h", "error"]) and not bool(ann.loc["c", "error"])
 
 
+def test_a_span_calling_several_services_directly_does_its_own_work_between_the_calls():
+    """Without client spans (the sample's checkout parents its callees' server spans) a span that
+    calls several services is no exit span: its self time is its service's own (an operation of
+    ``span_stats``), not overhead of its first edge. A client span retrying one service stays an
+    exit span."""
+    rows = [
+        _span("s", "", "checkout", "POST /checkout", 0, 100),
+        _span("x", "s", "cart", "get", 10, 20),
+        _span("y", "s", "payments", "charge", 40, 30),  # s's own work: 100 - 50 = 50 ms
+        _span("r", "", "frontend", "HTTP POST", 0, 90, trace="t2"),
+        _span("r1", "r", "orders", "create", 5, 30, status="error", trace="t2"),
+        _span("r2", "r", "orders", "create", 40, 40, trace="t2"),  # the retry of the same call
+    ]
+    frame = schema.validate("spans", pd.DataFrame(rows), source="test").frame
+    ann = spans.annotate(frame).set_index("span_id")
+    assert ann.loc["s", "callee"] == "" and ann.loc["s", "self_ms"] == pytest.approx(50.0)
+    assert ann.loc["r", "callee"] == "orders" and ann.loc["r", "self_ms"] == pytest.approx(20.0)
+    stats = spans.span_stats(frame, step="1min")
+    own = stats[(stats["service"] == "checkout") & (stats["edge"] == "") & (stats["metric"] == "self_time_p50_ms")]
+    assert own["value"].tolist() == pytest.approx([50.0])
+    edges = stats[stats["edge"] != ""].groupby("edge")["metric"].apply(set).to_dict()
+    assert edges["checkout→cart"] == edges["checkout→payments"] == {
+        "requests", "error_rate", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms"}  # no overhead to tell apart
+    assert "overhead_p50_ms" in edges["frontend→orders"]
+    calls = stats[(stats["metric"] == "requests") & (stats["edge"] != "")].set_index("edge")["value"].to_dict()
+    assert calls == {"checkout→cart": 1, "checkout→payments": 1, "frontend→orders": 1}  # the retry is one call
+    assert spans.derive_topology(frame)[["caller", "callee"]].values.tolist() == [
+        ["checkout", "cart"], ["checkout", "payments"], ["frontend", "orders"]]
+
+
 def test_span_stats_per_service_and_edge(frame):
     stats = spans.span_stats(frame, step="1min")
     assert list(stats.columns) == ["timestamp", "service", "edge", "metric", "value"]

@@ -9,7 +9,9 @@ unified ``spans`` table (:mod:`workbench.telemetry.schema`):
 - :func:`annotate`: every span with its self time, its parent's service and, for a span that
   calls another service (a client or "exit" span), the service it calls. The self time of such a
   span is the time spent between the two services (network, queues, connection pools): the
-  analysis attributes it to the call (the *edge*), not to the caller's own work;
+  analysis attributes it to the call (the *edge*), not to the caller's own work. A span that calls
+  several services directly (no client spans in between) is no exit span: what it does between
+  those calls is its service's own work;
 - :func:`span_stats`: per step, per service and per caller→callee edge, latency percentiles,
   self-time percentiles, request counts and error rates, in a long shape that
   :func:`as_metrics` turns into metric rows the detectors score like any metric;
@@ -107,9 +109,11 @@ def annotate(spans: pd.DataFrame) -> pd.DataFrame:
         A copy of ``spans`` (same index) with ``self_ms`` (float, :func:`self_times`),
         ``parent_service`` (str, ``""`` for a root or a parent outside the frame), ``entry``
         (bool: the span starts work in its service, i.e. its parent is absent or in another
-        service), ``callee`` (str: the service of the span's first child in another service,
-        ``""`` when it calls none: such a span is an *exit* span, its self time the time spent
-        between the services) and ``error`` (bool: ``status == "error"``).
+        service), ``callee`` (str: the other service that all of the span's children outside its
+        own service belong to: such a span is an *exit* (client) span, its self time the time
+        spent between the two services; ``""`` when it calls no other service, or calls several
+        directly, as a server span does when the caller emits no client spans: its self time is
+        then its own work) and ``error`` (bool: ``status == "error"``).
     """
     _require(spans, _REQUIRED)
     out = spans.copy()
@@ -127,8 +131,11 @@ def annotate(spans: pd.DataFrame) -> pd.DataFrame:
     out["parent_service"] = parent_service.fillna("").astype(object)
     out["entry"] = (parent_service.isna() | (parent_service != spans["service"])).to_numpy(dtype=bool)
     crossing = spans[parent_service.notna() & (parent_service != spans["service"])]
-    callee = (crossing.sort_values("start", kind="stable").drop_duplicates("parent_span_id")
-              .set_index("parent_span_id")["service"])
+    called = crossing.groupby("parent_span_id", sort=False)["service"]
+    # An exit span calls one other service (its children there are that call's server spans,
+    # retries included). A span whose children are in several other services made those calls
+    # itself (no client spans): its self time is its own work between them, not one edge's.
+    callee = called.first()[called.nunique() == 1]
     # object before filling: an empty map gives float NaN, and filling a float column with "" is
     # going away in pandas (Pandas4Warning)
     out["callee"] = spans["span_id"].map(callee).astype(object).fillna("")
@@ -161,8 +168,9 @@ def span_stats(spans: pd.DataFrame, step: str = "1min", *,
         :func:`annotate`), ``latency_p<q>_ms`` (duration of its entry spans), ``self_time_p<q>_ms``
         (self time of its spans that call no other service) and ``error_rate`` (share of its spans
         with status error). Metrics of an edge: ``requests`` (calls), ``latency_p<q>_ms`` (the
-        duration the caller saw), ``overhead_p<q>_ms`` (the caller's exit-span self time: time
-        between the two services) and ``error_rate`` (share of the callee's entry spans of those
+        duration the caller saw: its exit span's, or the callee's entry span's for a call made
+        without a client span), ``overhead_p<q>_ms`` (the caller's exit-span self time: time
+        between the two services; none for direct calls) and ``error_rate`` (share of the callee's entry spans of those
         calls with status error). Sorted by timestamp, service, edge, metric.
     """
     qs = _percentiles(percentiles)
@@ -182,13 +190,19 @@ def span_stats(spans: pd.DataFrame, step: str = "1min", *,
     for p in parts:
         p["edge"] = ""
     if edges:
+        keys = ["timestamp", "service", "edge"]
         calls = ann[ann["callee"] != ""].rename(columns={"service": "caller", "callee": "service"})
+        # Calls a span made directly (no client span): the callee's entry span is all there is of
+        # the call, so its duration is the latency and no overhead can be told apart.
+        exits = set(ann.loc[ann["callee"] != "", "span_id"])
+        direct = ann[ann["entry"] & (ann["parent_service"] != "") & ~ann["parent_span_id"].isin(exits)]
+        calls = pd.concat([calls, direct.rename(columns={"parent_service": "caller"})], ignore_index=True)
         if len(calls):
             calls["edge"] = calls["caller"] + ARROW + calls["service"]
-            keys = ["timestamp", "service", "edge"]
             parts.append(_counts(calls, keys, "requests"))
             parts.append(_quantiles(calls, keys, "duration_ms", qs, "latency"))
-            parts.append(_quantiles(calls, keys, "self_ms", qs, "overhead"))
+            exit_calls = calls[calls["span_id"].isin(exits)]
+            parts.append(_quantiles(exit_calls, keys, "self_ms", qs, "overhead"))
             callee_entry = ann[ann["entry"] & (ann["parent_service"] != "")]
             errs = callee_entry.assign(edge=callee_entry["parent_service"] + ARROW + callee_entry["service"])
             parts.append(errs.groupby(keys)["error"].mean().rename("error_rate").reset_index()
