@@ -221,6 +221,26 @@ def test_replace_proposed_keeps_reviewed_hypotheses(kb):
     assert len(kb.list_hypotheses(inc.id)) == 3
 
 
+def test_a_reanalysis_keeps_what_it_ranks_again_and_changes_no_content_hash(kb):
+    inc = _incident(kb)
+    ranking = [{"service": "a", "cause": "change", "summary": "deploy", "score": 0.9, "rank": 1},
+               {"service": "b", "cause": "code", "summary": "errors", "score": 0.4, "rank": 2},
+               {"service": "c", "cause": "traffic", "summary": "spike", "score": 0.1, "rank": 3}]
+    first = kb.replace_proposed_hypotheses(inc.id, ranking, who="engine")
+    signed = kb.add_signoff(inc.id, name="Carol", role="incident commander", who="carol")
+    again = kb.replace_proposed_hypotheses(inc.id, ranking, who="engine")
+    assert [(h.id, h.version) for h in again] == [(h.id, 1) for h in first]
+    assert kb.content_hash(inc.id) == signed.content_hash  # the sign-off still holds
+    moved = kb.replace_proposed_hypotheses(inc.id, [dict(ranking[1], score=0.95, rank=1),
+                                                    dict(ranking[0], rank=2)], who="engine")
+    ids = {h.service: h.id for h in first}
+    assert [(h.id, h.version, h.rank) for h in moved] == [(ids["b"], 2, 1), (ids["a"], 2, 2)]
+    changes = {(r.field, r.old, r.new) for r in kb.history("hypothesis", ids["b"]) if r.field != "*"}
+    assert changes == {("score", 0.4, 0.95), ("rank", 2, 1)}
+    assert [r.new for r in kb.history("hypothesis", ids["c"])][-1] is None  # dropped: deleted
+    assert kb.content_hash(inc.id) != signed.content_hash
+
+
 # ----------------------------------------------------------------------------- transactions
 
 def test_failure_inside_a_transaction_leaves_nothing(kb):

@@ -19,8 +19,9 @@ Steps and where they live:
    and the similar past incidents.
 
 With ``store=True`` the ranking replaces the incident's *proposed* hypotheses
-(:meth:`KnowledgeBase.replace_proposed_hypotheses`: confirmed and rejected ones stay, and a
-candidate a human already decided is not proposed again), and the signature is written to
+(:meth:`KnowledgeBase.replace_proposed_hypotheses`: confirmed and rejected ones stay, a
+candidate a human already decided is not proposed again, and one proposed before keeps its id:
+re-analysing the same evidence changes nothing a sign-off's content hash covers), and the signature is written to
 ``incidents/<id>/signature.json`` (:func:`read_signature` reads it back; the recheck loop and the
 similar-incident search use it), and the incident gets its enrichment snapshot (dependencies,
 deployed versions, changes, alerts around it: :func:`workbench.analysis.snapshot.attach`). An

@@ -15,7 +15,8 @@ Guarantees
   ``WHERE version = ...`` so two writers racing between read and write cannot both win.
 - History is append-only: a created record writes one row with field ``"*"`` (``old`` None,
   ``new`` the record); every update writes one row per changed field (old, new, who, at); a
-  deleted proposed hypothesis writes field ``"*"`` with ``new`` None. An update that changes
+  deleted proposed hypothesis writes field ``"*"`` with ``new`` None (a re-analysis updates the
+  proposed hypotheses it ranks again in place and deletes only those it drops). An update that changes
   nothing bumps no version and writes no history.
 - Records come back as frozen dataclasses (:mod:`workbench.store.records`), times as aware UTC.
 - Values are checked before anything is written (:func:`workbench.store.records.clean`): a bad
@@ -265,7 +266,9 @@ class KnowledgeBase(RunMethods, OutboxMethods, JobMethods, TokenMethods, Inbound
         """Replace the still-proposed hypotheses of an incident with a new ranking.
 
         Confirmed and rejected hypotheses stay; a candidate with the same (service, cause) as one
-        of them is skipped (a human already decided it). Each candidate is a mapping (or has
+        of them is skipped (a human already decided it). A candidate with the same (service, cause)
+        as a proposed hypothesis updates it in place (same id; version and history move only for
+        the fields that changed); proposed hypotheses the new ranking leaves out are deleted. Each candidate is a mapping (or has
         ``to_dict()``) with the keys of :meth:`add_hypothesis`; its status must be ``proposed``.
         Returns the incident's hypotheses afterwards.
         """
@@ -284,17 +287,27 @@ class KnowledgeBase(RunMethods, OutboxMethods, JobMethods, TokenMethods, Inbound
             candidates.append(values)
         with self._session(write=True) as s:
             self._get(s, "incident", incident_id)
-            now, reviewed = self._clock(), set()
-            for row in s.scalars(select(HypothesisRow).where(HypothesisRow.incident_id == incident_id)):
+            now, reviewed, proposed = self._clock(), set(), {}
+            for row in s.scalars(select(HypothesisRow).where(HypothesisRow.incident_id == incident_id)
+                                 .order_by(HypothesisRow.seq)):
                 if row.status == "proposed":
-                    writes.delete(s, "hypothesis", row, who, now)
+                    proposed.setdefault((row.service, row.cause), []).append(row)
                 else:
                     reviewed.add((row.service, row.cause))
+            # A candidate the ranking proposed before keeps its id and version when nothing changed
+            # (a re-analysis of the same evidence changes no content hash, no link, no open form);
+            # what changed is recorded field by field, what the ranking dropped is deleted.
+            matched = [(values, proposed[key].pop(0) if proposed.get(key) else None) for values in candidates
+                       if (key := (values["service"], values["cause"])) not in reviewed]
+            for row in (r for rows in proposed.values() for r in rows):
+                writes.delete(s, "hypothesis", row, who, now)
             s.flush()
-            for values in candidates:
-                if (values["service"], values["cause"]) not in reviewed:
+            for values, row in matched:
+                if row is None:
                     writes.create(s, "hypothesis", values, id=None, incident_id=incident_id, version=None, who=who,
                                   now=now)
+                else:
+                    writes.update(s, "hypothesis", row, row.version, values, who, now)
             return [to_record("hypothesis", r) for r in s.scalars(_children("hypothesis", incident_id))]
 
     def update_hypothesis(self, id: str, expected_version: int, who: str, **changes: Any) -> Hypothesis:
