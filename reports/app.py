@@ -318,7 +318,13 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
     kwargs.setdefault("title", "Postmortem workbench")
     kwargs.setdefault("websocket_origin", websocket_origins(address, port))
     if basic_auth:
-        kwargs.setdefault("cookie_secret", secrets.token_hex(32))
+        if "cookie_secret" not in kwargs:
+            try:
+                kwargs["cookie_secret"] = auth.cookie_secret(ws.root, basic_auth)
+            except OSError as exc:  # a read-only workspace: logins then last until the server stops
+                print(f"workbench serve: cannot keep the login key ({exc}); a restart will log everyone out",
+                      file=sys.stderr)
+                kwargs["cookie_secret"] = secrets.token_hex(32)
         if not {"login_template", "logout_template"} & set(kwargs):
             pages = _auth_pages()
             kwargs.update(login_template=str(pages / "login.html"), logout_template=str(pages / "logout.html"))

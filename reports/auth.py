@@ -12,22 +12,30 @@ likes; a workbench served to a team network holds postmortems, so :func:`provide
   successful login clears its count;
 - sets its cookies ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
 
+The cookies are signed with :func:`cookie_secret`: a key kept in the workspace (created on first
+use, readable by its owner only) mixed with the password, so restarting ``workbench serve`` logs
+nobody out while changing the password logs everyone out.
+
 The address is Tornado's ``request.remote_ip``: behind a reverse proxy every client shares the
 proxy's address (one client's failures lock out everyone behind it) unless the proxy's
 ``X-Forwarded-For`` is trusted, which Panel does not do by default.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import html
+import os
+import secrets
 import threading
 import time
+from pathlib import Path
 from collections import defaultdict, deque
 from typing import Any, Callable
 
 from panel.auth import BasicAuthProvider, BasicLoginHandler
 
-__all__ = ["LOCKOUT_S", "MAX_FAILURES", "WINDOW_S", "LoginThrottle", "provider"]
+__all__ = ["KEY_FILE", "LOCKOUT_S", "MAX_FAILURES", "WINDOW_S", "LoginThrottle", "cookie_secret", "provider"]
 
 #: Failed logins from one address within :data:`WINDOW_S` that lock it out.
 MAX_FAILURES = 5
@@ -35,6 +43,43 @@ MAX_FAILURES = 5
 WINDOW_S = 300.0
 #: Seconds an address stays locked out.
 LOCKOUT_S = 300.0
+
+#: The file, in the workspace folder, holding the key login cookies are signed with.
+KEY_FILE = "serve-cookie.key"
+
+
+def cookie_secret(root: str | os.PathLike[str], password: str) -> str:
+    """The secret the served app signs its login cookies with: HMAC-SHA256 of ``password`` under
+    the workspace's key (``root/KEY_FILE``: 32 random bytes, hex, written with mode 0600 the first
+    time and then read). Stable across restarts and shared by every ``serve`` of one workspace;
+    another password gives another secret, so cookies signed before a password change are void.
+
+    Raises
+    ------
+    OSError
+        The key cannot be read or created (the message names the file).
+    """
+    path = Path(root) / KEY_FILE
+    if not path.exists():
+        # Written aside and linked into place: of two servers starting at once, one key wins and
+        # neither reads a half-written file.
+        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        raise OSError(f"{path}: expected the hex key `workbench serve` wrote (64 characters), found {len(key)}; "
+                      f"delete the file to make a new one (everyone logs in again)")
+    return hmac.new(key.encode("ascii"), password.encode("utf-8"), hashlib.sha256).hexdigest()
+
 
 _LOCKED_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Too many attempts</title></head>

@@ -269,6 +269,64 @@ def test_serve_speaks_https_with_a_certificate(ws, tmp_path):
     assert f"https://127.0.0.1:{port}/" in out
 
 
+def test_a_restart_keeps_logins_and_a_new_password_ends_them(ws, tmp_path):
+    """The login cookies are signed with the workspace's key mixed with the password: a restarted
+    server accepts them, a server with another password sends the browser back to the login."""
+    import http.cookies
+    import os
+    import time
+    import urllib.request
+
+    from workbench.reports import auth
+    from workbench.reports.app import serve
+
+    def started(password):
+        port = free_port()
+        server = serve(ws, port=port, basic_auth=password, threaded=True)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5).read()
+                return server, port
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("serve did not start")
+
+    def status(port, cookie):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/", headers={"Cookie": cookie})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Location", "")
+
+    server, port = started("a-long-enough-password")
+    try:
+        code, headers, _ = _post_login(f"http://127.0.0.1:{port}/login", "a-long-enough-password")
+        assert code == 302
+        jar = http.cookies.SimpleCookie()
+        for value in headers.get_all("Set-Cookie"):
+            jar.load(value)
+        cookie = "; ".join(f"{k}={m.value}" for k, m in jar.items())
+        assert status(port, cookie)[0] == 200 and status(port, "")[0] == 302
+    finally:
+        server.stop()
+    key = ws.root / auth.KEY_FILE
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    server, port = started("a-long-enough-password")  # the restart
+    try:
+        assert status(port, cookie)[0] == 200
+    finally:
+        server.stop()
+    server, port = started("another-long-password")
+    try:
+        code, where = status(port, cookie)
+        assert code == 302 and "/login" in where
+    finally:
+        server.stop()
+    key.write_text("short\n")
+    with pytest.raises(OSError, match=auth.KEY_FILE):
+        auth.cookie_secret(ws.root, "a-long-enough-password")
+
+
 def test_login_throttle_locks_an_address_out_after_repeated_failures():
     from workbench.reports.auth import LoginThrottle
 
