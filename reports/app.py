@@ -291,13 +291,15 @@ def check_exposure(address: str, *, basic_auth: str | None = None, tls_cert: Any
 
 def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | None = None, port: int = 5006,
           address: str = "127.0.0.1", show: bool = False, basic_auth: str | None = None, tls_cert: Any = None,
-          tls_key: Any = None, allow_plain_http: bool = False, **kwargs: Any) -> Any:
+          tls_key: Any = None, allow_plain_http: bool = False, trusted_proxies: Any = (), **kwargs: Any) -> Any:
     """Serve :func:`app` with Panel's server (blocking) on ``address:port``; returns the server.
 
     :func:`check_exposure` decides first whether ``address`` may be served with the given
     protection. ``basic_auth=PASSWORD`` puts every page behind a login form (the workbench's own,
     unless ``login_template`` is given; ``login_throttle=`` a
-    :class:`workbench.reports.auth.LoginThrottle` to tune the limit); ``tls_cert``/``tls_key``
+    :class:`workbench.reports.auth.LoginThrottle` to tune the limit; ``trusted_proxies`` the
+    addresses or CIDR networks of reverse proxies whose ``X-Forwarded-For`` names the client the
+    limit counts, :func:`workbench.reports.auth.client_address`); ``tls_cert``/``tls_key``
     serve HTTPS. Other ``kwargs`` go to :func:`panel.serve`: ``threaded=True`` returns at once;
     ``websocket_origin`` replaces :func:`websocket_origins` (so does the ``BOKEH_ALLOW_WS_ORIGIN``
     environment variable, e.g. for a name the machine is reached by through a proxy).
@@ -337,7 +339,8 @@ def serve(workspace: Workspace | str | os.PathLike[str], *, incident_id: str | N
         # Our provider instead of Panel's: constant-time check, failed attempts limited per address.
         kwargs["auth_provider"] = auth.provider(basic_auth, login_template=kwargs.pop("login_template", None),
                                                 logout_template=kwargs.pop("logout_template", None),
-                                                throttle=kwargs.pop("login_throttle", None))
+                                                throttle=kwargs.pop("login_throttle", None),
+                                                trusted_proxies=trusted_proxies)
     # The receivers and REST API beside the UI (token-checked handlers, reports/api.py);
     # ``inbound=`` hands in one built with other settings (tests, embedding).
     inbound = kwargs.pop("inbound", None)

@@ -16,26 +16,30 @@ The cookies are signed with :func:`cookie_secret`: a key kept in the workspace (
 use, readable by its owner only) mixed with the password, so restarting ``workbench serve`` logs
 nobody out while changing the password logs everyone out.
 
-The address is Tornado's ``request.remote_ip``: behind a reverse proxy every client shares the
-proxy's address (one client's failures lock out everyone behind it) unless the proxy's
-``X-Forwarded-For`` is trusted, which Panel does not do by default.
+The address is Tornado's ``request.remote_ip``: behind a reverse proxy every client would share
+the proxy's address (one client's failures would lock out everyone behind it). Given the proxies'
+addresses (``trusted_proxies``, ``workbench serve --trusted-proxy``), :func:`client_address` takes
+the right-most ``X-Forwarded-For`` entry that is not one of them: the address the outermost
+trusted proxy saw. A client that is no trusted proxy cannot choose its key with that header.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import html
+import ipaddress
 import os
 import secrets
 import threading
 import time
 from pathlib import Path
 from collections import defaultdict, deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from panel.auth import BasicAuthProvider, BasicLoginHandler
 
-__all__ = ["KEY_FILE", "LOCKOUT_S", "MAX_FAILURES", "WINDOW_S", "LoginThrottle", "cookie_secret", "provider"]
+__all__ = ["KEY_FILE", "LOCKOUT_S", "MAX_FAILURES", "WINDOW_S", "LoginThrottle", "client_address", "cookie_secret",
+           "provider", "proxy_networks"]
 
 #: Failed logins from one address within :data:`WINDOW_S` that lock it out.
 MAX_FAILURES = 5
@@ -79,6 +83,47 @@ def cookie_secret(root: str | os.PathLike[str], password: str) -> str:
         raise OSError(f"{path}: expected the hex key `workbench serve` wrote (64 characters), found {len(key)}; "
                       f"delete the file to make a new one (everyone logs in again)")
     return hmac.new(key.encode("ascii"), password.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+Networks = tuple  # of ipaddress.IPv4Network / IPv6Network
+
+
+def proxy_networks(proxies: Iterable[str]) -> Networks:
+    """The trusted proxies (addresses or CIDR networks) as networks; ValueError names a bad one."""
+    out = []
+    for item in proxies:
+        try:
+            out.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"trusted proxy {item!r}: expected an IP address or a CIDR network "
+                             f"(10.0.0.5, 10.0.0.0/8, ::1)") from None
+    return tuple(out)
+
+
+def _trusted(address: str, networks: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(remote_ip: str | None, forwarded_for: Iterable[str], networks: Networks) -> str:
+    """The address a login attempt is counted against.
+
+    ``remote_ip`` when it is no trusted proxy (or none is configured); else the right-most entry
+    of the ``X-Forwarded-For`` headers (``forwarded_for``, in the order received) that is not a
+    trusted proxy, i.e. what the outermost trusted proxy saw. Entries left of it are the client's
+    own claims and never used. Clipped to 64 characters (it is a dictionary key).
+    """
+    peer = remote_ip or "?"
+    if not networks or not _trusted(peer, networks):
+        return peer
+    chain = [e.strip() for header in forwarded_for for e in header.split(",") if e.strip()]
+    for entry in reversed(chain):
+        if not _trusted(entry, networks):
+            return entry[:64]
+    return (chain[0] if chain else peer)[:64]
 
 
 _LOCKED_PAGE = """<!DOCTYPE html>
@@ -135,11 +180,14 @@ class LoginThrottle:
 
 
 def provider(password: str, *, login_template: str | None = None, logout_template: str | None = None,
-             throttle: LoginThrottle | None = None) -> BasicAuthProvider:
-    """A basic-auth provider for :func:`panel.serve` (``auth_provider=``) checking ``password``."""
+             throttle: LoginThrottle | None = None, trusted_proxies: Iterable[str] = ()) -> BasicAuthProvider:
+    """A basic-auth provider for :func:`panel.serve` (``auth_provider=``) checking ``password``;
+    failed logins are counted per :func:`client_address` (``trusted_proxies``: addresses or CIDR
+    networks of the reverse proxies in front)."""
     if not isinstance(password, str) or not password:
         raise ValueError("basic auth needs a non-empty password")
     limiter = throttle or LoginThrottle()
+    networks = proxy_networks(trusted_proxies)
     secret = password.encode("utf-8")
 
     class Handler(BasicLoginHandler):
@@ -154,7 +202,7 @@ def provider(password: str, *, login_template: str | None = None, logout_templat
             super().set_cookie(name, value, *args, **kwargs)
 
         def post(self) -> None:
-            key = self.request.remote_ip or "?"
+            key = client_address(self.request.remote_ip, self.request.headers.get_list("X-Forwarded-For"), networks)
             wait = limiter.retry_after(key)
             if wait > 0:
                 seconds = int(wait) + 1

@@ -214,6 +214,8 @@ def test_serve_refuses_short_passwords_and_unknown_incidents(ws, tmp_path, capsy
     assert "12 characters" in capsys.readouterr().err
     assert main(["serve", "--port", str(free_port()), "--incident", "INC-NOPE", "-w", str(ws.root)]) == 2
     assert "INC-NOPE" in capsys.readouterr().err
+    assert main(["serve", "--port", str(free_port()), "--trusted-proxy", "proxy.example", "-w", str(ws.root)]) == 2
+    assert "'proxy.example'" in capsys.readouterr().err
 
 
 def test_websocket_origins_cover_the_names_a_browser_uses():
@@ -385,7 +387,7 @@ def _login_server(handler, tls=None):
         thread.join(10)
 
 
-def _post_login(url: str, password: str, context=None):
+def _post_login(url: str, password: str, context=None, headers=None):
     """POST the login form without following the redirect: ``(status, headers, body)``."""
     import urllib.error
     import urllib.parse
@@ -398,7 +400,7 @@ def _post_login(url: str, password: str, context=None):
     opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
     body = urllib.parse.urlencode({"username": "sre", "password": password}).encode()
     try:
-        with opener.open(url, data=body, timeout=10) as r:
+        with opener.open(urllib.request.Request(url, data=body, headers=headers or {}), timeout=10) as r:
             return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode()
@@ -422,6 +424,30 @@ def test_the_login_handler_refuses_a_locked_out_address_before_checking_the_pass
         status, headers, _ = _post_login(url, "a-long-enough-password")
         assert status == 302 and "error=" not in headers["Location"]
         assert any(c.startswith("user=") for c in headers.get_all("Set-Cookie"))
+
+
+def test_behind_a_trusted_proxy_failed_logins_count_against_the_forwarded_client():
+    from workbench.reports.auth import LoginThrottle, client_address, provider, proxy_networks
+
+    nets = proxy_networks(["127.0.0.1", "10.0.0.0/8"])
+    assert client_address("127.0.0.1", ["198.51.100.7"], nets) == "198.51.100.7"
+    # the client's own claims (left) are skipped; the right-most untrusted entry counts
+    assert client_address("127.0.0.1", ["1.2.3.4, 198.51.100.7", "10.1.2.3"], nets) == "198.51.100.7"
+    assert client_address("192.0.2.1", ["1.2.3.4"], nets) == "192.0.2.1"  # not a proxy: its header is ignored
+    assert client_address("192.0.2.1", ["1.2.3.4"], proxy_networks([])) == "192.0.2.1"
+    with pytest.raises(ValueError, match="'proxy.example'"):
+        proxy_networks(["proxy.example"])
+
+    throttle = LoginThrottle(max_failures=2, window=60, lockout=30, clock=lambda: 0.0)
+    handler = provider("a-long-enough-password", throttle=throttle, trusted_proxies=["127.0.0.1"]).login_handler
+    with _login_server(handler) as (port, _):
+        url = f"http://127.0.0.1:{port}/login"
+        for spoof in ("203.0.113.1", "203.0.113.2"):  # rotating the claimed address does not help
+            _post_login(url, "wrong password!", headers={"X-Forwarded-For": f"{spoof}, 198.51.100.7"})
+        status, _, _ = _post_login(url, "a-long-enough-password", headers={"X-Forwarded-For": "198.51.100.7"})
+        assert status == 429  # that client is locked out ...
+        status, headers, _ = _post_login(url, "a-long-enough-password", headers={"X-Forwarded-For": "198.51.100.8"})
+        assert status == 302 and "error=" not in headers["Location"]  # ... its neighbours behind the proxy are not
 
 
 def test_login_cookies_are_secure_over_https_and_lax_everywhere(tmp_path):
