@@ -368,6 +368,24 @@ def test_the_benchmark_runs_unchanged_on_another_folder_of_the_layout(tmp_path):
     assert result["cv"]["stratified_4fold"]["cases"] == 4
 
 
+def test_rows_taken_chunk_by_chunk_equal_arrows_take():
+    import numpy as np
+    import pyarrow as pa
+
+    from workbench.telemetry.sources.nezha_rows import take_rows
+
+    rng = np.random.default_rng(3)
+    texts = [f"line {i} " + "x" * int(rng.integers(0, 40)) for i in range(500)]
+    texts[17] = None
+    for cuts in ([], [250], [0, 1, 1, 120, 499], list(range(0, 500, 7))):
+        edges = [0, *cuts, 500]
+        column = pa.chunked_array([pa.array(texts[a:b], type=pa.string()) for a, b in zip(edges[:-1], edges[1:])],
+                                  type=pa.string())
+        for rows in (rng.integers(0, 500, 300), np.arange(500)[::-1], np.array([17, 17, 0]), np.array([], dtype=int)):
+            got = take_rows(column, rows)
+            assert got.type == pa.string() and got.to_pylist() == [texts[i] for i in rows]
+
+
 def test_log_bodies_cut_from_the_common_shape_equal_json_decoding():
     """The Arrow cut (no json.loads for the runtime's usual line) gives what json.loads gives, in
     any row order, over several files, for short (inline) and long bodies, cut and escaped lines."""

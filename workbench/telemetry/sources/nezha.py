@@ -40,7 +40,7 @@ from ...formats import iso_utc
 from . import register
 from .base import RawFrame, Source, window
 from .gzcsv import ReadAhead, Vocabulary, numbers, read_ahead, read_csv
-from .nezha_rows import bodies, coded, level_tokens, log_times, quoted
+from .nezha_rows import bodies, coded, level_tokens, log_times, quoted, take_rows
 
 log = logging.getLogger(__name__)
 
@@ -484,9 +484,8 @@ def _first_copies(table: pa.Table, stamp: np.ndarray, rows: np.ndarray) -> tuple
     suspects = np.flatnonzero(same)
     if not len(suspects):
         return rows, 0
-    pick = pa.array(rows[suspects])
-    frame = pd.DataFrame({"time": times[suspects], **{c: table[c].take(pick).to_pandas() for c in _LOG_COLUMNS
-                                                       if c != "Timestamp"}})
+    frame = pd.DataFrame({"time": times[suspects], **{c: take_rows(table[c], rows[suspects]).to_pandas()
+                                                       for c in _LOG_COLUMNS if c != "Timestamp"}})
     repeat = np.zeros(len(rows), dtype=bool)
     repeat[suspects] = schema.duplicate_rows(frame)
     return rows[~repeat], int(repeat.sum())
