@@ -105,6 +105,8 @@ def _trusted(address: str, networks: Networks) -> bool:
         ip = ipaddress.ip_address(address.strip().strip("[]"))
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a server bound to "::" sees IPv4 peers as ::ffff:a.b.c.d
     return any(ip in net for net in networks)
 
 

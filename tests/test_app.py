@@ -434,6 +434,7 @@ def test_behind_a_trusted_proxy_failed_logins_count_against_the_forwarded_client
     # the client's own claims (left) are skipped; the right-most untrusted entry counts
     assert client_address("127.0.0.1", ["1.2.3.4, 198.51.100.7", "10.1.2.3"], nets) == "198.51.100.7"
     assert client_address("192.0.2.1", ["1.2.3.4"], nets) == "192.0.2.1"  # not a proxy: its header is ignored
+    assert client_address("::ffff:10.0.0.5", ["198.51.100.7"], nets) == "198.51.100.7"  # a dual-stack socket
     assert client_address("192.0.2.1", ["1.2.3.4"], proxy_networks([])) == "192.0.2.1"
     with pytest.raises(ValueError, match="'proxy.example'"):
         proxy_networks(["proxy.example"])
