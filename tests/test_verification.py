@@ -224,6 +224,29 @@ class _Recording:
         return self.store.query(table, start, end, services=services, names=names)
 
 
+def test_an_edge_call_whose_parent_started_before_the_window_counts(tmp_path):
+    from workbench.loop.readers import EDGE_LOOKBACK, edge_values
+
+    since = T("2026-11-02T10:00:00Z")
+    rows = []
+    for i, (parent_at, child_at) in enumerate([(-20, 1), (-EDGE_LOOKBACK.total_seconds() - 60, 2), (-30, -10),
+                                               (5, 6)]):
+        rows += [{"trace_id": f"t{i}", "span_id": f"p{i}", "parent_span_id": "", "service": "checkout",
+                  "name": "POST /checkout", "start": since + pd.Timedelta(seconds=parent_at), "duration_ms": 90_000.0,
+                  "status": "ok", "attributes": "{}"},
+                 {"trace_id": f"t{i}", "span_id": f"c{i}", "parent_span_id": f"p{i}", "service": "payments",
+                  "name": "charge", "start": since + pd.Timedelta(seconds=child_at), "duration_ms": 50.0,
+                  "status": "error" if i == 0 else "ok", "attributes": "{}"}]
+    store = TelemetryStore(tmp_path / "telemetry")
+    store.write({"spans": schema.validate("spans", pd.DataFrame(rows), source="test").frame})
+    c = Criterion.from_dict({**EDGE, "metric": "count", "comparator": ">", "threshold": 0, "duration": "1h",
+                             "window": "1h"})
+    counted = edge_values(c, store, since, since + pd.Timedelta(hours=1), pd.Timedelta(hours=1))
+    # the calls at +1 s (parent 20 s before the window) and +6 s; not the one made before the window,
+    # nor the one whose parent started more than the lookback earlier
+    assert counted.to_dict() == {0: 2.0}
+
+
 def test_template_and_edge_criteria_round_trip_and_describe():
     c = Criterion.from_dict({k: v for k, v in IFE.items() if k not in ("aggregate", "window")})
     assert (c.aggregate, c.window) == ("count", "5min")

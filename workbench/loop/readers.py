@@ -36,6 +36,9 @@ _MASKER: TemplateMiner | None = None
 _SPLIT = re.compile("(" + "|".join(re.escape(v) for v in sorted(_VARIABLES, key=len, reverse=True)) + ")")
 _RANK = {name: i for i, name in enumerate(schema.SEVERITIES)}
 _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+#: How long before a span-edge criterion's first window its query starts: a call's parent span
+#: (the caller's request, or its client span) started before the call did.
+EDGE_LOOKBACK = pd.Timedelta(minutes=5)
 
 
 def _empty() -> pd.Series:
@@ -149,14 +152,16 @@ def edge_values(c: Any, store: Any, since: pd.Timestamp, until: pd.Timestamp, st
     (:func:`workbench.signals.spans.annotate`, ``parent_service``); it counts in the window its span
     started in. ``count``: calls; ``error_rate``: share of those spans with status error;
     ``p50_ms``/``p95_ms``/``p99_ms``: percentiles of their ``duration_ms``. A window with data
-    has at least one call. A call whose parent started before ``since`` is not seen (its parent
-    lies outside the query).
+    has at least one call. The query starts :data:`EDGE_LOOKBACK` before ``since`` so that the
+    parent of a call made early in the first window is found; a parent that started longer before
+    (a batch job's span) is not, and its calls are not counted.
     """
-    frame = store.query("spans", since, until, services=sorted({c.caller, c.callee}))
+    frame = store.query("spans", since - EDGE_LOOKBACK, until, services=sorted({c.caller, c.callee}))
     if frame.empty:
         return _empty()
     spans = annotate(frame)
-    calls = spans[(spans["service"] == c.callee) & (spans["parent_service"] == c.caller)]
+    calls = spans[(spans["service"] == c.callee) & (spans["parent_service"] == c.caller)
+                  & (spans["start"] >= since).to_numpy(dtype=bool)]
     if calls.empty:
         return _empty()  # no call at all (an edge that does not exist, or no traffic)
     bins = _bins(calls["start"], since, step)
