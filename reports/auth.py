@@ -32,8 +32,8 @@ import os
 import secrets
 import threading
 import time
-from pathlib import Path
 from collections import defaultdict, deque
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from panel.auth import BasicAuthProvider, BasicLoginHandler
@@ -85,7 +85,8 @@ def cookie_secret(root: str | os.PathLike[str], password: str) -> str:
     return hmac.new(key.encode("ascii"), password.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-Networks = tuple  # of ipaddress.IPv4Network / IPv6Network
+#: Trusted proxies as :func:`proxy_networks` gives them (``ipaddress`` networks).
+Networks = tuple
 
 
 def proxy_networks(proxies: Iterable[str]) -> Networks:

@@ -170,8 +170,8 @@ def span_stats(spans: pd.DataFrame, step: str = "1min", *,
         with status error). Metrics of an edge: ``requests`` (calls), ``latency_p<q>_ms`` (the
         duration the caller saw: its exit span's, or the callee's entry span's for a call made
         without a client span), ``overhead_p<q>_ms`` (the caller's exit-span self time: time
-        between the two services; none for direct calls) and ``error_rate`` (share of the callee's entry spans of those
-        calls with status error). Sorted by timestamp, service, edge, metric.
+        between the two services; none for direct calls) and ``error_rate`` (share of the
+        callee's entry spans of those calls with status error). Sorted by timestamp, service, edge, metric.
     """
     qs = _percentiles(percentiles)
     columns = ["timestamp", "service", "edge", "metric", "value"]

@@ -16,8 +16,8 @@ Guarantees
 - History is append-only: a created record writes one row with field ``"*"`` (``old`` None,
   ``new`` the record); every update writes one row per changed field (old, new, who, at); a
   deleted proposed hypothesis writes field ``"*"`` with ``new`` None (a re-analysis updates the
-  proposed hypotheses it ranks again in place and deletes only those it drops). An update that changes
-  nothing bumps no version and writes no history.
+  proposed hypotheses it ranks again in place and deletes only those it drops). An update that
+  changes nothing bumps no version and writes no history.
 - Records come back as frozen dataclasses (:mod:`workbench.store.records`), times as aware UTC.
 - Values are checked before anything is written (:func:`workbench.store.records.clean`): a bad
   enumeration, a naive time or text containing NUL (which PostgreSQL cannot store) raises
@@ -268,8 +268,9 @@ class KnowledgeBase(RunMethods, OutboxMethods, JobMethods, TokenMethods, Inbound
         Confirmed and rejected hypotheses stay; a candidate with the same (service, cause) as one
         of them is skipped (a human already decided it). A candidate with the same (service, cause)
         as a proposed hypothesis updates it in place (same id; version and history move only for
-        the fields that changed); proposed hypotheses the new ranking leaves out are deleted. Each candidate is a mapping (or has
-        ``to_dict()``) with the keys of :meth:`add_hypothesis`; its status must be ``proposed``.
+        the fields that changed); proposed hypotheses the new ranking leaves out are deleted. Each
+        candidate is a mapping (or has ``to_dict()``) with the keys of :meth:`add_hypothesis`; its
+        status must be ``proposed``.
         Returns the incident's hypotheses afterwards.
         """
         who = check_who(who)
