@@ -55,3 +55,30 @@ def test_an_unknown_incident_comes_back_as_an_error_not_an_exception(checked):
 def test_a_worker_writes_nothing(checked):
     before, after, *_ = checked
     assert after == before
+
+
+def test_the_query_cache_holds_at_most_its_byte_budget(monkeypatch):
+    """Criteria frames (a day of a chatty service's log lines) are kept within QUERY_CACHE_BYTES:
+    the oldest go first, the newest stays even when it alone is larger."""
+    from workbench.loop import checks
+
+    asked = []
+
+    class Store:
+        def query(self, table, start=None, end=None, services=None, names=None):
+            asked.append(services[0])
+            return pd.DataFrame({"value": [0.0] * 1000})  # 8,000 bytes of values
+
+    size = int(Store().query("metrics", services=["x"]).memory_usage(index=True, deep=False).sum())
+    asked.clear()
+    clear_caches()
+    monkeypatch.setattr(checks, "QUERY_CACHE_BYTES", 2 * size)
+    cached = checks._CachedStore(Store())
+    for service in ("a", "b", "a", "c", "a", "b"):
+        cached.query("metrics", services=[service])
+    # a, b cached; a again is a hit; c evicts b (the least recently used); a hit; b is read again
+    assert asked == ["a", "b", "c", "b"]
+    monkeypatch.setattr(checks, "QUERY_CACHE_BYTES", size // 2)
+    cached.query("metrics", services=["d"])
+    assert list(checks._QUERY_BYTES) == [("None", "metrics", None, None, ("d",), None)]
+    clear_caches()

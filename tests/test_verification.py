@@ -358,11 +358,29 @@ def test_an_edge_that_does_not_exist_is_no_data(sample):
     assert evaluate({**EDGE, "caller": "payments", "callee": "checkout"}, sample, *CALM).verdict == "no_data"
 
 
-def test_each_signal_reads_one_narrow_query(sample, store):
+def test_a_log_criterion_read_a_piece_at_a_time_equals_one_read(sample, monkeypatch):
+    """Windows that straddle the pieces (5 h windows, 6 h pieces) add up across them: counts and
+    shares equal those of one read of the whole week."""
+    from workbench.loop import readers
+
+    for aggregate in ("count", "share"):
+        c = Criterion.from_dict({**IFE, "aggregate": aggregate, "window": "5h", "duration": "7d"})
+        pieces = readers.template_values(c, sample, *WEEK, c.window_span)
+        with monkeypatch.context() as m:
+            m.setattr(readers, "LOG_CHUNK", pd.Timedelta(days=400))
+            assert len(readers.log_chunks(*WEEK)) == 1
+            whole = readers.template_values(c, sample, *WEEK, c.window_span)
+        assert len(readers.log_chunks(*WEEK)) == 28 and len(whole) > 30 and whole.sum() > 0
+        pd.testing.assert_series_equal(pieces, whole, check_names=False, check_index_type=False)
+
+
+def test_each_signal_reads_narrow_queries(sample, store):
+    from workbench.loop.readers import log_chunks
+
     for criterion, since, until, expected in (
-            (IFE, *CALM, ("logs", ["payments"], None)),
-            (EDGE, *CALM, ("spans", ["checkout", "payments"], None)),
-            (PROD, START, UNTIL, ("metrics", ["checkout"], ["latency_p99_ms"]))):
+            (IFE, *CALM, [("logs", ["payments"], None)] * len(log_chunks(*CALM))),  # a piece at a time
+            (EDGE, *CALM, [("spans", ["checkout", "payments"], None)]),
+            (PROD, START, UNTIL, [("metrics", ["checkout"], ["latency_p99_ms"])])):
         recording = _Recording(store if criterion is PROD else sample)
         evaluate(criterion, recording, since, until)
-        assert recording.calls == [expected]
+        assert recording.calls == expected

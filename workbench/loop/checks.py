@@ -41,8 +41,10 @@ VERIFIED_ITEM_STATUSES = ("open", "in_progress", "done")
 RECURRENCE_ITEM_STATUSES = VERIFIED_ITEM_STATUSES
 #: Analyses of (service set, window) kept per worker process.
 CACHE_SIZE = 64
-#: Criterion metric queries kept per worker process.
+#: Criterion queries kept per worker process, and the most memory their frames may hold (the
+#: newest frame is kept whatever its size).
 QUERY_CACHE_SIZE = 512
+QUERY_CACHE_BYTES = 512 * 2**20
 
 
 class RecheckError(WorkbenchError):
@@ -361,6 +363,7 @@ _STATE: dict[str, Any] = {"token": None}
 _ANALYSES: "OrderedDict[tuple, Any]" = OrderedDict()
 _DAYS: dict[str, list[pd.Timestamp]] = {}
 _QUERIES: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+_QUERY_BYTES: dict[tuple, int] = {}
 _WORKSPACES: dict[str, Workspace] = {}
 _KBS: dict[str, Any] = {}
 
@@ -378,6 +381,7 @@ def clear_caches() -> None:
         _ANALYSES.clear()
         _DAYS.clear()
         _QUERIES.clear()
+        _QUERY_BYTES.clear()
         _WORKSPACES.clear()
         for kb in _KBS.values():
             kb.close()
@@ -477,8 +481,11 @@ class _CachedStore:
         frame = self.store.query(table, start, end, services=services, names=names)
         with _LOCK:
             _QUERIES[key] = frame
-            while len(_QUERIES) > QUERY_CACHE_SIZE:
-                _QUERIES.popitem(last=False)
+            _QUERY_BYTES[key] = int(frame.memory_usage(index=True, deep=False).sum())
+            while len(_QUERIES) > 1 and (len(_QUERIES) > QUERY_CACHE_SIZE
+                                         or sum(_QUERY_BYTES.values()) > QUERY_CACHE_BYTES):
+                old, _ = _QUERIES.popitem(last=False)
+                _QUERY_BYTES.pop(old, None)
         return frame
 
 

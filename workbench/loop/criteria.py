@@ -403,9 +403,10 @@ def evaluate(criterion: Criterion | Mapping[str, Any], store: Any, since: Any = 
         A criterion or its dict (``ActionItem.verification``).
     store : TelemetryStore
         Anything with ``query(table, start, end, services=None, names=None)`` returning the unified
-        tables (the recheck loop passes a memoised one). One query per evaluation, narrowed to the
-        criterion's services: ``metrics`` (``timestamp``, ``environment``, ``value``; ``names=[metric]``),
-        ``logs`` (``timestamp``, ``environment``, ``severity``, ``body``) or ``spans`` of caller and
+        tables (the recheck loop passes a memoised one). Queries narrowed to the criterion's
+        services: one of ``metrics`` (``timestamp``, ``environment``, ``value``; ``names=[metric]``),
+        ``logs`` (``timestamp``, ``environment``, ``severity``, ``body``; one query per 6 h piece of
+        the window, :func:`workbench.loop.readers.log_chunks`) or one of ``spans`` of caller and
         callee together (``span_id``, ``parent_span_id``, ``service``, ``start``, ``duration_ms``,
         ``status``). See :mod:`workbench.loop.readers`. Frames are not modified.
     since : time, optional

@@ -36,6 +36,8 @@ _MASKER: TemplateMiner | None = None
 _SPLIT = re.compile("(" + "|".join(re.escape(v) for v in sorted(_VARIABLES, key=len, reverse=True)) + ")")
 _RANK = {name: i for i, name in enumerate(schema.SEVERITIES)}
 _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+#: The piece of a log criterion's duration read at once (:func:`log_chunks`).
+LOG_CHUNK = pd.Timedelta(hours=6)
 #: How long before a span-edge criterion's first window its query starts: a call's parent span
 #: (the caller's request, or its client span) started before the call did.
 EDGE_LOOKBACK = pd.Timedelta(minutes=5)
@@ -80,25 +82,44 @@ def metric_values(c: Any, store: Any, since: pd.Timestamp, until: pd.Timestamp, 
 def template_values(c: Any, store: Any, since: pd.Timestamp, until: pd.Timestamp, step: pd.Timedelta) -> pd.Series:
     """Window number -> matching lines (``count``) or matching / all lines (``share``).
 
-    Reads ``store.query("logs", since, until, services=[service])``; columns used: ``timestamp``,
-    ``environment``, ``severity``, ``body``. A window has data when the service logged any line in
+    Reads ``store.query("logs", lo, hi, services=[service])`` for each :func:`log_chunks` piece of
+    the window (memory stays one piece of one service's lines, however long the criterion's
+    duration); columns used: ``timestamp``, ``environment``, ``severity``, ``body``. A window has data when the service logged any line in
     it (in ``environment`` when set, whatever the severity), so zero matching lines there is a
     real 0. ``severity`` restricts the matching lines to that severity or a more severe one; the
     share's denominator is every line of the window.
     """
-    frame = store.query("logs", since, until, services=[c.service])
-    if c.environment is not None:
-        frame = frame[frame["environment"] == c.environment]
-    if frame.empty:
+    matched, lines = [], []
+    for lo, hi in log_chunks(since, until):
+        # The whole chunk is asked for (the same query for every criterion on this service: the
+        # recheck loop's memoised store serves them all), then cut to the window.
+        frame = store.query("logs", lo, hi, services=[c.service])
+        inside = np.array((frame["timestamp"] >= since) & (frame["timestamp"] < until), dtype=bool)
+        if c.environment is not None:
+            inside &= (frame["environment"] == c.environment).to_numpy(dtype=bool)
+        frame = frame[inside]
+        if frame.empty:
+            continue
+        hit = template_matches(c.template, frame["body"])
+        if c.severity is not None:
+            rank = frame["severity"].map(_RANK).to_numpy(dtype=float)
+            hit &= rank >= _RANK[c.severity]
+        bins = _bins(frame["timestamp"], since, step)
+        matched.append(pd.Series(hit, dtype=float).groupby(bins).sum())
+        lines.append(pd.Series(1.0, index=bins).groupby(level=0).sum())
+    if not lines:
         return _empty()
-    hit = template_matches(c.template, frame["body"])
-    if c.severity is not None:
-        rank = frame["severity"].map(_RANK).to_numpy(dtype=float)
-        hit &= rank >= _RANK[c.severity]
-    bins = _bins(frame["timestamp"], since, step)
-    grouped = pd.Series(hit, dtype=float).groupby(bins)
-    out = grouped.mean() if c.aggregate == "share" else grouped.sum()
+    # A window may span chunks: its matching lines and all its lines are added up across them.
+    hits, total = pd.concat(matched).groupby(level=0).sum(), pd.concat(lines).groupby(level=0).sum()
+    out = hits / total if c.aggregate == "share" else hits
     return out.astype(float).sort_index()
+
+
+def log_chunks(since: pd.Timestamp, until: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The :data:`LOG_CHUNK`-long pieces (aligned to multiples of it since the epoch, UTC) that
+    cover ``[since, until)``: a log criterion over days reads one piece at a time."""
+    first = since.floor(LOG_CHUNK)
+    return [(lo, lo + LOG_CHUNK) for lo in pd.date_range(first, until, freq=LOG_CHUNK, inclusive="left")]
 
 
 def template_regex(template: str) -> re.Pattern[str]:
