@@ -84,9 +84,9 @@ def template_values(c: Any, store: Any, since: pd.Timestamp, until: pd.Timestamp
 
     Reads ``store.query("logs", lo, hi, services=[service])`` for each :func:`log_chunks` piece of
     the window (memory stays one piece of one service's lines, however long the criterion's
-    duration); columns used: ``timestamp``, ``environment``, ``severity``, ``body``. A window has data when the service logged any line in
-    it (in ``environment`` when set, whatever the severity), so zero matching lines there is a
-    real 0. ``severity`` restricts the matching lines to that severity or a more severe one; the
+    duration); columns used: ``timestamp``, ``environment``, ``severity``, ``body``. A window has
+    data when the service logged any line in it (in ``environment`` when set, whatever the
+    severity), so zero matching lines there is a real 0. ``severity`` restricts the matching lines to that severity or a more severe one; the
     share's denominator is every line of the window.
     """
     matched, lines = [], []
@@ -104,9 +104,9 @@ def template_values(c: Any, store: Any, since: pd.Timestamp, until: pd.Timestamp
         if c.severity is not None:
             rank = frame["severity"].map(_RANK).to_numpy(dtype=float)
             hit &= rank >= _RANK[c.severity]
-        bins = _bins(frame["timestamp"], since, step)
-        matched.append(pd.Series(hit, dtype=float).groupby(bins).sum())
-        lines.append(pd.Series(1.0, index=bins).groupby(level=0).sum())
+        grouped = pd.Series(hit, dtype=float).groupby(_bins(frame["timestamp"], since, step))
+        matched.append(grouped.sum())
+        lines.append(grouped.size().astype(float))
     if not lines:
         return _empty()
     # A window may span chunks: its matching lines and all its lines are added up across them.
