@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workbench.analysis.hypotheses import scoring as hyp_module  # noqa: E402
+from workbench.analysis.hypotheses import HISTORY_BONUS  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
 from workbench.evaluation.prior import CONDITIONS, DEFAULT_SEEDS, SENSITIVITY, nezha_part, sample_part  # noqa: E402
 
@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     command = "python benchmarks/prior.py" + "".join(f" {shlex.quote(a)}" for a in argv)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    print(f"{command}\n{now}; HISTORY_BONUS {hyp_module.HISTORY_BONUS} (sensitivity rows "
+    print(f"{command}\n{now}; HISTORY_BONUS {HISTORY_BONUS} (sensitivity rows "
           f"{', '.join(f'{b:g}' for b in SENSITIVITY)}), {args.seeds} seeds per shuffled control")
-    results: dict[str, Any] = {"command": command, "date": now, "history_bonus": hyp_module.HISTORY_BONUS,
+    results: dict[str, Any] = {"command": command, "date": now, "history_bonus": HISTORY_BONUS,
                                "seeds": args.seeds, "sensitivity": list(SENSITIVITY)}
     t0 = time.perf_counter()
     results["sample"] = sample_part(args.sample, seeds=args.seeds)

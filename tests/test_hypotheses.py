@@ -249,6 +249,12 @@ def test_history_adds_similar_incidents_and_a_bounded_bonus():
     assert any(e.kind == "history" for e in top.evidence)
     listed = similar_incidents(signature_from_document(past_doc), history)
     assert listed == []  # an incident is never similar to itself
+    # history_bonus=0: the similar incident is still shown, but no score moves
+    shown_only = rank(_window([DEPLOY]), _payments_incident(), history=history, history_bonus=0.0)
+    assert [h.score for h in shown_only] == [h.score for h in plain]
+    assert shown_only[0].similar and any(e.kind == "history" for e in shown_only[0].evidence)
+    doubled = rank(_window([DEPLOY]), _payments_incident(), history=history, history_bonus=0.5)
+    assert doubled[0].score - plain[0].score == pytest.approx(2 * (top.score - plain[0].score))
 
 
 def test_nothing_suspicious_gives_no_hypotheses():

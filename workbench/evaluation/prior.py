@@ -36,9 +36,8 @@ Protocol
      (``with_cause`` of the signature before confirmation), i.e. the knowledge base a team of
      random reviewers would leave behind (origin and cause of the fingerprints permuted too);
    - ``prior@0.1``, ``prior@0.5``: sensitivity to :data:`workbench.analysis.hypotheses.model.HISTORY_BONUS`
-     (0.25 is ``prior``), informational only. The attribute the ranking reads
-     (``workbench.analysis.hypotheses.scoring.HISTORY_BONUS``) is set inside this process for
-     those rankings and restored right after; the shipped constant is not changed.
+     (0.25 is ``prior``), informational only: the same history ranked with ``rank(...,
+     history_bonus=...)``.
 4. Measures per incident and condition: the rank of the true ``(service, cause)`` among all
    hypotheses (the ranking is asked for every candidate, not only the 10 ``analyze`` keeps; a
    tie counts at its worst position; not proposed = number of hypotheses + 1), the rank of the
@@ -94,7 +93,7 @@ import pandas as pd
 from .. import yamlio
 from ..analysis import correlate
 from ..analysis.evidence import ServiceSuspicion, TelemetryWindow
-from ..analysis.hypotheses import scoring as hyp_module
+from ..analysis.hypotheses import HISTORY_BONUS, rank
 from ..analysis.pipeline import analyze_window
 from ..analysis.signature import PastIncident, Signature, signature_from_incident, with_cause
 from ..errors import SourceError, WorkbenchError
@@ -273,13 +272,14 @@ def summarize(rows: Sequence[dict[str, Any]], condition: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the online loop
 
-def _ranker(case: Case) -> Callable[[Sequence[HistoryEntry]], list[Any]]:
-    """Rank ``case`` against a history: guarded, on the cached localisation and changes."""
+def _ranker(case: Case) -> Callable[..., list[Any]]:
+    """Rank ``case`` against a history (and a history bonus): guarded, on the cached localisation
+    and changes."""
 
-    def run(entries: Sequence[HistoryEntry]) -> list[Any]:
+    def run(entries: Sequence[HistoryEntry], bonus: float = HISTORY_BONUS) -> list[Any]:
         check_history(case.incident_id, case.started, entries)
-        return hyp_module.rank(case.window, case.suspicions, case.incident, [e.past for e in entries],
-                               changes=case.changes, limit=ALL)
+        return rank(case.window, case.suspicions, case.incident, [e.past for e in entries],
+                    changes=case.changes, limit=ALL, history_bonus=bonus)
 
     return run
 
@@ -355,12 +355,7 @@ def evaluate(cases: Sequence[Case], history: Sequence[HistoryEntry], *, seeds: i
                     runs[name].append(measure(rank_case(_permuted(visible, rng, into)), case.truth))
                     calls += 1
         for bonus in sensitivity:
-            shipped = hyp_module.HISTORY_BONUS
-            hyp_module.HISTORY_BONUS = bonus  # this process only, restored right after
-            try:
-                runs[f"prior@{bonus:g}"] = [measure(rank_case(visible), case.truth)]
-            finally:
-                hyp_module.HISTORY_BONUS = shipped
+            runs[f"prior@{bonus:g}"] = [measure(rank_case(visible, bonus), case.truth)]
             calls += 1
         t_rank += time.perf_counter() - t0
         n_rank += calls

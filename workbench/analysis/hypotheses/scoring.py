@@ -23,7 +23,8 @@ from .wording import _evidence, _similar_for, _summary
 
 def rank(window: TelemetryWindow, suspicions: Sequence[ServiceSuspicion], incident: Any = None,
          history: Sequence[PastIncident] = (), *, changes: pd.DataFrame | None = None,
-         lookback: pd.Timedelta = correlate.DEFAULT_LOOKBACK, limit: int = DEFAULT_LIMIT) -> list[Hypothesis]:
+         lookback: pd.Timedelta = correlate.DEFAULT_LOOKBACK, limit: int = DEFAULT_LIMIT,
+         history_bonus: float = HISTORY_BONUS) -> list[Hypothesis]:
     """Rank (service, cause) hypotheses for one incident.
 
     Parameters
@@ -43,6 +44,9 @@ def rank(window: TelemetryWindow, suspicions: Sequence[ServiceSuspicion], incide
         How far before an onset a change counts.
     limit : int
         Most hypotheses returned.
+    history_bonus : float
+        Largest bonus of a matching confirmed past incident (``1 + history_bonus * H``; 0: the
+        history is shown as evidence but never moves a score).
 
     Returns
     -------
@@ -85,7 +89,7 @@ def rank(window: TelemetryWindow, suspicions: Sequence[ServiceSuspicion], incide
                 loc, prop, surge = svc.L, svc.P, 1 - TRAFFIC_DISCOUNT * traffic_max
                 evidence = EVIDENCE_FLOOR + (1 - EVIDENCE_FLOOR) * CAUSE_WEIGHTS[cause] * strength
             h = max((sim for past, sim in prior if (name, cause) in past.confirmed), default=0.0)
-            score = loc * prop * surge * evidence * (1 + HISTORY_BONUS * h)
+            score = loc * prop * surge * evidence * (1 + history_bonus * h)
             summary = _summary(cause, svc) + (f"; {thin}" if thin else "")
             hyp = Hypothesis(service=name, cause=cause, summary=summary, score=score,
                              parts={"L": round(loc, 4), "P": round(prop, 4), "S": round(surge, 4),
