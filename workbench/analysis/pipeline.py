@@ -21,9 +21,9 @@ Steps and where they live:
 With ``store=True`` the ranking replaces the incident's *proposed* hypotheses
 (:meth:`KnowledgeBase.replace_proposed_hypotheses`: confirmed and rejected ones stay, a
 candidate a human already decided is not proposed again, and one proposed before keeps its id:
-re-analysing the same evidence changes nothing a sign-off's content hash covers), and the signature is written to
-``incidents/<id>/signature.json`` (:func:`read_signature` reads it back; the recheck loop and the
-similar-incident search use it), and the incident gets its enrichment snapshot (dependencies,
+re-analysing the same evidence changes nothing a sign-off's content hash covers), and the
+signature is written to ``incidents/<id>/signature.json`` (:func:`read_signature` reads it back;
+the recheck loop and the similar-incident search use it), and the incident gets its enrichment snapshot (dependencies,
 deployed versions, changes, alerts around it: :func:`workbench.analysis.snapshot.attach`). An
 incident whose window holds no telemetry gets a result with no hypotheses and a note saying so,
 and nothing is stored.
